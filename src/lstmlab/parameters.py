@@ -1,0 +1,134 @@
+"""Parameters of one LSTM layer-direction: names, shapes, checks and initialisation.
+
+Shared by `lstmlab.LSTM` (names suffixed ``_l{k}`` / ``_l{k}_reverse``, as in
+torch.nn.LSTM) and `lstmlab.LSTMCell` (no suffix, as in torch.nn.LSTMCell).
+
+Plain parameters keep torch's names and shapes; variants add their own keys:
+
+    weight_peephole (3H,)    (p_i | p_f | p_o)              peephole=True
+    ln_ih_weight    (4H,)    gain on LN(W_ih x)             layer_norm=True
+    ln_hh_weight    (4H,)    gain on LN(W_hh h)
+    ln_c_weight     (H,)     gain on LN(c)
+    ln_c_bias       (H,)     bias on LN(c)
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import torch
+from torch import nn
+
+from .cell import GATES, CellSpec, LayerWeights
+
+VARIANT_SHAPES = {  # name -> (multiple of H, the spec flag that adds it)
+    "weight_peephole": (3, "peephole"),
+    "ln_ih_weight": (4, "layer_norm"),
+    "ln_hh_weight": (4, "layer_norm"),
+    "ln_c_weight": (1, "layer_norm"),
+    "ln_c_bias": (1, "layer_norm"),
+}
+
+
+def check_probability(name: str, value, upper_inclusive: bool = False) -> float:
+    ok = isinstance(value, numbers.Number) and not isinstance(value, bool)
+    ok = ok and 0 <= value and (value <= 1 if upper_inclusive else value < 1)
+    if not ok:
+        bound = "[0, 1]" if upper_inclusive else "[0, 1)"
+        raise ValueError(f"{name}: expected a probability in {bound}, got {value!r}")
+    return float(value)
+
+
+def check_positive_int(name: str, value, minimum: int = 1) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ValueError(f"{name}: expected an int >= {minimum}, got {value!r}")
+    return value
+
+
+def make_spec(peephole, layer_norm, coupled, zoneout, weight_drop) -> CellSpec:
+    """Check the variant options and return their spec."""
+    if isinstance(zoneout, (tuple, list)):
+        if len(zoneout) != 2:
+            raise ValueError(f"zoneout: expected a float or a pair (zoneout_c, zoneout_h), got {zoneout!r}")
+        zoneout_c, zoneout_h = zoneout
+    else:
+        zoneout_c = zoneout_h = zoneout
+    for name, flag in (("peephole", peephole), ("layer_norm", layer_norm), ("coupled", coupled)):
+        if not isinstance(flag, bool):
+            raise TypeError(f"{name}: expected True or False, got {flag!r}")
+    return CellSpec(
+        peephole=peephole, layer_norm=layer_norm, coupled=coupled,
+        zoneout_c=check_probability("zoneout", zoneout_c), zoneout_h=check_probability("zoneout", zoneout_h),
+        weight_drop=check_probability("weight_drop", weight_drop),
+    )
+
+
+def check_bias_options(bias: bool, forget_bias, chrono_init) -> None:
+    if not isinstance(forget_bias, numbers.Real) or isinstance(forget_bias, bool):
+        raise TypeError(f"forget_bias: expected a number, got {forget_bias!r}")
+    if chrono_init is not None and (not isinstance(chrono_init, numbers.Real) or chrono_init < 2):
+        raise ValueError(f"chrono_init: expected the longest expected dependency T_max >= 2 (steps), got {chrono_init!r}")
+    if (forget_bias or chrono_init is not None) and not bias:
+        raise ValueError("forget_bias/chrono_init: expected bias=True (they initialise the gate biases), got bias=False")
+    if forget_bias and chrono_init is not None:
+        raise ValueError(
+            f"forget_bias={forget_bias!r} and chrono_init={chrono_init!r}: expected at most one of them "
+            "(both set the forget-gate bias)"
+        )
+
+
+def add_variant_parameters(module: nn.Module, suffix: str, hidden_size: int, spec: CellSpec, factory) -> None:
+    for name, (multiple, flag) in VARIANT_SHAPES.items():
+        if getattr(spec, flag):
+            module.register_parameter(name + suffix, nn.Parameter(torch.empty(multiple * hidden_size, **factory)))
+
+
+def gate_slice(name: str, hidden_size: int) -> slice:
+    index = GATES.index(name)
+    return slice(index * hidden_size, (index + 1) * hidden_size)
+
+
+@torch.no_grad()
+def init_variant_parameters(module: nn.Module, suffix: str, hidden_size: int, spec: CellSpec,
+                            forget_bias: float, chrono_init: float | None) -> None:
+    """Variant-specific initialisation, applied after torch's uniform(-1/√H, 1/√H) init.
+
+    - peephole weights keep the uniform init; LN gains start at 1, the LN(c) bias at 0;
+    - coupled: the unused f rows are zeroed, so nothing unused looks meaningful;
+    - forget_bias b: added to the f slice of bias_ih (Gers et al. 2000);
+    - chrono_init T_max: b_f = log(U(1, T_max - 1)), b_i = -b_f (Tallec & Ollivier 2018),
+      in bias_ih, with the f and i slices of bias_hh zeroed.
+    """
+    get = lambda name: getattr(module, name + suffix, None)  # noqa: E731
+    if spec.layer_norm:
+        for name in ("ln_ih_weight", "ln_hh_weight", "ln_c_weight"):
+            get(name).fill_(1.0)
+        get("ln_c_bias").zero_()
+    f_rows, i_rows = gate_slice("f", hidden_size), gate_slice("i", hidden_size)
+    if spec.coupled:
+        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            if get(name) is not None:
+                get(name)[f_rows].zero_()
+    if forget_bias:
+        get("bias_ih")[f_rows] += forget_bias
+    if chrono_init is not None:
+        b_f = torch.log(torch.empty(hidden_size).uniform_(1.0, float(chrono_init) - 1.0)).to(get("bias_ih"))
+        get("bias_ih")[f_rows] = b_f
+        get("bias_ih")[i_rows] = -b_f
+        get("bias_hh")[f_rows] = 0.0
+        get("bias_hh")[i_rows] = 0.0
+
+
+def layer_weights(module: nn.Module, suffix: str) -> LayerWeights:
+    """Collect one layer-direction's tensors (missing ones are None)."""
+    get = lambda name: getattr(module, name + suffix, None)  # noqa: E731
+    return LayerWeights(
+        w_ih=get("weight_ih"), w_hh=get("weight_hh"), b_ih=get("bias_ih"), b_hh=get("bias_hh"),
+        w_hr=get("weight_hr"), peephole=get("weight_peephole"), ln_ih=get("ln_ih_weight"),
+        ln_hh=get("ln_hh_weight"), ln_c_weight=get("ln_c_weight"), ln_c_bias=get("ln_c_bias"),
+    )
+
+
+def uniform_bound(hidden_size: int) -> float:
+    return 1.0 / math.sqrt(hidden_size) if hidden_size > 0 else 0.0
