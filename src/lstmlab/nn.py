@@ -142,9 +142,9 @@ class LSTM(nn.Module):
         """Run the LSTM; see the class docstring for shapes. Returns like torch.nn.LSTM,
         plus an `lstmlab.Trace` as third element when ``trace=True``."""
         parsed = parse_input(input, self.batch_first, self.input_size)
-        return self._run(parsed, hx, trace)
+        return self._run(parsed, hx, trace, self.batch_first)
 
-    def _run(self, parsed: ParsedInput, hx, trace: bool):
+    def _run(self, parsed: ParsedInput, hx, trace: bool, batch_first: bool):
         check_like("input", parsed.x, self.weight_ih_l0)
         rows = self.num_layers * self.num_directions
         shapes = ((rows, self.proj_size or self.hidden_size), (rows, self.hidden_size))
@@ -159,7 +159,7 @@ class LSTM(nn.Module):
             output = pack_like(output, parsed.packed)
         elif parsed.unbatched:
             output, h_n, c_n = output.squeeze(1), h_n.squeeze(1), c_n.squeeze(1)
-        elif self.batch_first:
+        elif batch_first:
             output = output.transpose(0, 1)
         if not trace:
             return output, (h_n, c_n)
@@ -194,7 +194,7 @@ class LSTM(nn.Module):
         check_features(x_t, self.input_size)
         unbatched = x_t.dim() == 1
         x = x_t.reshape(1, 1, -1) if unbatched else x_t.unsqueeze(0)  # (1, B, I)
-        output, state = self._run(ParsedInput(x, None, None, unbatched), state, trace=False)
+        output, state = self._run(ParsedInput(x, None, None, unbatched), state, trace=False, batch_first=False)
         return output[0], state
 
     def extra_repr(self) -> str:
