@@ -1,7 +1,8 @@
 """Engines: one specification of the math (`lstmlab.cell`), several executions.
 
 - ``reference``: plain PyTorch time loop; every option, the trace; the specification.
-- ``native``: torch's fused kernel (oneDNN on CPU); plain cells (and weight drop), no trace.
+- ``native``: torch's fused kernel (oneDNN on CPU); plain cells (and weight drop); the
+  trace is recomputed from the kernel's outputs with batched GEMMs.
 
 ``engine="auto"`` picks the fastest engine that can run the request and can say why
 (`describe`). Nothing falls back silently: asking a named engine for something it
@@ -40,7 +41,8 @@ def select(requested: str, spec: CellSpec, need_trace: bool) -> tuple[str, str]:
     if requested != "auto":
         return requested, f"engine={requested!r} was requested"
     if native_problem is None:
-        return "native", "auto: plain cell without trace runs on torch's fused kernel (oneDNN on CPU)"
+        detail = "; gates recomputed from its outputs" if need_trace else ""
+        return "native", f"auto: plain cell runs on torch's fused kernel (oneDNN on CPU){detail}"
     return "reference", f"auto: reference time loop, because {native_problem}"
 
 
@@ -48,18 +50,15 @@ def describe(module=None) -> str:
     """Which engine runs and why: for `module` (an lstmlab.LSTM), or the general rule."""
     if module is None:
         lines = [f"engines available: {', '.join(available())}",
-                 "auto: 'native' (torch's fused kernel, oneDNN on CPU) for plain cells without trace;",
-                 "      'reference' (PyTorch time loop) for variants and for trace=True"]
+                 "auto: 'native' (torch's fused kernel, oneDNN on CPU) for plain cells, with the trace",
+                 "      recomputed from its outputs; 'reference' (PyTorch time loop) for the variants"]
         return "\n".join(lines)
     spec = module.spec
     without, why_without = select(module.engine, spec, need_trace=False)
     lines = [f"{type(module).__name__}(engine={module.engine!r}, variants: {', '.join(spec.variant_names()) or 'none'})",
              f"  forward without trace: {without} ({why_without})"]
-    try:
-        with_trace, why_with = select(module.engine, spec, need_trace=True)
-        lines.append(f"  forward with trace:    {with_trace} ({why_with})")
-    except ValueError as error:
-        lines.append(f"  forward with trace:    not possible ({error})")
+    with_trace, why_with = select(module.engine, spec, need_trace=True)
+    lines.append(f"  forward with trace:    {with_trace} ({why_with})")
     return "\n".join(lines)
 
 
