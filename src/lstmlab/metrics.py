@@ -1,0 +1,81 @@
+"""Metrics for sequence models, and the metrics log (JSONL or CSV).
+
+Losses are mean nats per token (natural log), as `torch.nn.functional.cross_entropy`
+gives them. For characters we report bits per character (nats / ln 2); for words or
+subwords, perplexity (exp of nats).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+
+def bits_per_char(nats_per_char: float) -> float:
+    """Mean nats per character -> bits per character."""
+    return nats_per_char / math.log(2)
+
+
+def perplexity(nats_per_token: float) -> float:
+    """Mean nats per token -> perplexity (capped at exp(50) so it stays a finite number)."""
+    return math.exp(min(nats_per_token, 50.0))
+
+
+def loss_summary(nats: float, unit: str) -> dict[str, float]:
+    """{"loss": nats, "bits_per_char": ...} for unit "char", {"perplexity": ...} otherwise."""
+    if unit == "char":
+        return {"loss": nats, "bits_per_char": bits_per_char(nats)}
+    return {"loss": nats, "perplexity": perplexity(nats)}
+
+
+class MetricsLog:
+    """Append one record per call to a JSONL or CSV file (format from the suffix).
+
+    The CSV header is `fields` (or the first record's keys); records may leave fields
+    empty, but a record with a key outside the header raises, since silently dropping
+    it would hide a metric.
+    """
+
+    def __init__(self, path: str | Path, fields: list[str] | None = None):
+        self.path = Path(path)
+        if self.path.suffix not in (".jsonl", ".csv"):
+            raise ValueError(f"metrics log must end in .jsonl or .csv, got {self.path.name}")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._csv_fields: list[str] | None = list(fields) if fields else None
+        self._header_written = self.path.exists() and self.path.stat().st_size > 0
+        if self.path.suffix == ".csv" and self.path.exists() and self.path.stat().st_size:
+            with self.path.open(newline="") as handle:
+                self._csv_fields = next(csv.reader(handle))
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self.path.suffix == ".jsonl":
+            with self.path.open("a") as handle:
+                handle.write(json.dumps(record) + "\n")
+            return
+        self._write_csv(record)
+
+    def _write_csv(self, record: dict[str, Any]) -> None:
+        if self._csv_fields is None:
+            self._csv_fields = list(record)
+        unknown = set(record) - set(self._csv_fields)
+        if unknown:
+            raise ValueError(f"CSV log {self.path} has columns {self._csv_fields}; "
+                             f"record adds {sorted(unknown)} (use a .jsonl log for varying fields)")
+        with self.path.open("a", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=self._csv_fields)
+            if not self._header_written:
+                writer.writeheader()
+                self._header_written = True
+            writer.writerow(record)
+
+
+def read_log(path: str | Path) -> list[dict[str, Any]]:
+    """Records of a JSONL or CSV metrics log (CSV values stay strings, empty cells dropped)."""
+    path = Path(path)
+    if path.suffix == ".jsonl":
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    with path.open(newline="") as handle:
+        return [{k: v for k, v in row.items() if v != ""} for row in csv.DictReader(handle)]

@@ -1,0 +1,180 @@
+"""A recurrent language model: embedding -> `lstmlab.LSTM` -> projection -> softmax.
+
+The AWD-LSTM regularisers (Merity et al. 2017) are options, each in its own module:
+embedding dropout (`embedding_dropout`), locked dropout on inputs and outputs
+(`locked_dropout`), weight drop (DropConnect on W_hh, built into `lstmlab.LSTM`), and
+AR / TAR (`activation_regularization`, applied in the loss, `lm_task`).
+
+Known simplification: dropout *between* layers is `lstmlab.LSTM`'s own ``dropout``
+(a fresh mask per step, as torch.nn.LSTM), not locked. Keeping the stack one
+multi-layer `lstmlab.LSTM` gives one `lstmlab.Trace` of every layer for inspection and
+lets the plain configuration run on the fast native engine.
+
+``cell="gru"|"rnn"`` swaps the LSTM for torch's GRU / tanh RNN, with the hidden size
+chosen so the whole model has (nearly) the LSTM model's parameter count.
+
+All tensors are time-major: tokens (T, B), logits (T, B, V).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+import lstmlab
+from lstmlab.checkpoint import CheckpointError, load_checkpoint
+from lstmlab.config import from_dict
+from lstmlab.data.tokenizers import tokenizer_from_dict
+from lstmlab.models.embedding_dropout import embedding_dropout
+from lstmlab.models.lm_config import LMConfig, LMModelConfig
+from lstmlab.models.locked_dropout import LockedDropout
+
+_GATES_PER_CELL = {"lstm": 4, "gru": 3, "rnn": 1}
+
+
+def _recurrent_layer(config: LMModelConfig, hidden_size: int) -> nn.Module:
+    """The recurrent stack for `config.cell` with `hidden_size` units per layer."""
+    dropout = config.dropout_between_layers if config.num_layers > 1 else 0.0
+    if config.cell == "lstm":
+        return lstmlab.LSTM(config.embedding_size, hidden_size, config.num_layers, dropout=dropout,
+                            peephole=config.peephole, layer_norm=config.layer_norm, coupled=config.coupled,
+                            forget_bias=config.forget_bias, zoneout=config.zoneout,
+                            weight_drop=config.weight_drop, engine=config.engine)
+    variants = {"weight_drop": 0.0, "peephole": False, "layer_norm": False, "coupled": False, "zoneout": 0.0}
+    used = [name for name, off in variants.items() if getattr(config, name) != off]
+    if used:
+        raise ValueError(f"cell={config.cell!r} supports none of the LSTM options {used}; "
+                         "use cell='lstm' or turn them off")
+    module = nn.GRU if config.cell == "gru" else nn.RNN
+    return module(config.embedding_size, hidden_size, config.num_layers, dropout=dropout)
+
+
+def count_parameters(config: LMModelConfig, vocab_size: int, hidden_size: int, cell: str) -> int:
+    """Parameters of the plain model (no LSTM variants) with `cell` and `hidden_size`."""
+    gates = _GATES_PER_CELL[cell]
+    total = vocab_size * config.embedding_size
+    for layer in range(config.num_layers):
+        inputs = config.embedding_size if layer == 0 else hidden_size
+        total += gates * hidden_size * (inputs + hidden_size + 2)
+    top = hidden_size
+    if config.projection_size:
+        total += hidden_size * config.projection_size + config.projection_size
+        top = config.projection_size
+    return total + vocab_size + (0 if config.tie_weights else top * vocab_size)
+
+
+def matched_hidden_size(config: LMModelConfig, vocab_size: int) -> int:
+    """Hidden size for config.cell giving the parameter count of the LSTM with config.hidden_size."""
+    if config.cell == "lstm" or not config.match_parameters:
+        return config.hidden_size
+    target = count_parameters(config, vocab_size, config.hidden_size, "lstm")
+    sizes = range(1, 8 * config.hidden_size + 1)
+    return min(sizes, key=lambda h: abs(count_parameters(config, vocab_size, h, config.cell) - target))
+
+
+class LanguageModel(nn.Module):
+    """Embedding -> recurrent stack -> (projection) -> logits over the vocabulary.
+
+    ``model(tokens, state=None, *, trace=False)``: tokens (T, B) int64 ->
+    ``(logits (T, B, V), state)``; with trace=True (LSTM only) also the `lstmlab.Trace`.
+    ``state`` is the recurrent state (``(h, c)`` for the LSTM, ``h`` otherwise).
+    """
+
+    def __init__(self, config: LMModelConfig, vocab_size: int):
+        super().__init__()
+        self.config = config
+        self.vocab_size = vocab_size
+        self.hidden_size = matched_hidden_size(config, vocab_size)
+        self.embedding = nn.Embedding(vocab_size, config.embedding_size)
+        self.recurrent = _recurrent_layer(config, self.hidden_size)
+        self.dropout_input = LockedDropout(config.dropout_input)
+        self.dropout_output = LockedDropout(config.dropout_output)
+        top = self.hidden_size
+        self.projection = None
+        if config.projection_size:
+            self.projection = nn.Linear(self.hidden_size, config.projection_size)
+            top = config.projection_size
+        self.decoder = nn.Linear(top, vocab_size)
+        if config.tie_weights:
+            if top != config.embedding_size:
+                raise ValueError(f"tie_weights needs the softmax input size ({top}: projection_size or "
+                                 f"hidden_size) to equal embedding_size ({config.embedding_size})")
+            self.decoder.weight = self.embedding.weight
+
+    @property
+    def lstm(self) -> lstmlab.LSTM | None:
+        """The `lstmlab.LSTM` (None for the gru/rnn baselines)."""
+        return self.recurrent if isinstance(self.recurrent, lstmlab.LSTM) else None
+
+    def forward(self, tokens: torch.Tensor, state: Any = None, *, trace: bool = False,
+                return_hidden: bool = False):
+        """tokens (T, B) -> (logits (T, B, V), state[, trace]); with return_hidden (for AR/TAR)
+        -> (logits, state, raw top output (T, B, H), dropped-out top output (T, B, H))."""
+        if tokens.dim() != 2 or tokens.dtype != torch.long:
+            raise ValueError(f"expected tokens of shape (T, B) and dtype int64, got "
+                             f"{tuple(tokens.shape)} {tokens.dtype}")
+        embedded = embedding_dropout(self.embedding, tokens, self.config.dropout_embedding, self.training)
+        embedded = self.dropout_input(embedded)  # (T, B, E)
+        if trace:
+            if self.lstm is None:
+                raise ValueError(f"trace=True needs cell='lstm', this model has cell={self.config.cell!r}")
+            raw_output, state, lstm_trace = self.lstm(embedded, state, trace=True)
+        else:
+            raw_output, state = self.recurrent(embedded, state)  # (T, B, H)
+        dropped_output = self.dropout_output(raw_output)
+        features = self.projection(dropped_output) if self.projection is not None else dropped_output
+        logits = self.decoder(features)  # (T, B, V)
+        if return_hidden:
+            return logits, state, raw_output, dropped_output
+        return (logits, state, lstm_trace) if trace else (logits, state)
+
+    def step(self, token: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, Any]:
+        """One token per stream, for generation: token (B,) -> (logits (B, V), state).
+        Uses the LSTM's stateful `step` (the same numbers as the sequence call)."""
+        embedded = self.embedding(token)  # (B, E)
+        if self.lstm is not None:
+            output, state = self.lstm.step(embedded, state)  # (B, H)
+        else:
+            output, state = self.recurrent(embedded.unsqueeze(0), state)
+            output = output[0]
+        features = self.projection(output) if self.projection is not None else output
+        return self.decoder(features), state
+
+
+def find_checkpoint(path: str | Path) -> Path:
+    """A run folder's best.pt, else latest.pt; or `path` itself when it is a file."""
+    path = Path(path)
+    if path.is_dir():
+        for name in ("best.pt", "latest.pt"):
+            if (path / name).is_file():
+                return path / name
+        raise CheckpointError(f"run folder {path} holds no best.pt or latest.pt checkpoint")
+    return path
+
+
+def load_language_model(path: str | Path) -> tuple[LanguageModel, Any]:
+    """Load (model in eval mode, tokenizer) from a run folder or a checkpoint file."""
+    checkpoint_path = find_checkpoint(path)
+    state = load_checkpoint(checkpoint_path)
+    metadata = state.get("metadata") or {}
+    if metadata.get("task") != "lm":
+        raise CheckpointError(f"{checkpoint_path} is not a language-model checkpoint "
+                              f"(task {metadata.get('task')!r}, expected 'lm')")
+    config = from_dict(LMConfig, metadata["config"])
+    tokenizer = tokenizer_from_dict(metadata["tokenizer"])
+    model = LanguageModel(config.model, tokenizer.vocab_size)
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as error:
+        raise CheckpointError(f"{checkpoint_path}: weights do not fit the saved config ({error})") from error
+    model.eval()
+    model.config_full = config  # the whole LMConfig, for evaluate/generate
+    return model, tokenizer
+
+
+def config_to_dict(config: LMConfig) -> dict[str, Any]:
+    return dataclasses.asdict(config)
