@@ -19,6 +19,7 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("lstmlab.demo", "run the built-in demonstration (what `make demo` runs)"),
     "info": ("lstmlab.info", "print versions, threads and which engine runs"),
+    "inspect": ("lstmlab.inspect_cli", "report on a trained LSTM's gates and cells: HTML page + PNG plots"),
     "train": ("lstmlab.lm_cli", "train a model: `lstmlab train lm [--data PATH] [--budget S] [--out DIR]`"),
     "generate": ("lstmlab.lm_cli", "sample text from a trained language model (streams as it samples)"),
     "evaluate": ("lstmlab.lm_cli", "evaluate a trained language model (loss, bits/char or perplexity)"),

@@ -1,0 +1,54 @@
+"""`lstmlab inspect RUN [--text TEXT | --file F] [--out DIR]`: a report of an LSTM's inner workings.
+
+RUN is a language-model run folder (or its checkpoint file), or a long-lag checkpoint.
+Writes DIR/report.html (self-contained: open it in any browser, offline) and the PNG
+plots it shows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run", metavar="RUN", help="language-model run folder or checkpoint, or a long-lag checkpoint")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--text", help="text to run the language model on (default: a short built-in passage)")
+    source.add_argument("--file", type=Path, help="read the text from this UTF-8 file")
+    parser.add_argument("--out", type=Path, default=None, help="output folder (default: RUN's folder / inspect)")
+    parser.add_argument("--max-chars", type=int, default=4000,
+                        help="use at most this many characters of the text (default 4000; the trace runs step by step)")
+
+
+def _default_out(run: Path) -> Path:
+    return (run if run.is_dir() else run.parent) / "inspect"
+
+
+def run(args: argparse.Namespace) -> int:
+    from lstmlab.checkpoint import CheckpointError
+    from lstmlab.inspect.subjects import write_run_report
+
+    run_path = Path(args.run)
+    if not run_path.exists():
+        print(f"lstmlab inspect: RUN not found: expected a run folder or checkpoint file at {run_path}", file=sys.stderr)
+        return 2
+    text = args.text
+    if args.file is not None:
+        if not args.file.is_file():
+            print(f"lstmlab inspect: --file {args.file}: no such file", file=sys.stderr)
+            return 2
+        text = args.file.read_text(encoding="utf-8")
+    if text is not None and args.max_chars > 0 and len(text) > args.max_chars:
+        print(f"using the first {args.max_chars} of {len(text)} characters (raise --max-chars for more)")
+        text = text[: args.max_chars]
+    out_dir = args.out or _default_out(run_path)
+    print(f"inspecting {run_path} ...", flush=True)
+    try:
+        report = write_run_report(run_path, text, out_dir)
+    except (CheckpointError, ValueError) as error:
+        print(f"lstmlab inspect: {error}", file=sys.stderr)
+        return 2
+    print(f"wrote {report} (open it in a browser) and the PNG plots beside it")
+    return 0
