@@ -94,6 +94,8 @@ def run_train(args: argparse.Namespace) -> int:
         print(f"validation: {nats_to_report(result['loss'], trainer.unit)} after {trainer.step} steps, "
               f"{trainer.tokens_seen:,} tokens, {trainer.elapsed:.1f} s of training")
         print(f"run folder: {out_dir}")
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
     return 0
 
 

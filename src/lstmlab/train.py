@@ -321,6 +321,7 @@ class Trainer:
             "format": CHECKPOINT_FORMAT, "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(), "averaging": self.averaging,
             "trainer": {"step": self.step, "tokens_seen": self.tokens_seen, "elapsed": self.elapsed,
+                        "world_size": self.world_size,
                         "best_loss": self.best_loss, "history": self.history},
             "rng": rng_state(), "batches": self.batches.state_dict(),
             "train_config": dataclasses.asdict(self.config), "metadata": self.metadata,

@@ -73,9 +73,9 @@ class BPETokenizer:
         import sentencepiece
 
         distinct = len(set(text))
-        if vocab_size <= distinct + 4:
-            raise ValueError(f"bpe vocab_size must exceed the {distinct} distinct characters "
-                             f"of the training text plus specials; got {vocab_size}")
+        if vocab_size <= distinct + 260:  # 256 byte pieces + <unk> <s> </s> newline + characters
+            raise ValueError(f"bpe vocab_size must exceed 260 (byte fallback and specials) plus the "
+                             f"{distinct} distinct characters of the training text; got {vocab_size}")
         with tempfile.TemporaryDirectory() as folder:
             prefix = str(Path(folder) / "bpe")
             sentencepiece.SentencePieceTrainer.train(

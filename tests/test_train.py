@@ -1,0 +1,172 @@
+"""The shared trainer, the typed config and the metrics log."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from lstmlab.checkpoint import CheckpointError
+from lstmlab.config import ConfigError, apply_overrides, load_toml
+from lstmlab.metrics import MetricsLog, bits_per_char, perplexity, read_log
+from lstmlab.models.lm_config import LMConfig
+from lstmlab.train import LossOutput, TrainConfig, Trainer, learning_rate, seed_everything
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: on a shared 2-core machine two threads stall each other."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+# ------------------------------------------------------------------------- config
+def test_overrides_are_type_checked_and_unknown_keys_rejected():
+    config = apply_overrides(LMConfig(), {"hidden_size": "64", "model.num_layers": 3, "lr": "1e-3",
+                                          "tie-weights": "true", "path": "none"})
+    assert (config.model.hidden_size, config.model.num_layers, config.train.lr) == (64, 3, 1e-3)
+    assert config.model.tie_weights is True and config.data.path is None
+    with pytest.raises(ConfigError, match="unknown config key 'hiden_size'"):
+        apply_overrides(LMConfig(), {"hiden_size": 3})
+    with pytest.raises(ConfigError, match="expects int"):
+        apply_overrides(LMConfig(), {"hidden_size": "big"})
+    with pytest.raises(ConfigError, match="expects int"):
+        apply_overrides(LMConfig(), {"hidden_size": 2.5})
+    with pytest.raises(ConfigError, match="must be one of"):
+        apply_overrides(LMConfig(), {"cell": "transformer"})
+
+
+def test_toml_sections_and_flat_keys(tmp_path):
+    path = tmp_path / "run.toml"
+    path.write_text('lr = 0.01\n[model]\nhidden_size = 32\n[data]\ntokenizer = "bpe"\n')
+    config = load_toml(LMConfig(), path)
+    assert (config.train.lr, config.model.hidden_size, config.data.tokenizer) == (0.01, 32, "bpe")
+    path.write_text("[model]\nhidden = 32\n")
+    with pytest.raises(ConfigError, match="unknown config key"):
+        load_toml(LMConfig(), path)
+
+
+# ------------------------------------------------------------------------- metrics
+def test_bits_and_perplexity():
+    assert bits_per_char(math.log(2)) == pytest.approx(1.0)
+    assert perplexity(math.log(50)) == pytest.approx(50.0)
+
+
+def test_csv_log_keeps_one_header_and_rejects_new_columns(tmp_path):
+    log = MetricsLog(tmp_path / "m.csv", fields=["step", "loss", "lr"])
+    log.write({"step": 1, "loss": 2.0, "lr": 0.1})
+    log.write({"step": 2, "loss": 1.5})
+    assert read_log(tmp_path / "m.csv") == [{"step": "1", "loss": "2.0", "lr": "0.1"}, {"step": "2", "loss": "1.5"}]
+    with pytest.raises(ValueError, match="adds"):
+        log.write({"step": 3, "accuracy": 1.0})
+
+
+def test_learning_rate_warms_up_then_decays_over_the_budget():
+    config = TrainConfig(lr=1.0, warmup_steps=10, max_steps=110, schedule="cosine", min_lr_ratio=0.0)
+    assert learning_rate(config, 0, 0.0) == pytest.approx(0.1)
+    assert learning_rate(config, 10, 0.0) == pytest.approx(1.0)
+    assert learning_rate(config, 60, 0.0) == pytest.approx(0.5)
+    assert learning_rate(config, 110, 0.0) == pytest.approx(0.0)
+    timed = TrainConfig(lr=1.0, budget=100.0, schedule="linear", min_lr_ratio=0.0)
+    assert learning_rate(timed, 5, 25.0) == pytest.approx(0.75)
+
+
+# ------------------------------------------------------------------------- a generic task
+class RegressionBatches:
+    """Endless random regression batches from a private, resumable generator."""
+
+    def __init__(self, seed: int = 0):
+        self.generator = torch.Generator().manual_seed(seed)
+        self.weight = torch.randn(4, 1, generator=self.generator)
+
+    def __next__(self):
+        x = torch.randn(16, 4, generator=self.generator)
+        return x, x @ self.weight
+
+    def state_dict(self):
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state):
+        self.generator.set_state(state["generator"])
+
+
+def regression_loss(model, batch):
+    x, y = batch
+    loss = nn.functional.mse_loss(model(x), y)
+    return LossOutput(loss, x.size(0), loss.item())
+
+
+def make_regression_trainer(out_dir, **overrides):
+    seed_everything(0)
+    model = nn.Sequential(nn.Linear(4, 16), nn.Dropout(0.2), nn.Linear(16, 1))  # dropout: RNG must resume too
+    config = TrainConfig(**{"lr": 0.01, "max_steps": 40, "log_interval": 1, "progress": False, **overrides})
+    evaluation_data = RegressionBatches(seed=1)
+    x, y = next(evaluation_data)
+    evaluate = lambda m: {"loss": nn.functional.mse_loss(m(x), y).item(), "tokens": 16}  # noqa: E731
+    return Trainer(model, RegressionBatches(), regression_loss, config, evaluate=evaluate, out_dir=out_dir)
+
+
+def test_trainer_is_generic_and_learns(tmp_path):
+    result = make_regression_trainer(tmp_path, max_steps=150, eval_interval=50).fit()
+    records = read_log(tmp_path / "metrics.jsonl")
+    train_losses = [r["loss"] for r in records if r["split"] == "train"]
+    assert train_losses[-1] < 0.2 * train_losses[0]
+    assert [r["step"] for r in records if r["split"] == "validation"] == [50, 100, 150]
+    assert result["finished"] and (tmp_path / "best.pt").is_file() and (tmp_path / "latest.pt").is_file()
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "sgd"])
+def test_resume_gives_the_uninterrupted_loss_curve(tmp_path, optimizer):
+    whole = make_regression_trainer(tmp_path / "whole", optimizer=optimizer, momentum=0.9)
+    whole.fit()
+    first = make_regression_trainer(tmp_path / "split", optimizer=optimizer, momentum=0.9)
+    first.fit(until_step=17)
+    torch.manual_seed(12345)  # disturb the global RNG: resume must restore it
+    second = make_regression_trainer(tmp_path / "split", optimizer=optimizer, momentum=0.9)
+    second.resume(tmp_path / "split" / "latest.pt")
+    second.fit()
+    curve = lambda folder: [r["loss"] for r in read_log(folder / "metrics.jsonl") if r["split"] == "train"]  # noqa: E731
+    assert len(curve(tmp_path / "split")) == 40
+    assert curve(tmp_path / "split") == curve(tmp_path / "whole")
+    for a, b in zip(whole.model.parameters(), second.model.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_ntasgd_switches_to_averaging_when_validation_stalls(tmp_path):
+    trainer = make_regression_trainer(tmp_path, optimizer="ntasgd", nonmono=2, eval_interval=5, max_steps=40)
+    scripted = iter([1.0, 0.9, 0.8, 0.85, 0.95, 0.7, 0.6, 0.5, 0.4])  # stalls at the 5th evaluation
+    seen_weights = []
+
+    def evaluate(model):
+        seen_weights.append(model[0].weight.detach().clone())
+        return {"loss": next(scripted), "tokens": 1}
+
+    trainer.evaluate_fn = evaluate
+    trainer.fit()
+    switched_at = [r["step"] for r in trainer.history].index(25)
+    assert trainer.averaging and isinstance(trainer.optimizer, torch.optim.ASGD)
+    assert switched_at == 4
+    average = trainer.optimizer.state[trainer.model[0].weight]["ax"]
+    assert torch.equal(seen_weights[-1], average)  # evaluation ran on the averaged weights
+    assert not torch.equal(trainer.model[0].weight, average)
+
+
+def test_resume_rejects_damaged_checkpoints(tmp_path):
+    trainer = make_regression_trainer(tmp_path, max_steps=3)
+    trainer.fit()
+    data = (tmp_path / "latest.pt").read_bytes()
+    (tmp_path / "truncated.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="truncated, corrupt"):
+        make_regression_trainer(tmp_path).resume(tmp_path / "truncated.pt")
+    torch.save({"model": {}}, tmp_path / "foreign.pt")
+    with pytest.raises(CheckpointError, match="not a training checkpoint"):
+        make_regression_trainer(tmp_path).resume(tmp_path / "foreign.pt")
+
+
+def test_a_budget_is_required():
+    with pytest.raises(ValueError, match="budget"):
+        Trainer(nn.Linear(1, 1), RegressionBatches(), regression_loss, TrainConfig())
