@@ -114,3 +114,13 @@ def test_unit_planted_to_track_quotes_is_found():
     cells = recording.quantity(0, "c")[:, 0, 0, 4]
     inside = inside_quotes(list(QUOTE_TEXT)).bool()
     assert cells[inside].min() > 0.5 and cells[~inside].max() < 0.5
+
+
+def test_identical_builtin_features_are_listed_once():
+    from lstmlab.inspect.features import varying_builtin_features
+
+    pieces = list('a (b) "c"\nd [e]')
+    layer = hand_built_recording(torch.zeros(len(pieces)), planted_unit=0)
+    names = varying_builtin_features(as_recording(Trace((layer,)), pieces=pieces))
+    assert "inside_brackets" in names and "bracket_depth" not in names  # brackets never nest here
+    assert {"inside_quotes", "position_in_line", "position_in_word"} <= set(names)

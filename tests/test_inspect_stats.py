@@ -109,3 +109,24 @@ def test_bad_input_is_named():
         saturation(recording, low=0.9, high=0.1)
     with pytest.raises(ValueError, match="layer must be in"):
         recording.quantity(3, "c")
+
+
+def test_padded_batch_memory_matches_explicit_loops_in_any_chunking(monkeypatch):
+    from lstmlab.inspect import stats
+
+    torch.manual_seed(1)
+    lengths = [25, 9]
+    forget = torch.rand(25, 2, 1, 1).pow(0.2)
+    mask = torch.arange(25)[:, None] < torch.tensor(lengths)[None]
+    recording = as_recording(Trace((layer_from(f=forget),), mask=mask))
+    sequences = [forget[: lengths[b], b, 0, 0].tolist() for b in range(2)]
+    expected_curve, expected_span = [], 0.0
+    for lag in range(1, 15):
+        products = [math.prod(values[t + 1 : t + lag + 1]) for values in sequences for t in range(len(values) - lag)]
+        expected_curve.append(sum(products) / len(products))
+        expected_span += sum(product >= 0.5 for product in products) / len(products)
+    for budget in (4_000_000, 1):  # one chunk of lags, or one lag at a time
+        monkeypatch.setattr(stats._forget_products, "__defaults__", (budget,))
+        profile = stats.memory_profile(recording, 0, threshold=0.5, max_lag=14)
+        assert profile.retention[1:, 0, 0].tolist() == pytest.approx(expected_curve, rel=1e-5)
+        assert profile.span.item() == pytest.approx(expected_span, rel=1e-5)

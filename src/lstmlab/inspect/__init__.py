@@ -22,7 +22,9 @@ from lstmlab.inspect.features import (
 from lstmlab.inspect.report import ReportSection, write_report
 from lstmlab.inspect.stats import (
     GateSaturation,
+    MemoryProfile,
     forget_half_life,
+    memory_profile,
     memory_span,
     memory_summary,
     retention_curve,
@@ -32,8 +34,8 @@ from lstmlab.inspect.stats import (
 from lstmlab.inspect.subjects import write_lm_report, write_longlag_report
 
 __all__ = [
-    "BUILTIN_FEATURES", "GateSaturation", "QUANTITIES", "Recording", "ReportSection", "UnitScore",
+    "BUILTIN_FEATURES", "GateSaturation", "MemoryProfile", "QUANTITIES", "Recording", "ReportSection", "UnitScore",
     "as_recording", "characters_to_tokens", "collect_text_trace", "collect_trace", "feature_signal",
-    "forget_half_life", "memory_span", "memory_summary", "rank_units", "retention_curve", "saturation",
+    "forget_half_life", "memory_profile", "memory_span", "memory_summary", "rank_units", "retention_curve", "saturation",
     "saturation_summary", "unit_correlations", "write_lm_report", "write_longlag_report", "write_report",
 ]

@@ -187,12 +187,18 @@ def rank_units(
 
 
 def varying_builtin_features(recording: Recording) -> list[str]:
-    """The built-in features that change over the recording's text (others cannot be ranked)."""
+    """The built-in features that change over the recording's text (others cannot be ranked).
+
+    A feature equal to one listed before it (e.g. bracket depth when brackets never nest,
+    which is then "inside brackets") is left out.
+    """
     if recording.pieces is None:
         return []
-    names = []
+    names, signals = [], []
     for name, (function, _) in BUILTIN_FEATURES.items():
         values = function(recording.pieces)
-        if values.numel() > 1 and float(values.std()) > 0:
+        varies = values.numel() > 1 and float(values.std()) > 0
+        if varies and not any(torch.equal(values, earlier) for earlier in signals):
             names.append(name)
+            signals.append(values)
     return names

@@ -39,14 +39,26 @@ def answer_of_each_sequence(task, batch) -> Answer:
     if task.kind == "end_class":
         return Answer(batch.targets.long(), "class", ends)
     if task.kind in ("step_class", "step_multilabel"):
-        steps = torch.arange(batch.mask.shape[0])[:, None].expand_as(batch.mask)
-        ends = torch.where(batch.mask, steps, torch.full_like(steps, -1)).max(dim=0).values  # last scored step
-        columns = torch.arange(batch.mask.shape[1])
-        due = batch.targets[ends, columns]  # (B,) ids or (B, O) sets of legal symbols
-        if task.kind == "step_multilabel":
-            due = torch.unique(due, dim=0, return_inverse=True)[1]  # one class per distinct set
-        return Answer(due.long(), "class", ends)
+        return _last_varying_step_answer(task.kind, batch)
     raise ValueError(f"task kind {task.kind!r}: expected end_regression, end_class, step_class or step_multilabel")
+
+
+def _last_varying_step_answer(kind: str, batch, max_back: int = 8) -> Answer:
+    """Per-step tasks: the target at the last scored step where sequences differ.
+
+    (Embedded Reber always ends with E; its long-lag symbol is the one before.)
+    """
+    steps = torch.arange(batch.mask.shape[0])[:, None].expand_as(batch.mask)
+    last = torch.where(batch.mask, steps, torch.full_like(steps, -1)).max(dim=0).values  # (B,) last scored step
+    columns = torch.arange(batch.mask.shape[1])
+    for back in range(max_back + 1):
+        ends = (last - back).clamp_min(0)
+        due = batch.targets[ends, columns]  # (B,) class ids, or (B, O) sets of legal symbols
+        if kind == "step_multilabel":
+            due = torch.unique(due, dim=0, return_inverse=True)[1]  # one class per distinct set
+        if due.unique().numel() > 1:
+            break
+    return Answer(due.long(), "class", ends)
 
 
 def explained_share(values: torch.Tensor, answer: torch.Tensor, kind: str) -> torch.Tensor:
@@ -67,48 +79,69 @@ def explained_share(values: torch.Tensor, answer: torch.Tensor, kind: str) -> to
     return torch.where(total > 1e-12, share, torch.zeros_like(share)).float()
 
 
+def _overall_spread(recording: Recording, layer: int) -> torch.Tensor:
+    """(D*H,) standard deviation of each unit's c over all real steps of all sequences."""
+    cells = recording.quantity(layer, "c").flatten(2)  # (T, B, D*H)
+    return cells[recording.valid()].double().std(dim=0).clamp_min(1e-12)
+
+
+def answer_separation(values: torch.Tensor, answer: torch.Tensor, kind: str, overall: torch.Tensor) -> torch.Tensor:
+    """(K,) how strongly c separates the answers at one step, relative to c's usual spread.
+
+    sqrt(r² or η²) × (spread of c across sequences at this step) ÷ (its spread over all
+    steps): 0 when c says nothing about the answer; about 1 when the answer moves c as much
+    as everything else does. Unlike η² alone, a difference too small to matter scores low.
+    """
+    share = explained_share(values, answer, kind).double()
+    return (share.sqrt() * values.double().std(dim=0) / overall).float()
+
+
 def carrying_units(recording: Recording, answer: Answer, top: int = 3) -> list[tuple[int, int, int]]:
-    """The `top` (layer, direction, unit) whose c at the answer step best explains the answer."""
+    """The `top` (layer, direction, unit) whose c at the answer step best separates the answers."""
     if answer.values.unique().numel() < 2:
         raise ValueError("every sequence has the same answer: no cell can be told to carry it")
     columns = torch.arange(recording.batch_size)
     scored = []
     for layer in range(recording.num_layers):
         cells = recording.quantity(layer, "c")[answer.end_steps, columns]  # (B, D, H)
-        share = explained_share(cells.flatten(1), answer.values, answer.kind).view(cells.shape[1:])
-        for direction in range(share.shape[0]):
-            for unit in range(share.shape[1]):
-                scored.append((float(share[direction, unit]), (layer, direction, unit)))
+        score = answer_separation(cells.flatten(1), answer.values, answer.kind, _overall_spread(recording, layer))
+        score = score.view(cells.shape[1:])
+        for direction in range(score.shape[0]):
+            for unit in range(score.shape[1]):
+                scored.append((float(score[direction, unit]), (layer, direction, unit)))
     scored.sort(key=lambda item: item[0], reverse=True)
     return [where for _, where in scored[:top]]
 
 
 def information_over_time(recording: Recording, answer: Answer, where: tuple[int, int, int]) -> np.ndarray:
-    """(T,) r²/η² of one unit's c at each step, over the sequences not yet past their answer step."""
+    """(T,) answer separation of one unit's c at each step, over sequences not yet past their answer."""
     layer, direction, unit = where
+    hidden = recording.hidden_size(layer)
+    overall = _overall_spread(recording, layer)[direction * hidden + unit : direction * hidden + unit + 1]
     cells = recording.quantity(layer, "c")[:, :, direction, unit]  # (T, B)
     curve = np.full(recording.num_steps, np.nan)
     for step in range(recording.num_steps):
         alive = answer.end_steps >= step
         if int(alive.sum()) >= 4 and answer.values[alive].unique().numel() >= 2:
-            curve[step] = float(explained_share(cells[step, alive][:, None], answer.values[alive], answer.kind)[0])
+            curve[step] = float(answer_separation(cells[step, alive][:, None], answer.values[alive], answer.kind, overall)[0])
     return curve
 
 
 def plot_carrying_cells(recording: Recording, answer: Answer, units: list[tuple[int, int, int]],
                         path: str | Path, max_lines: int = 16) -> Path:
     """Top: the best unit's c over time for several sequences, coloured by answer.
-    Bottom: how much of the answer each chosen unit's c explains, step by step."""
+    Bottom: how strongly each chosen unit's c separates the answers, step by step."""
     figure = Figure(figsize=(10, 7), dpi=100, layout="constrained")
     top_axis, bottom_axis = figure.subplots(2, 1, sharex=True)
     layer, direction, unit = units[0]
     cells = recording.quantity(layer, "c")[:, :, direction, unit].numpy()  # (T, B)
     answers = answer.values.double().numpy()
     low, high = float(answers.min()), float(answers.max())
+    class_rank = torch.unique(answer.values, return_inverse=True)[1].numpy()  # classes 0, 1, ... for colours
     palette = colormaps["viridis"] if answer.kind == "number" else colormaps["tab10"]
     for sequence in range(min(max_lines, recording.batch_size)):
         end = int(answer.end_steps[sequence]) + 1
-        position = (answers[sequence] - low) / (high - low or 1) if answer.kind == "number" else int(answers[sequence]) % 10
+        position = (answers[sequence] - low) / (high - low or 1) if answer.kind == "number" else int(class_rank[sequence]) % 10
         top_axis.plot(np.arange(end), cells[:end, sequence], color=palette(position), linewidth=1)
         top_axis.plot([end - 1], [cells[end - 1, sequence]], marker="o", markersize=3, color=palette(position))
     legend = "colour = the number to produce" if answer.kind == "number" else "colour = the class to produce"
@@ -118,10 +151,9 @@ def plot_carrying_cells(recording: Recording, answer: Answer, units: list[tuple[
     for where in units:
         curve = information_over_time(recording, answer, where)
         bottom_axis.plot(np.arange(len(curve)), curve, label=f"layer {where[0]}, unit {where[2]}")
-    measure = "r²" if answer.kind == "number" else "η²"
-    bottom_axis.set_ylabel(f"how much c tells about the answer ({measure})")
+    bottom_axis.set_ylabel("how strongly c separates the answers")
     bottom_axis.set_xlabel("time step")
-    bottom_axis.set_ylim(-0.02, 1.02)
+    bottom_axis.set_ylim(bottom=0)
     bottom_axis.legend(fontsize=8)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

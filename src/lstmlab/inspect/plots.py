@@ -15,7 +15,7 @@ import torch
 from matplotlib.figure import Figure
 
 from lstmlab.inspect.collect import QUANTITIES, Recording
-from lstmlab.inspect.stats import GateSaturation, retention_curve
+from lstmlab.inspect.stats import GateSaturation, MemoryProfile
 
 QUANTITY_NAMES = {
     "c": "cell state c",
@@ -30,13 +30,14 @@ DPI = 100
 
 
 def _colour_range(name: str, values: np.ndarray) -> tuple[str, float, float]:
-    """Colour map and limits: gates on [0, 1], tanh quantities on [-1, 1], c symmetric."""
+    """Colour map and limits: gates on [0, 1], tanh quantities on [-1, 1], c symmetric (98th percentile)."""
     if name in ("i", "f", "o"):
         return "viridis", 0.0, 1.0
     if name in ("g", "h"):
         return "RdBu_r", -1.0, 1.0
-    limit = float(np.abs(values).max()) or 1.0
-    return "RdBu_r", -limit, limit
+    # a few cells can grow far beyond the rest; a robust limit keeps the others visible
+    limit = float(np.percentile(np.abs(values), 98)) if values.size else 1.0
+    return "RdBu_r", -(limit or 1.0), limit or 1.0
 
 
 def units_by_time(recording: Recording, layer: int, name: str, sequence: int = 0) -> np.ndarray:
@@ -49,8 +50,9 @@ def plot_gate_heatmaps(
     recording: Recording, layer: int, path: str | Path, *, max_units: int = 64, max_steps: int = 400
 ) -> Path:
     """Six heatmaps (c, h, i, f, o, g) of one layer: time across, units down."""
-    figure = Figure(figsize=(12, 13), dpi=DPI, layout="constrained")
+    figure = Figure(figsize=(12, 13), dpi=DPI)  # fixed margins: constrained layout is slow here
     axes = figure.subplots(len(QUANTITIES), 1, sharex=True)
+    figure.subplots_adjust(left=0.06, right=0.97, top=0.97, bottom=0.05, hspace=0.3)
     for axis, name in zip(axes, QUANTITIES):
         values = units_by_time(recording, layer, name)[:max_units, :max_steps]
         colour_map, low, high = _colour_range(name, values)
@@ -86,12 +88,13 @@ def plot_saturation(stats: Sequence[GateSaturation], path: str | Path) -> Path:
     return _save(figure, path)
 
 
-def plot_retention(recording: Recording, path: str | Path, max_lag: int | None = None) -> Path:
+def plot_retention(profiles: Sequence[MemoryProfile], path: str | Path) -> Path:
     """Per layer: how much of the cell survives k steps of forget gates (median and 10–90% band)."""
     figure = Figure(figsize=(7, 4.2), dpi=DPI, layout="constrained")
     axis = figure.subplots()
-    for layer in range(recording.num_layers):
-        curve = retention_curve(recording, layer, max_lag).flatten(1)  # (K + 1, D*H)
+    for profile in profiles:
+        layer = profile.layer
+        curve = profile.retention.flatten(1)  # (K + 1, D*H)
         lags = np.arange(curve.shape[0])
         low, median, high = torch.quantile(curve, torch.tensor([0.1, 0.5, 0.9]), dim=1).numpy()
         line = axis.plot(lags, median, label=f"layer {layer}: median unit")[0]

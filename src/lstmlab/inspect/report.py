@@ -23,7 +23,7 @@ from lstmlab.inspect.collect import QUANTITIES, Recording
 from lstmlab.inspect.features import BUILTIN_FEATURES, rank_units, varying_builtin_features
 from lstmlab.inspect.plots import QUANTITY_NAMES, plot_gate_heatmaps, plot_retention, plot_saturation
 from lstmlab.inspect.report_assets import REPORT_CSS, REPORT_JS
-from lstmlab.inspect.stats import memory_summary, saturation, saturation_summary
+from lstmlab.inspect.stats import memory_profile, memory_summary, saturation, saturation_summary
 
 
 @dataclass
@@ -108,9 +108,12 @@ def _unit_cards(recording: Recording, top: int) -> tuple[str, list[dict]]:
     features = varying_builtin_features(recording)
     if not features:
         return f'<p class="note">{captions.NO_FEATURES}</p>', []
+    ranked = {feature: rank_units(recording, feature, quantity="c", top=top) for feature in features}
+    # the most clearly tracked feature first
+    order = sorted(features, key=lambda feature: -abs(ranked[feature][0].correlation))
     cards, units = [], []
-    for feature in features:
-        for score in rank_units(recording, feature, quantity="c", top=top):
+    for feature in order:
+        for score in ranked[feature]:
             unit = {"layer": score.layer, "direction": score.direction, "unit": score.unit, "quantity": "c"}
             units.append(unit)
             direction = " (backward)" if recording.num_directions > 1 and score.direction else ""
@@ -154,8 +157,9 @@ def _statistics_sections(recording: Recording, out_dir: Path, max_lag: int | Non
     stats = saturation(recording)
     saturation_png = plot_saturation(stats, out_dir / "saturation.png")
     saturation_rows = saturation_summary(stats)
-    retention_png = plot_retention(recording, out_dir / "memory.png", max_lag)
-    memory_rows = memory_summary(recording, max_lag=max_lag)
+    profiles = [memory_profile(recording, layer, max_lag=max_lag) for layer in range(recording.num_layers)]
+    retention_png = plot_retention(profiles, out_dir / "memory.png")
+    memory_rows = memory_summary(recording, profiles)
     heatmaps = []
     for layer in range(recording.num_layers):
         png = plot_gate_heatmaps(recording, layer, out_dir / f"heatmaps_layer{layer}.png")

@@ -112,20 +112,58 @@ def default_max_lag(recording: Recording, cap: int = 200) -> int:
     return max(1, min(recording.num_steps - 1, cap))
 
 
-def _forget_products(recording: Recording, layer: int, max_lag: int):
-    """Yield (k, products (T-k, B, D, H), valid (T-k, B)) for k = 1..max_lag.
+def _forget_products(recording: Recording, layer: int, max_lag: int, budget: int = 4_000_000):
+    """Yield (products (K, N, B, D, H), valid (K, N, B)) for chunks of lags k = 1..max_lag.
 
-    products[t] = f_{t+1} * ... * f_{t+k}: the share of c_t left after k more steps.
+    products[j, t] = f_{t+1} * ... * f_{t+k_j}: the share of c_t left after k_j more steps
+    (N = T - first lag of the chunk start steps; pairs running past the end are invalid).
+    Lags are taken `budget` elements at a time: vectorised, with bounded memory.
     """
     if max_lag < 1:
         raise ValueError(f"max_lag must be at least 1, got {max_lag}")
     cumulative = _log_forget_cumsum(recording, layer)  # index s holds sum of log f over steps < s
-    valid = recording.valid()
-    for lag in range(1, min(max_lag, recording.num_steps - 1) + 1):
+    valid = recording.valid()  # (T, B)
+    steps = recording.num_steps
+    last_lag = min(max_lag, steps - 1)
+    chunk = max(1, budget // max(1, cumulative[0].numel() * steps))
+    for first in range(1, last_lag + 1, chunk):
+        lags = torch.arange(first, min(first + chunk, last_lag + 1))[:, None]  # (K, 1)
+        starts = torch.arange(steps - first)[None, :]  # (1, N)
+        ends = (starts + lags).clamp(max=steps - 1)  # (K, N) last step of each product
         # sum of log f over steps t+1 .. t+k = cumulative[t+k+1] - cumulative[t+1]
-        log_product = cumulative[lag + 1 :] - cumulative[1 : -lag]  # (T - k, B, D, H)
-        # a lag counts only when both its start and its end are real steps
-        yield lag, torch.exp(log_product), valid[lag:] & valid[:-lag]
+        log_product = cumulative[ends + 1] - cumulative[starts + 1]  # (K, N, B, D, H)
+        # a pair counts only when its start and end are real steps inside the sequence
+        pair_valid = (starts + lags < steps)[..., None] & valid[starts] & valid[ends]  # (K, N, B)
+        yield torch.exp(log_product), pair_valid
+
+
+@dataclass
+class MemoryProfile:
+    """How long one layer's cells keep what they hold (see the module docstring)."""
+
+    layer: int  # layer index
+    retention: torch.Tensor  # (K + 1, D, H) mean forget-gate product over k = 0..K steps
+    span: torch.Tensor  # (D, H) expected steps the product stays >= threshold (capped at K)
+    threshold: float  # the threshold of `span`
+    max_lag: int  # K
+
+
+def memory_profile(recording: Recording, layer: int, threshold: float = 0.5, max_lag: int | None = None) -> MemoryProfile:
+    """Retention curve and memory span of `layer` in one pass over the lags."""
+    if not 0.0 < threshold < 1.0:
+        raise ValueError(f"threshold must be in (0, 1), got {threshold}")
+    max_lag = default_max_lag(recording) if max_lag is None else max_lag
+    shape = (recording.num_directions, recording.hidden_size(layer))
+    curve = [torch.ones(1, *shape, dtype=torch.float64)]
+    span = torch.zeros(shape, dtype=torch.float64)
+    for products, valid in _forget_products(recording, layer, max_lag):
+        weights = valid.double()[..., None, None]  # (K, N, B, 1, 1)
+        counts = weights.sum(dim=(1, 2))  # (K, 1, 1)
+        keep = counts.flatten() > 0  # lags that fit in some sequence
+        curve.append(((products * weights).sum(dim=(1, 2)) / counts.clamp_min(1))[keep])
+        held = ((products >= threshold).double() * weights).sum(dim=(1, 2)) / counts.clamp_min(1)  # (K, D, H)
+        span += held[keep].sum(dim=0)
+    return MemoryProfile(layer, torch.cat(curve).float(), span.float(), threshold, max_lag)
 
 
 def retention_curve(recording: Recording, layer: int, max_lag: int | None = None) -> torch.Tensor:
@@ -133,14 +171,7 @@ def retention_curve(recording: Recording, layer: int, max_lag: int | None = None
 
     Entry 0 is 1 (nothing forgotten yet). Lags longer than the sequence are left out.
     """
-    max_lag = default_max_lag(recording) if max_lag is None else max_lag
-    first = torch.ones(recording.num_directions, recording.hidden_size(layer), dtype=torch.float64)
-    curve = [first]
-    for _, products, valid in _forget_products(recording, layer, max_lag):
-        if not valid.any():
-            break
-        curve.append(_masked_mean_over_time(products, valid))
-    return torch.stack(curve).float()
+    return memory_profile(recording, layer, max_lag=max_lag).retention
 
 
 def memory_span(recording: Recording, layer: int, threshold: float = 0.5, max_lag: int | None = None) -> torch.Tensor:
@@ -150,16 +181,7 @@ def memory_span(recording: Recording, layer: int, threshold: float = 0.5, max_la
     least `threshold`; capped at `max_lag` (and by the sequence length). With a constant
     forget gate f and threshold 0.5 this is floor(log 0.5 / log f).
     """
-    if not 0.0 < threshold < 1.0:
-        raise ValueError(f"threshold must be in (0, 1), got {threshold}")
-    max_lag = default_max_lag(recording) if max_lag is None else max_lag
-    span = torch.zeros(recording.num_directions, recording.hidden_size(layer), dtype=torch.float64)
-    for _, products, valid in _forget_products(recording, layer, max_lag):
-        if not valid.any():
-            break
-        still_held = (products >= threshold).double()
-        span += _masked_mean_over_time(still_held, valid)
-    return span.float()
+    return memory_profile(recording, layer, threshold, max_lag).span
 
 
 def forget_half_life(recording: Recording, layer: int) -> torch.Tensor:
@@ -175,22 +197,28 @@ def forget_half_life(recording: Recording, layer: int) -> torch.Tensor:
     return half_life.float()
 
 
-def memory_summary(recording: Recording, threshold: float = 0.5, max_lag: int | None = None) -> list[dict[str, float | int]]:
-    """One row per layer: median / 90th percentile / max of half-life and memory span."""
+def memory_summary(recording: Recording, profiles: list[MemoryProfile] | None = None,
+                   threshold: float = 0.5, max_lag: int | None = None) -> list[dict[str, float | int]]:
+    """One row per layer: median / 90th percentile / max of half-life and memory span.
+
+    Pass `profiles` (one per layer, from `memory_profile`) to reuse work already done.
+    """
+    if profiles is None:
+        profiles = [memory_profile(recording, layer, threshold, max_lag) for layer in range(recording.num_layers)]
     rows = []
-    for layer in range(recording.num_layers):
-        half_life = forget_half_life(recording, layer).flatten()
-        span = memory_span(recording, layer, threshold, max_lag).flatten()
+    for profile in profiles:
+        half_life = forget_half_life(recording, profile.layer).flatten()
+        span = profile.span.flatten()
         finite = half_life[torch.isfinite(half_life)]
         rows.append(
             {
-                "layer": layer,
+                "layer": profile.layer,
                 "half_life_median": float(half_life.median()),
                 "half_life_p90": float(torch.quantile(finite, 0.9)) if finite.numel() else math.inf,
                 "span_median": float(span.median()),
                 "span_p90": float(torch.quantile(span, 0.9)),
                 "span_max": float(span.max()),
-                "max_lag": default_max_lag(recording) if max_lag is None else max_lag,
+                "max_lag": profile.max_lag,
             }
         )
     return rows

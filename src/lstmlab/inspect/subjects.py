@@ -104,9 +104,14 @@ def write_longlag_report(checkpoint: str | Path, out_dir: str | Path, *, sequenc
     recording.pieces = _step_pieces(batch.inputs[:, 0], steps)
     out_dir = Path(out_dir)
     answer = answer_of_each_sequence(task, batch)
-    units = carrying_units(recording, answer)
-    plot = plot_carrying_cells(recording, answer, units, out_dir / "longlag_cells.png")
-    section = ReportSection("The cells that carry the answer across the lag", captions.LONGLAG, plot)
+    if answer.values.unique().numel() > 1:
+        units = carrying_units(recording, answer)
+        plot = plot_carrying_cells(recording, answer, units, out_dir / "longlag_cells.png")
+        section = ReportSection("The cells that carry the answer across the lag", captions.LONGLAG, plot)
+    else:
+        section = ReportSection("The cells that carry the answer across the lag",
+                                "<p>All sampled sequences ask for the same answer, so no cell can be shown "
+                                "to carry it.</p>")
     summary = {
         "checkpoint": str(checkpoint),
         "task": f"{task.label} ({task.kind}); success: {task.criterion}",
