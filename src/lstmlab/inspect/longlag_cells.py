@@ -4,9 +4,9 @@ Every long-lag task asks the network, at the end of a sequence (or at its last s
 step), for something it saw long before. The *answer* of a sequence is that target: a
 number (adding, multiplication) or a class (temporal order, the symbol to recall). A cell
 carries the answer when, across many sequences, its state c tells the answers apart: we
-measure this with r² (the squared correlation, for numbers) or η² (the share of c's
-variance explained by the class, for classes); both are 0 for "no relation" and 1 for
-"c determines the answer". Shapes: T steps, B sequences, D directions, H units.
+measure this with r² (the squared correlation, for numbers) or, for classes, the accuracy
+of guessing the class from the nearest class-mean of c, above chance; both are 0 for "no
+relation" and 1 for "c settles the answer". Shapes: T steps, B sequences, D directions, H units.
 """
 
 from __future__ import annotations
@@ -61,21 +61,27 @@ def _last_varying_step_answer(kind: str, batch, max_back: int = 8) -> Answer:
     return Answer(due.long(), "class", ends)
 
 
-def explained_share(values: torch.Tensor, answer: torch.Tensor, kind: str) -> torch.Tensor:
-    """(N, K) activations of N sequences vs (N,) answers -> (K,) r² (numbers) or η² (classes)."""
+def decodable_share(values: torch.Tensor, answer: torch.Tensor, kind: str) -> torch.Tensor:
+    """(N, K) activations of N sequences vs (N,) answers -> (K,) how well c alone gives the answer.
+
+    Numbers: r², the squared correlation. Classes: the accuracy of guessing each sequence's
+    class as the class whose mean c is nearest, rescaled so that always guessing the most
+    common class scores 0 and a perfect guess 1 (below chance counts as 0).
+    Both are 0 when c says nothing about the answer and 1 when it settles it.
+    """
     values = values.double()
     centred = values - values.mean(dim=0)
-    total = (centred**2).sum(dim=0)
+    total = (centred**2).sum(dim=0)  # (K,)
     if kind == "number":
         target = answer.double() - answer.double().mean()
-        covariance = target @ centred
-        share = covariance**2 / (total * (target**2).sum()).clamp_min(1e-300)
-    else:
-        between = torch.zeros_like(total)
-        for label in answer.unique():
-            members = values[answer == label]
-            between += members.shape[0] * (members.mean(dim=0) - values.mean(dim=0)) ** 2
-        share = between / total.clamp_min(1e-300)
+        share = (target @ centred) ** 2 / (total * (target**2).sum()).clamp_min(1e-300)
+        return torch.where(total > 1e-12, share, torch.zeros_like(share)).float()
+    labels, index, counts = torch.unique(answer, return_inverse=True, return_counts=True)
+    means = torch.stack([values[index == label].mean(dim=0) for label in range(len(labels))])  # (C, K)
+    guess = (values[:, None, :] - means[None]).abs().argmin(dim=1)  # (N, K) nearest class mean
+    accuracy = (guess == index[:, None]).double().mean(dim=0)
+    chance = counts.max().double() / answer.numel()
+    share = ((accuracy - chance) / (1 - chance).clamp_min(1e-12)).clamp(0, 1)
     return torch.where(total > 1e-12, share, torch.zeros_like(share)).float()
 
 
@@ -86,14 +92,14 @@ def _overall_spread(recording: Recording, layer: int) -> torch.Tensor:
 
 
 def answer_separation(values: torch.Tensor, answer: torch.Tensor, kind: str, overall: torch.Tensor) -> torch.Tensor:
-    """(K,) how strongly c separates the answers at one step, relative to c's usual spread.
+    """(K,) ranking score: how well c gives the answer, weighted by how much c varies here.
 
-    sqrt(r² or η²) × (spread of c across sequences at this step) ÷ (its spread over all
-    steps): 0 when c says nothing about the answer; about 1 when the answer moves c as much
-    as everything else does. Unlike η² alone, a difference too small to matter scores low.
+    decodable share × (spread of c across sequences at this step) ÷ (its spread over all
+    steps): a unit whose tiny differences happen to decode the answer ranks below one
+    that the answer moves as much as everything else does.
     """
-    share = explained_share(values, answer, kind).double()
-    return (share.sqrt() * values.double().std(dim=0) / overall).float()
+    share = decodable_share(values, answer, kind).double()
+    return (share * values.double().std(dim=0) / overall).float()
 
 
 def carrying_units(recording: Recording, answer: Answer, top: int = 3) -> list[tuple[int, int, int]]:
@@ -114,23 +120,24 @@ def carrying_units(recording: Recording, answer: Answer, top: int = 3) -> list[t
 
 
 def information_over_time(recording: Recording, answer: Answer, where: tuple[int, int, int]) -> np.ndarray:
-    """(T,) answer separation of one unit's c at each step, over sequences not yet past their answer."""
+    """(T,) `decodable_share` of one unit's c at each step, over sequences not yet past their answer step.
+
+    Bounded in [0, 1]: how well c alone gives the answer, whatever the size of the gap.
+    """
     layer, direction, unit = where
-    hidden = recording.hidden_size(layer)
-    overall = _overall_spread(recording, layer)[direction * hidden + unit : direction * hidden + unit + 1]
     cells = recording.quantity(layer, "c")[:, :, direction, unit]  # (T, B)
     curve = np.full(recording.num_steps, np.nan)
     for step in range(recording.num_steps):
         alive = answer.end_steps >= step
         if int(alive.sum()) >= 4 and answer.values[alive].unique().numel() >= 2:
-            curve[step] = float(answer_separation(cells[step, alive][:, None], answer.values[alive], answer.kind, overall)[0])
+            curve[step] = float(decodable_share(cells[step, alive][:, None], answer.values[alive], answer.kind)[0])
     return curve
 
 
 def plot_carrying_cells(recording: Recording, answer: Answer, units: list[tuple[int, int, int]],
                         path: str | Path, max_lines: int = 16) -> Path:
     """Top: the best unit's c over time for several sequences, coloured by answer.
-    Bottom: how strongly each chosen unit's c separates the answers, step by step."""
+    Bottom: how well each chosen unit's c alone gives the answer, step by step."""
     figure = Figure(figsize=(10, 7), dpi=100, layout="constrained")
     top_axis, bottom_axis = figure.subplots(2, 1, sharex=True)
     layer, direction, unit = units[0]
@@ -151,9 +158,10 @@ def plot_carrying_cells(recording: Recording, answer: Answer, units: list[tuple[
     for where in units:
         curve = information_over_time(recording, answer, where)
         bottom_axis.plot(np.arange(len(curve)), curve, label=f"layer {where[0]}, unit {where[2]}")
-    bottom_axis.set_ylabel("how strongly c separates the answers")
+    measure = "r²" if answer.kind == "number" else "nearest-mean accuracy above chance"
+    bottom_axis.set_ylabel(f"how well c alone gives the answer\n({measure})", fontsize=9)
     bottom_axis.set_xlabel("time step")
-    bottom_axis.set_ylim(bottom=0)
+    bottom_axis.set_ylim(-0.02, 1.02)
     bottom_axis.legend(fontsize=8)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
