@@ -70,5 +70,6 @@ def test_inspect_long_lag_checkpoint(tmp_path):
     assert run_cli(["inspect", str(checkpoint), "--out", str(tmp_path / "report")]) == 0
     report = (tmp_path / "report" / "report.html").read_text(encoding="utf-8")
     assert "The cells that carry the answer across the lag" in report
+    assert "Units that follow something in the text" not in report  # task symbols are not text
     assert (tmp_path / "report" / "longlag_cells.png").is_file()
     assert run_cli(["inspect", str(checkpoint), "--text", "abc", "--out", str(tmp_path / "x")]) == 2

@@ -4,8 +4,8 @@ Kept apart from the page layout so they can be read and edited as prose. Each is
 """
 
 INTRODUCTION = """
-<p>An LSTM (long short-term memory network) reads its input one step at a time &mdash; here one
-character or word piece per step. Each layer has a row of <em>units</em>; think of each unit as one
+<p>An LSTM (long short-term memory network) reads its input one step at a time &mdash; one
+character, word piece or task symbol per step. Each layer has a row of <em>units</em>; think of each unit as one
 numbered memory slot. At every step, every unit does four things:</p>
 <ul>
 <li>the <b>input gate i</b> decides how much new information to write into the slot (0 = nothing, 1 = all);</li>
@@ -19,7 +19,7 @@ This page shows all of these numbers for the text below, so you can see what the
 """
 
 EXPLORER = """
-<p>Each character of the input is painted with the value of one unit at the step that reads it. Pick a layer,
+<p>Each character (or input symbol) is painted with the value of one unit at the step that reads it. Pick a layer,
 a unit and which of its numbers to show. Karpathy, Johnson &amp; Fei-Fei (2015) found units in character
 models that light up inside quotes, count the position in a line, or follow brackets &mdash; try the units
 listed further down, or browse through the numbers.</p>

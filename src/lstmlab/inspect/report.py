@@ -199,19 +199,30 @@ def write_report(
     extra_sections: Sequence[ReportSection] = (),
     max_steps: int = 600,
     max_lag: int | None = None,
+    text_features: bool = True,
+    highlight: tuple[int, int, int] | None = None,
 ) -> Path:
     """Write `out_dir/report.html` and the PNGs it shows; return the report's path.
 
     The recording's first sequence is shown; its text pieces (if any) are the text, else
     each step shows as a small square. At most `max_steps` steps go into the coloured
-    text (all steps go into the statistics). `top` units are listed per built-in feature.
+    text (all steps go into the statistics). `top` units are listed per built-in text
+    feature (set `text_features=False` when the pieces are not text, e.g. task symbols).
+    `highlight` = (layer, direction, unit) is the unit the explorer opens on (default: the
+    best feature-tracking unit).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     pieces = list(recording.pieces) if recording.pieces is not None else ["\u25aa"] * recording.num_steps
     pieces = pieces[:max_steps]
-    cards, units = _unit_cards(recording, top)
+    if text_features:
+        cards, units = _unit_cards(recording, top)
+        cards = f"<h2>Units that follow something in the text</h2>\n<div class=\"caption\">{captions.INTERPRETABLE}</div>\n{cards}"
+    else:
+        cards, units = "", []
     first_unit = units[0] if units else {"layer": 0, "direction": 0, "unit": 0, "quantity": "c"}
+    if highlight is not None:
+        first_unit = {"layer": highlight[0], "direction": highlight[1], "unit": highlight[2], "quantity": "c"}
     extras = []
     for section in extra_sections:
         image = _image_tag(section.image, section.title) if section.image is not None else ""
@@ -232,8 +243,6 @@ def write_report(
 {recording.num_directions} direction(s), {recording.hidden_size(0)} units per layer; the coloured text shows {shown}.</p>
 <noscript><p><strong>This page needs JavaScript to colour the text; the plots below work without it.</strong></p></noscript>
 {_explorer(recording, first_unit)}
-<h2>Units that follow something in the text</h2>
-<div class="caption">{captions.INTERPRETABLE}</div>
 {cards}
 {''.join(extras)}
 {_statistics_sections(recording, out_dir, max_lag)}

@@ -104,6 +104,7 @@ def write_longlag_report(checkpoint: str | Path, out_dir: str | Path, *, sequenc
     recording.pieces = _step_pieces(batch.inputs[:, 0], steps)
     out_dir = Path(out_dir)
     answer = answer_of_each_sequence(task, batch)
+    units = None
     if answer.values.unique().numel() > 1:
         units = carrying_units(recording, answer)
         plot = plot_carrying_cells(recording, answer, units, out_dir / "longlag_cells.png")
@@ -123,7 +124,7 @@ def write_longlag_report(checkpoint: str | Path, out_dir: str | Path, *, sequenc
                      "one character per step (the letter of a one-hot input symbol, else a square)",
     }
     return write_report(recording, out_dir, title=f"Inside an LSTM solving {task.label}", summary=summary,
-                        extra_sections=[section])
+                        extra_sections=[section], text_features=False, highlight=units[0] if units else None)
 
 
 def checkpoint_kind(path: str | Path) -> str:
