@@ -1,5 +1,6 @@
 """The HTML report: valid, self-contained, and rendered by a real headless browser without errors."""
 
+import math
 import re
 import shutil
 import subprocess
@@ -132,3 +133,21 @@ def test_browser_runs_the_report_script_and_renders_it(report, tmp_path):
     assert pixels.std() > 0.05 and not_white > 0.03, (pixels.std(), not_white)
     coloured = (np.abs(pixels[..., 0] - pixels[..., 2]) > 0.2).mean()  # red or blue cells painted on the text
     assert coloured > 0.002, coloured
+
+
+def test_plain_words_reading_follows_the_statistics(tmp_path):
+    from lstmlab import LayerTrace, Trace
+    from lstmlab.inspect import as_recording
+
+    steps, units = 40, 4
+    forget = torch.full((steps, 1, 1, units), 0.99)
+    forget[:, :, :, 3] = 0.02  # one unit wipes its cell at every step
+    half = torch.full_like(forget, 0.5)
+    layer = LayerTrace(i=half, f=forget, g=half * 0, o=half, c=torch.randn_like(half), h=half * 0)
+    recording = as_recording(Trace((layer,)), pieces=["a"] * steps)
+    page = write_report(recording, tmp_path, text_features=False).read_text(encoding="utf-8")
+    assert "3 of 4 forget gates are fully open more than half of the time" in page
+    assert "and 1 are mostly shut" in page
+    # median half-life of the four units: between log(.5)/log(.99) and the wiping unit's
+    median = sorted([math.log(0.5) / math.log(0.99)] * 3 + [math.log(0.5) / math.log(0.02)])[1]
+    assert f"loses half of its cell in {median:.1f} steps" in page

@@ -182,11 +182,38 @@ def _statistics_sections(recording: Recording, out_dir: Path, max_lag: int | Non
 <div class="caption">{captions.SATURATION}</div>
 {_image_tag(saturation_png, "saturation plot")}
 {saturation_table}
+<p class="note">"Mostly shut" / "mostly open": the gate is saturated at more than half of the steps.</p>
+<div class="caption">{_saturation_reading(saturation_rows)}</div>
 <h2>How long does the memory last?</h2>
 <div class="caption">{captions.MEMORY}</div>
 {_image_tag(retention_png, "memory retention plot")}
 {memory_table}
+<div class="caption">{_memory_reading(memory_rows)}</div>
 """
+
+
+def _saturation_reading(rows: list[dict]) -> str:
+    """Plain-words reading of the forget-gate rows, e.g. for a reader new to saturation."""
+    lines = []
+    for row in (row for row in rows if row["gate"] == "f"):
+        lines.append(
+            f"<li>Layer {row['layer']}: {row['units_mostly_open']} of {row['units']} forget gates are fully open "
+            f"more than half of the time (their cells keep what they hold), and {row['units_mostly_shut']} are mostly "
+            f"shut (their cells are wiped at almost every step).</li>"
+        )
+    return "<p><b>Reading it:</b></p><ul>" + "".join(lines) + "</ul>"
+
+
+def _memory_reading(rows: list[dict]) -> str:
+    lines = []
+    for row in rows:
+        half_life = "never (its forget gate is 1)" if math.isinf(row["half_life_median"]) else f"{row['half_life_median']:.1f} steps"
+        lines.append(
+            f"<li>Layer {row['layer']}: the typical (median) unit loses half of its cell in {half_life}; the "
+            f"longest-remembering unit keeps more than half for {row['span_max']:.1f} steps on average "
+            f"(counted up to {row['max_lag']}).</li>"
+        )
+    return "<p><b>Reading it:</b></p><ul>" + "".join(lines) + "</ul>"
 
 
 def write_report(
