@@ -3,6 +3,8 @@
 - ``reference``: plain PyTorch time loop; every option, the trace; the specification.
 - ``native``: torch's fused kernel (oneDNN on CPU); plain cells (and weight drop); the
   trace is recomputed from the kernel's outputs with batched GEMMs.
+- ``fused``: lstmlab's C++ time loop (compiled at first use); plain, peephole and
+  coupled cells with the trace at no extra arithmetic.
 
 ``engine="auto"`` picks the fastest engine that can run the request and can say why
 (`describe`). Nothing falls back silently: asking a named engine for something it
@@ -14,10 +16,10 @@ from __future__ import annotations
 from types import ModuleType
 
 from ..cell import CellSpec
-from . import native, reference
+from . import fused, native, reference
 from .base import EngineResult, SequenceBatch
 
-ENGINES: dict[str, ModuleType] = {"reference": reference, "native": native}
+ENGINES: dict[str, ModuleType] = {"reference": reference, "native": native, "fused": fused}
 ENGINE_CHOICES = ("auto", *ENGINES)
 
 
@@ -33,25 +35,34 @@ def check_engine_name(engine: object) -> str:
 
 
 def select(requested: str, spec: CellSpec, need_trace: bool) -> tuple[str, str]:
-    """(engine name, reason) for a forward call."""
+    """(engine name, reason) for a forward call. A named engine that cannot run it raises."""
     check_engine_name(requested)
-    native_problem = native.unsupported_reason(spec, need_trace)
-    if requested == "native" and native_problem:
-        raise ValueError(f"engine 'native' cannot run this: {native_problem}; use engine='reference' or 'auto'")
     if requested != "auto":
+        problem = None if requested == "reference" else ENGINES[requested].unsupported_reason(spec, need_trace)
+        if problem:
+            raise ValueError(f"engine {requested!r} cannot run this: {problem}; use engine='reference' or 'auto'")
         return requested, f"engine={requested!r} was requested"
+    native_problem = native.unsupported_reason(spec, need_trace)
+    if native_problem is None and not need_trace:
+        return "native", "auto: plain cell runs on torch's fused kernel (oneDNN on CPU)"
+    fused_problem = fused.unsupported_reason(spec, need_trace)
+    if fused_problem is None:
+        what = "plain cell with trace" if native_problem is None else f"{'+'.join(spec.variant_names())} cell"
+        return "fused", f"auto: {what} runs on lstmlab's fused CPU engine (C++ time loop)"
     if native_problem is None:
-        detail = "; gates recomputed from its outputs" if need_trace else ""
-        return "native", f"auto: plain cell runs on torch's fused kernel (oneDNN on CPU){detail}"
-    return "reference", f"auto: reference time loop, because {native_problem}"
+        return "native", f"auto: torch's fused kernel, gates recomputed from its outputs ({fused_problem})"
+    return "reference", f"auto: reference time loop, because {native_problem} and {fused_problem}"
 
 
 def describe(module=None) -> str:
     """Which engine runs and why: for `module` (an lstmlab.LSTM), or the general rule."""
     if module is None:
+        build = fused.build_error()
         lines = [f"engines available: {', '.join(available())}",
-                 "auto: 'native' (torch's fused kernel, oneDNN on CPU) for plain cells, with the trace",
-                 "      recomputed from its outputs; 'reference' (PyTorch time loop) for the variants"]
+                 f"fused CPU engine: {'built for ' + fused.capability() if build is None else 'unavailable: ' + build}",
+                 "auto: 'native' (torch's fused kernel, oneDNN on CPU) for plain cells without trace;",
+                 "      'fused' (lstmlab's C++ time loop) for plain cells with trace and for peephole/coupled;",
+                 "      'reference' (PyTorch time loop) for layer_norm and zoneout"]
         return "\n".join(lines)
     spec = module.spec
     without, why_without = select(module.engine, spec, need_trace=False)

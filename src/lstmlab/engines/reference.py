@@ -7,6 +7,8 @@ and time steps, and records the trace.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -15,19 +17,23 @@ from ..cell import TRACE_FIELDS, CellSpec, LayerWeights, input_gates, lstm_step,
 from ..inputs import valid_mask
 from .base import EngineResult, SequenceBatch
 
+# (x, h0, c0, weights, spec, lengths, reverse, training) -> (hs, h_n, c_n, trace fields)
+RunDirection = Callable[..., tuple[Tensor, Tensor, Tensor, dict[str, Tensor]]]
+
 
 def run_direction(
     x: Tensor, h0: Tensor, c0: Tensor, weights: LayerWeights, spec: CellSpec,
-    valid: Tensor | None, reverse: bool, training: bool,
+    lengths: Tensor | None, reverse: bool, training: bool,
 ) -> tuple[Tensor, Tensor, Tensor, dict[str, Tensor]]:
     """One layer, one direction over the whole sequence.
 
-    x: (T, B, I); h0: (B, P); c0: (B, H); valid: (T, B, 1) bool or None (all valid).
+    x: (T, B, I); h0: (B, P); c0: (B, H); lengths: (B,) int64 or None (all T valid).
     Returns hs (T, B, P), h_n (B, P), c_n (B, H) and the trace fields, each (T, B, ·),
     zero where a step is not valid. A sequence's state is held still over its padded
     steps, so a reversed sequence starts from h0 at its own last valid step.
     """
     steps = x.shape[0]
+    valid = None if lengths is None else valid_mask(lengths, steps).unsqueeze(-1)  # (T, B, 1)
     x_gates = input_gates(x, weights, spec)  # (T, B, 4H): one GEMM for all steps
     w_hh = recurrent_weight(weights.w_hh, spec, training)
     h, c = h0, c0
@@ -49,10 +55,14 @@ def run_direction(
 
 
 def forward(batch: SequenceBatch, need_trace: bool) -> EngineResult:
-    """All layers and directions. See `engines.base.SequenceBatch` for the inputs."""
-    valid = None
-    if batch.lengths is not None:
-        valid = valid_mask(batch.lengths, batch.x.shape[0]).unsqueeze(-1)  # (T, B, 1)
+    return forward_layers(batch, need_trace, run_direction)
+
+
+def forward_layers(batch: SequenceBatch, need_trace: bool, run_direction: RunDirection) -> EngineResult:
+    """All layers and directions, each by `run_direction` (the engines share this walk).
+
+    See `engines.base.SequenceBatch` for the inputs.
+    """
     layer_input = batch.x
     h_n, c_n, layer_traces = [], [], []
     num_layers = len(batch.layers)
@@ -62,13 +72,13 @@ def forward(batch: SequenceBatch, need_trace: bool) -> EngineResult:
             index = layer * len(directions) + direction
             hs, h_last, c_last, trace = run_direction(
                 layer_input, batch.h0[index], batch.c0[index], weights, batch.spec,
-                valid, reverse=direction == 1, training=batch.training,
+                batch.lengths, reverse=direction == 1, training=batch.training,
             )
             outputs.append(hs)
             h_n.append(h_last)
             c_n.append(c_last)
             fields.append(trace)
-        layer_input = torch.cat(outputs, dim=-1)  # (T, B, D*P)
+        layer_input = outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=-1)  # (T, B, D*P)
         if batch.dropout and batch.training and layer < num_layers - 1:
             layer_input = F.dropout(layer_input, batch.dropout, training=True)
         if need_trace:

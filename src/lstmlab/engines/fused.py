@@ -1,0 +1,155 @@
+"""The fused CPU engine: each layer-direction's time loop in C++ (csrc/fused_lstm.cpp).
+
+Around the loop, Python does the large GEMMs once per call: the input gates of all
+steps before it (``cell.input_gates``, autograd handles its backward) and, after the
+backward loop, dW_hh = dZ^T H_prev, dW_hr = dH^T M and the peephole gradients. Inside
+the loop each step is one ``addmm`` into the step's gate block and one pass of gate
+math, forward and backward, with no Python and no allocation per step. The gates it
+keeps for the backward pass are the trace, so the trace costs no extra arithmetic.
+
+Runs: plain, peephole and coupled cells, projection, bidirectional, multi-layer,
+packed (valid lengths), weight drop and dropout between layers. Not yet: layer norm
+and zoneout (`unsupported_reason` says so; `auto` then runs the reference).
+
+The extension is compiled at first use with torch.utils.cpp_extension (g++ and ninja)
+for the CPU's vector unit (AVX-512, AVX2 or generic, read from torch at run time) and
+cached under ``$LSTMLAB_CACHE`` (default ``~/.cache/lstmlab``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import warnings
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from ..cell import CellSpec, LayerWeights, input_gates, recurrent_weight
+from ..inputs import valid_mask
+from .base import EngineResult, SequenceBatch
+from .reference import forward_layers
+from .native import _previous_states
+
+SOURCE = Path(__file__).with_name("csrc") / "fused_lstm.cpp"
+ARCH_FLAGS = {
+    "AVX512": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx2", "-mfma"],
+    "AVX2": ["-mavx2", "-mfma"],
+}
+# -ffast-math at compile time only (vectorised exp/tanh); never at link time, where gcc
+# would add crtfastmath and switch the whole process to flush-to-zero.
+COMPILE_FLAGS = ["-O3", "-ffast-math", "-fopenmp-simd"]
+
+_extension = None
+_build_error: str | None = None
+
+
+def build_error() -> str | None:
+    """Why the extension cannot be used (None when it loads). Builds it on first call."""
+    load_extension()
+    return _build_error
+
+
+def capability() -> str:
+    """The vector unit the extension is compiled for: "AVX512", "AVX2" or "DEFAULT"."""
+    return torch.backends.cpu.get_cpu_capability()
+
+
+def load_extension():
+    """The compiled extension, or None (the reason in `build_error`, warned once)."""
+    global _extension, _build_error
+    if _extension is not None or _build_error is not None:
+        return _extension
+    capability = globals()["capability"]()
+    digest = hashlib.sha256(SOURCE.read_bytes() + repr(COMPILE_FLAGS).encode()).hexdigest()[:10]
+    name = f"lstmlab_fused_{capability.lower()}_{digest}"
+    build_dir = Path(os.environ.get("LSTMLAB_CACHE", Path.home() / ".cache" / "lstmlab")) / "extensions" / name
+    try:
+        from torch.utils.cpp_extension import load
+
+        build_dir.mkdir(parents=True, exist_ok=True)
+        if not any(build_dir.glob("*.so")):
+            print(f"lstmlab: building the fused CPU engine for {capability} (once per machine, ~1 min)...",
+                  file=sys.stderr, flush=True)
+        _extension = load(name=name, sources=[str(SOURCE)], build_directory=str(build_dir),
+                          extra_cflags=COMPILE_FLAGS + ARCH_FLAGS.get(capability, []), verbose=False)
+    except Exception as error:  # compiler missing, ninja missing, build failure: say so once
+        _build_error = (f"the fused CPU engine could not be built ({type(error).__name__}: "
+                        f"{str(error).strip().splitlines()[-1][:300] if str(error).strip() else ''}); "
+                        "lstmlab runs the other engines instead. Fix: install g++ and ninja "
+                        "(`pip install ninja`), then restart Python")
+        warnings.warn(_build_error, RuntimeWarning, stacklevel=3)
+    return _extension
+
+
+def unsupported_reason(spec: CellSpec, need_trace: bool) -> str | None:
+    del need_trace  # the trace is what the loop keeps anyway
+    missing = [name for name in ("layer_norm",) if getattr(spec, name)]
+    if spec.zoneout_c or spec.zoneout_h:
+        missing.append("zoneout")
+    if missing:
+        return f"the fused engine has no {'/'.join(missing)} cell yet"
+    return build_error()
+
+
+def _empty(like: Tensor) -> Tensor:
+    return like.new_empty(0)
+
+
+class FusedDirection(torch.autograd.Function):
+    """One layer-direction: (x_gates, h0, c0, w_hh, w_hr, peephole) -> gates, C, H, h_n, c_n."""
+
+    @staticmethod
+    def forward(ctx, x_gates, h0, c0, w_hh, w_hr, peephole, lengths, reverse, coupled):
+        ext = load_extension()
+        gates, cells, hidden_pre, hiddens, h_n, c_n = ext.forward(
+            x_gates.contiguous(), h0.contiguous(), c0.contiguous(), w_hh.contiguous(),
+            _empty(w_hh) if w_hr is None else w_hr.contiguous(),
+            _empty(w_hh) if peephole is None else peephole.contiguous(),
+            lengths, reverse, coupled)
+        ctx.save_for_backward(gates, cells, hidden_pre, hiddens, h0, c0, w_hh, w_hr, peephole, lengths)
+        ctx.reverse, ctx.coupled = reverse, coupled
+        return gates, cells, hiddens, h_n, c_n
+
+    @staticmethod
+    def backward(ctx, d_gates, d_cells, d_hiddens, dh_n, dc_n):
+        gates, cells, hidden_pre, hiddens, h0, c0, w_hh, w_hr, peephole, lengths = ctx.saved_tensors
+        valid = valid_mask(lengths, gates.shape[0]).unsqueeze(-1) if lengths.numel() else None
+        c_prev = _previous_states(cells, c0, ctx.reverse, valid)  # (T, B, H)
+        zeros_or = lambda grad, like: torch.zeros_like(like) if grad is None else grad.contiguous()  # noqa: E731
+        dz, dh0, dc0, dh_total = load_extension().backward(
+            zeros_or(d_hiddens, hiddens), zeros_or(d_gates, gates), zeros_or(d_cells, cells),
+            zeros_or(dh_n, h0), zeros_or(dc_n, c0), gates, cells, c_prev.contiguous(), w_hh.contiguous(),
+            _empty(w_hh) if w_hr is None else w_hr.contiguous(),
+            _empty(w_hh) if peephole is None else peephole.contiguous(), lengths, ctx.reverse, ctx.coupled)
+        h_prev = _previous_states(hiddens, h0, ctx.reverse, valid)  # (T, B, P)
+        d_w_hh = dz.flatten(0, 1).T @ h_prev.flatten(0, 1)  # (4H, P)
+        d_w_hr = None if w_hr is None else dh_total.flatten(0, 1).T @ hidden_pre.flatten(0, 1)  # (P, H)
+        d_peephole = None
+        if peephole is not None:
+            dz_i, dz_f, _, dz_o = dz.chunk(4, dim=-1)
+            d_peephole = torch.cat(((dz_i * c_prev).sum((0, 1)), (dz_f * c_prev).sum((0, 1)),
+                                    (dz_o * cells).sum((0, 1))))
+        return dz, dh0, dc0, d_w_hh, d_w_hr, d_peephole, None, None, None
+
+
+def run_direction(x: Tensor, h0: Tensor, c0: Tensor, weights: LayerWeights, spec: CellSpec,
+                  lengths: Tensor | None, reverse: bool, training: bool) -> tuple[Tensor, Tensor, Tensor, dict]:
+    """Same contract as `reference.run_direction`: hs (T, B, P), h_n, c_n, trace fields."""
+    lengths = x.new_empty(0, dtype=torch.int64) if lengths is None else lengths.cpu().contiguous()
+    x_gates = input_gates(x, weights, spec)  # (T, B, 4H): one GEMM for all steps
+    w_hh = recurrent_weight(weights.w_hh, spec, training)
+    gates, cells, hiddens, h_n, c_n = FusedDirection.apply(
+        x_gates, h0, c0, w_hh, weights.w_hr, weights.peephole if spec.peephole else None, lengths,
+        reverse, spec.coupled)
+    i, f, g, o = gates.chunk(4, dim=-1)
+    return hiddens, h_n, c_n, dict(i=i, f=f, g=g, o=o, c=cells, h=hiddens)
+
+
+def forward(batch: SequenceBatch, need_trace: bool) -> EngineResult:
+    reason = unsupported_reason(batch.spec, need_trace)
+    if reason is not None:
+        raise ValueError(f"engine 'fused' cannot run this: {reason}; use engine='reference' or 'auto'")
+    return forward_layers(batch, need_trace, run_direction)

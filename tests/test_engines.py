@@ -1,0 +1,160 @@
+"""Every engine against the float64 reference: outputs, h_n, c_n, the trace, and every
+gradient — including gradients that enter through h_n / c_n and through the trace.
+
+The fused engine is compiled on first use (once per machine, cached); its build must
+succeed here: a build failure is a test failure, not a skip.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+from torch.nn.utils.rnn import pack_padded_sequence
+
+import lstmlab
+from lstmlab.cell import TRACE_FIELDS
+from lstmlab.engines import fused
+from tolerances import assert_close, tolerance
+
+FUSED_VARIANTS = [dict(), dict(peephole=True), dict(coupled=True), dict(peephole=True, coupled=True)]
+SHAPES = [dict(), dict(num_layers=2, bidirectional=True), dict(proj_size=3), dict(num_layers=2, proj_size=2)]
+
+
+def test_fused_engine_builds():
+    assert fused.build_error() is None
+
+
+def run_and_differentiate(lstm, inputs, hx, x):
+    """Forward with trace, a loss touching output, h_n, c_n and every trace field, backward.
+
+    Returns the tensors to compare: output, h_n, c_n, trace fields, grads of x/h0/c0 and weights.
+    """
+    lstm.zero_grad()
+    for tensor in (x, *hx):
+        tensor.grad = None
+    output, (h_n, c_n), trace = lstm(inputs, hx, trace=True)
+    data = output if isinstance(output, torch.Tensor) else output.data
+    loss = (data ** 2).sum() + (h_n * 1.5).sum() + c_n.sin().sum()
+    for k, layer in enumerate(trace):
+        for j, name in enumerate(TRACE_FIELDS):
+            loss = loss + (layer[name] * (k + j + 1)).cos().sum()
+    loss.backward()
+    results = {"output": data, "h_n": h_n, "c_n": c_n}
+    results.update({f"trace[{k}].{n}": trace[k][n] for k in range(len(trace)) for n in TRACE_FIELDS})
+    results.update({f"grad {name}": p.grad.clone() for name, p in lstm.named_parameters()})
+    results.update({f"grad {name}": t.grad.clone() for name, t in (("x", x), ("h0", hx[0]), ("c0", hx[1]))})
+    return results
+
+
+def compare_engines(engine, options, dtype=torch.float64, steps=5, batch=3, input_size=4, hidden=5, packed=False):
+    lstm = lstmlab.LSTM(input_size, hidden, **options).to(dtype)
+    rows = lstm.num_layers * lstm.num_directions
+    x = torch.randn(steps, batch, input_size, dtype=dtype, requires_grad=True)
+    h0 = torch.randn(rows, batch, lstm.proj_size or hidden, dtype=dtype, requires_grad=True)
+    c0 = torch.randn(rows, batch, hidden, dtype=dtype, requires_grad=True)
+    lengths = torch.randint(1, steps + 1, (batch,))
+    lengths[0] = steps
+    results = {}
+    for name in ("reference", engine):
+        lstm.engine = name
+        inputs = pack_padded_sequence(x, lengths, enforce_sorted=False) if packed else x
+        results[name] = run_and_differentiate(lstm, inputs, (h0, c0), x)
+    for key, expected in results["reference"].items():
+        assert_close(results[engine][key], expected, dtype, f"{engine} {options} {key}")
+
+
+@pytest.mark.parametrize("options", [{**v, **s} for v, s in itertools.product(FUSED_VARIANTS, SHAPES)],
+                         ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()) or "plain")
+def test_fused_matches_reference_float64(options):
+    compare_engines("fused", options)
+
+
+@pytest.mark.parametrize("options", [dict(), dict(peephole=True, bidirectional=True), dict(coupled=True, proj_size=2)],
+                         ids=["plain", "peephole-bidirectional", "coupled-proj"])
+def test_fused_matches_reference_packed(options):
+    compare_engines("fused", options, packed=True, batch=4, steps=6)
+
+
+@pytest.mark.parametrize("options", [dict(), dict(num_layers=2, bidirectional=True, proj_size=2)])
+@pytest.mark.parametrize("packed", [False, True])
+def test_native_trace_matches_reference(options, packed):
+    compare_engines("native", options, packed=packed, batch=4, steps=6)
+
+
+@pytest.mark.parametrize("sizes", [dict(batch=1, hidden=17), dict(steps=1, hidden=3), dict(steps=120, batch=2, hidden=7),
+                                   dict(batch=9, hidden=33, input_size=31)],
+                         ids=["B1-H17", "T1", "longT", "odd-sizes"])
+def test_fused_odd_sizes(sizes):
+    compare_engines("fused", dict(peephole=True), **sizes)
+
+
+def engine_errors_float32(engine, options, steps=20, batch=64, input_size=40, hidden=96):
+    """Max abs error vs the float64 reference, per compared tensor, of float32 `engine` and
+    of the float32 reference (the rounding any float32 engine must live with)."""
+    lstm = lstmlab.LSTM(input_size, hidden, **options).double()
+    rows = lstm.num_layers * lstm.num_directions
+    data = [torch.randn(steps, batch, input_size), torch.randn(rows, batch, hidden), torch.randn(rows, batch, hidden)]
+    results = {}
+    for name, dtype in (("truth", torch.float64), ("reference", torch.float32), (engine, torch.float32)):
+        lstm.to(dtype).engine = "reference" if name == "truth" else name
+        x, h0, c0 = (t.to(dtype).requires_grad_() for t in data)
+        results[name] = run_and_differentiate(lstm, x, (h0, c0), x)
+    truth = results["truth"]
+    return {key: ((results[engine][key].double() - truth[key]).abs().max().item(),
+                  (results["reference"][key].double() - truth[key]).abs().max().item(),
+                  truth[key].abs().max().item()) for key in truth}
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_fused_float32_as_accurate_as_reference(threads):
+    """float32 rounding grows with T·B terms in the weight gradients, so the bar is the
+    float32 reference's own error against float64 (with a floor from the tolerance table)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        errors = engine_errors_float32("fused", dict(num_layers=2, peephole=True))
+    finally:
+        torch.set_num_threads(previous)
+    floor = tolerance(torch.float32)["atol"]
+    for key, (engine_error, reference_error, scale) in errors.items():
+        assert engine_error <= max(4 * reference_error, floor * max(1.0, scale)), (key, engine_error, reference_error)
+
+
+def test_fused_gradcheck_through_trace():
+    lstm = lstmlab.LSTM(3, 4, peephole=True, coupled=True, proj_size=2, bidirectional=True, engine="fused").double()
+    x = torch.randn(4, 2, 3, dtype=torch.double, requires_grad=True)
+    h0 = torch.randn(2, 2, 2, dtype=torch.double, requires_grad=True)
+    c0 = torch.randn(2, 2, 4, dtype=torch.double, requires_grad=True)
+
+    def outputs(x, h0, c0):
+        output, (h_n, c_n), trace = lstm(x, (h0, c0), trace=True)
+        return output, h_n, c_n, trace[0].i, trace[0].c, trace[0].o
+
+    assert torch.autograd.gradcheck(outputs, (x, h0, c0))
+
+
+def test_fused_weight_drop_uses_one_mask_for_kernel_and_trace():
+    lstm = lstmlab.LSTM(3, 4, peephole=True, weight_drop=0.5).double().train()
+    x = torch.randn(6, 2, 3, dtype=torch.double)
+    output, _, trace = lstm(x, trace=True)
+    layer = trace[0]
+    # The trace is the run's own: c and h follow from its gates whatever mask was drawn.
+    c_prev = torch.cat((torch.zeros_like(layer.c[:1]), layer.c[:-1]))
+    assert_close(layer.c, layer.f * c_prev + layer.i * layer.g, torch.float64, "c recurrence")
+    assert_close(output, (layer.o * torch.tanh(layer.c)).squeeze(2), torch.float64, "h = o tanh(c)")
+
+
+def test_auto_picks_fused_for_variants_and_trace_and_native_without():
+    assert lstmlab.engines.select("auto", lstmlab.LSTM(2, 3).spec, need_trace=False)[0] == "native"
+    assert lstmlab.engines.select("auto", lstmlab.LSTM(2, 3).spec, need_trace=True)[0] == "fused"
+    assert lstmlab.engines.select("auto", lstmlab.LSTM(2, 3, peephole=True).spec, need_trace=False)[0] == "fused"
+    assert lstmlab.engines.select("auto", lstmlab.LSTM(2, 3, layer_norm=True).spec, need_trace=False)[0] == "reference"
+
+
+def test_fused_refuses_what_it_cannot_run():
+    with pytest.raises(ValueError, match="fused.*layer_norm"):
+        lstmlab.LSTM(2, 3, layer_norm=True, engine="fused")
+    with pytest.raises(ValueError, match="fused.*zoneout"):
+        lstmlab.LSTM(2, 3, zoneout=0.1, engine="fused")
