@@ -1,0 +1,184 @@
+"""The three contenders — LSTM, GRU, tanh RNN — with matched parameter counts.
+
+Each model is one recurrent layer followed by a linear read-out at every step:
+inputs (T, B, I) → recurrent states (T, B, H) → outputs (T, B, O). The LSTM is
+`lstmlab.LSTM` (variants selectable); the GRU and the RNN are torch's own. Hidden sizes
+of the GRU and RNN are chosen so that their parameter counts (read-out included) come
+as close as possible to the LSTM's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .longlag_base import LongLagTask
+from .longlag_registry import task_from_config
+
+MODEL_KINDS = ("lstm", "gru", "rnn")
+GATE_BLOCKS = {"lstm": 4, "gru": 3, "rnn": 1}  # weight blocks per layer (i,f,g,o / r,z,n / h)
+LSTM_BOOLEAN_OPTIONS = ("peephole", "layer_norm", "coupled")  # the switches of --lstm-options
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild a model (stored in checkpoints as a plain dict)."""
+
+    kind: str  # "lstm", "gru" or "rnn"
+    input_size: int  # I: features per input step
+    hidden_size: int  # H: recurrent units
+    output_size: int  # O: read-out units per step
+    lstm_options: dict = field(default_factory=dict)  # keyword options of lstmlab.LSTM (variants)
+    chrono_init: int | None = None  # T_max of chrono initialisation (LSTM forget / GRU update gate); None: torch's init
+
+    def __post_init__(self) -> None:
+        if self.kind not in MODEL_KINDS:
+            raise ValueError(f"model kind must be one of {MODEL_KINDS}, got {self.kind!r}")
+        if self.lstm_options and self.kind != "lstm":
+            raise ValueError(f"lstm_options apply to the lstm only, got them for {self.kind!r}")
+
+
+def make_lstm(input_size: int, hidden_size: int, options: dict) -> nn.Module:
+    """`lstmlab.LSTM` with the given variant options (engine "auto": native when plain)."""
+    from lstmlab import LSTM
+
+    return LSTM(input_size, hidden_size, **options)
+
+
+class LongLagModel(nn.Module):
+    """One recurrent layer + per-step linear read-out: (T, B, I) → (T, B, O)."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        if config.kind == "lstm":
+            options = dict(config.lstm_options)
+            if config.chrono_init is not None:
+                options.setdefault("chrono_init", config.chrono_init)
+            self.recurrent = make_lstm(config.input_size, config.hidden_size, options)
+        elif config.kind == "gru":
+            self.recurrent = nn.GRU(config.input_size, config.hidden_size)
+            if config.chrono_init is not None:
+                chrono_init_gru(self.recurrent, config.chrono_init)
+        else:
+            self.recurrent = nn.RNN(config.input_size, config.hidden_size, nonlinearity="tanh")
+        self.readout = nn.Linear(config.hidden_size, config.output_size)
+
+    @property
+    def lstm(self) -> nn.Module:
+        """The `lstmlab.LSTM` inside (for inspection); only for kind "lstm"."""
+        if self.config.kind != "lstm":
+            raise AttributeError(f"this model is a {self.config.kind}, it has no lstm")
+        return self.recurrent
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        states, _ = self.recurrent(inputs)  # (T, B, H)
+        return self.readout(states)  # (T, B, O)
+
+
+def chrono_init_gru(gru: nn.GRU, horizon: int) -> None:
+    """Chrono initialisation of a GRU's update gate (Tallec & Ollivier, 2018).
+
+    torch's GRU keeps the old state with weight z: h' = (1 − z) n + z h, biases laid out
+    (r | z | n). Setting b_z = log U[1, horizon − 1] (and the hidden-side b_z = 0) makes
+    the initial memory time scales spread up to `horizon` steps — the same help chrono
+    initialisation gives the LSTM's forget gate, so the comparison stays fair.
+    """
+    hidden = gru.hidden_size
+    with torch.no_grad():
+        gru.bias_ih_l0[hidden : 2 * hidden].uniform_(1.0, max(horizon - 1.0, 1.0 + 1e-3)).log_()
+        gru.bias_hh_l0[hidden : 2 * hidden].zero_()
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def formula_parameters(kind: str, input_size: int, hidden_size: int, output_size: int) -> int:
+    """Parameters of torch's one-layer RNN/GRU/LSTM (two bias vectors) plus the read-out."""
+    blocks = GATE_BLOCKS[kind]
+    recurrent = blocks * hidden_size * (input_size + hidden_size + 2)
+    return recurrent + hidden_size * output_size + output_size
+
+
+def matched_hidden_size(kind: str, input_size: int, output_size: int, target: int) -> int:
+    """The hidden size whose parameter count (read-out included) is closest to `target`."""
+    best, best_gap, hidden = 1, None, 1
+    while True:
+        count = formula_parameters(kind, input_size, hidden, output_size)
+        gap = abs(count - target)
+        if best_gap is None or gap < best_gap:
+            best, best_gap = hidden, gap
+        if count > target:
+            return best
+        hidden += 1
+
+
+def model_configs(task: LongLagTask, kinds: list[str], lstm_hidden: int, lstm_options: dict,
+                  chrono_init: int | None = None) -> list[ModelConfig]:
+    """One config per kind; the LSTM has `lstm_hidden` units, the others match its size.
+
+    `chrono_init` (a horizon in steps) goes to the LSTM and the GRU; the tanh RNN has no gate.
+    """
+    lstm_config = ModelConfig("lstm", task.input_size, lstm_hidden, task.output_size, dict(lstm_options), chrono_init)
+    target = count_parameters(LongLagModel(lstm_config))
+    configs = []
+    for kind in kinds:
+        if kind == "lstm":
+            configs.append(lstm_config)
+        else:
+            hidden = matched_hidden_size(kind, task.input_size, task.output_size, target)
+            horizon = chrono_init if kind == "gru" else None
+            configs.append(ModelConfig(kind, task.input_size, hidden, task.output_size, {}, horizon))
+    return configs
+
+
+def parse_lstm_options(text: str) -> dict:
+    """"layer_norm,peephole,forget_bias=1" → {"layer_norm": True, "peephole": True, "forget_bias": 1.0}."""
+    options: dict = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, _, value = item.partition("=")
+        if key in LSTM_BOOLEAN_OPTIONS and not value:
+            options[key] = True
+        elif key in ("forget_bias", "zoneout", "weight_drop") and value:
+            options[key] = float(value)
+        elif key == "chrono_init" and value:
+            options[key] = int(value)
+        else:
+            raise ValueError(
+                f"unknown or malformed lstm option {item!r}; expected switches "
+                f"{', '.join(LSTM_BOOLEAN_OPTIONS)} or forget_bias=X, zoneout=X, weight_drop=X, chrono_init=T"
+            )
+    return options
+
+
+def save_longlag_checkpoint(model: LongLagModel, task: LongLagTask, path: str | Path, extra: dict | None = None) -> Path:
+    """Write {"kind": "longlag", task, task_config, model_config, state_dict, ...} atomically."""
+    payload = {
+        "kind": "longlag",
+        "task": task.label,
+        "task_config": task.config(),
+        "model_config": asdict(model.config),
+        "state_dict": model.state_dict(),
+        **(extra or {}),
+    }
+    return save_checkpoint(payload, path)
+
+
+def load_longlag_checkpoint(path: str | Path) -> tuple[LongLagModel, LongLagTask]:
+    """(model, task) from a file written by `save_longlag_checkpoint`.
+
+    `model.lstm` is the trained `lstmlab.LSTM`; `task.sample(batch_size, generator)` makes
+    fresh inputs for it. The model is returned in eval mode.
+    """
+    payload = load_checkpoint(path)
+    if payload.get("kind") != "longlag":
+        raise CheckpointError(f"{path} is not a long-lag checkpoint (kind = {payload.get('kind')!r})")
+    task = task_from_config(payload["task_config"])
+    model = LongLagModel(ModelConfig(**payload["model_config"]))
+    model.load_state_dict(payload["state_dict"])
+    return model.eval(), task

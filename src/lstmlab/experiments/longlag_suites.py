@@ -1,0 +1,50 @@
+"""Named sets of experiments: `quick` (a smoke test, ≤ 3 min) and `paper` (the 1997 table, CPU-sized).
+
+The `paper` suite keeps the paper's lags where the CPU budget allows (Reber, 2a p = 100,
+adding / multiplication T = 100, temporal order 6a / 6b at the paper's lengths) and
+shrinks the rest (2c with q = p = 50, the modern adding problem at T = 200, copy at
+T = 50). Update caps are chosen so that the whole suite, 3 models × 3 seeds, fits in
+about 30 minutes on 2 cores with `--jobs 2`; a model that has not succeeded by then is
+counted as a failure, exactly as the paper counts runs that hit its sequence cap.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from .longlag import Experiment, TrainConfig
+from .longlag_registry import make_task
+
+QUICK_TRAIN = TrainConfig(batch_size=32, max_steps=300, max_seconds=30, eval_every=50, eval_size=256)
+PAPER_TRAIN = TrainConfig(batch_size=32, max_steps=2500, max_seconds=240, eval_every=100, eval_size=2560)
+
+
+def quick_suite() -> list[Experiment]:
+    """Every task at a toy size, one seed: exercises every code path in about a minute."""
+    sizes = [("reber", None), ("noise-free", 10), ("very-long-lag", 10), ("adding", 20),
+             ("multiplication", 20), ("temporal-order-6a", 20), ("temporal-order-6b", 20),
+             ("modern-adding", 20), ("copy", 5)]
+    return [Experiment(make_task(name, length), lstm_hidden=16, train=QUICK_TRAIN, seeds=1)
+            for name, length in sizes]
+
+
+def paper_suite() -> list[Experiment]:
+    """The 1997 experiments (plus the two modern standards), sized for 2 CPU cores."""
+    def experiment(name: str, length: int | None, hidden: int = 32, **train_changes) -> Experiment:
+        return Experiment(make_task(name, length), lstm_hidden=hidden,
+                          train=replace(PAPER_TRAIN, **train_changes), seeds=3)
+
+    return [
+        experiment("reber", None, hidden=16, max_steps=2000, eval_size=512),
+        experiment("noise-free", 100, max_steps=1500),
+        experiment("very-long-lag", 50, max_steps=2500),
+        experiment("adding", 100),
+        experiment("multiplication", 100),
+        experiment("temporal-order-6a", None),
+        experiment("temporal-order-6b", None),
+        experiment("modern-adding", 200, max_steps=2000),
+        experiment("copy", 50, max_steps=2000),
+    ]
+
+
+SUITES = {"quick": quick_suite, "paper": paper_suite}

@@ -1,0 +1,387 @@
+"""The tasks of Hochreiter & Schmidhuber, "Long Short-Term Memory" (1997), section 5.
+
+Each class is a dataclass of the task's parameters; its docstring quotes the paper's
+definition and says how we read it. Sequences are drawn with a `torch.Generator`, so a
+seed fixes every set. Positions below count from 0 unless a docstring says otherwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .longlag_base import (
+    LongLagTask,
+    SequenceBatch,
+    check_int,
+    end_class_wrong,
+    end_regression_wrong,
+    last_step,
+    one_hot_sequences,
+    uniform_int,
+)
+from .longlag_reber import EmbeddedReber
+
+__all__ = [
+    "EmbeddedReber",
+    "NoiseFreeLongLag",
+    "VeryLongLag",
+    "Adding",
+    "Multiplication",
+    "TemporalOrder",
+]
+
+
+@dataclass
+class NoiseFreeLongLag(LongLagTask):
+    """Exp. 2a: noise-free sequences with long time lags.
+
+    Paper: p + 1 input symbols a_1 … a_{p−1}, a_p = x, a_{p+1} = y, each coded locally
+    (one-hot, p + 1 units). Two training sequences, each chosen with probability 0.5:
+    (y, a_1, …, a_{p−1}, y) and (x, a_1, …, a_{p−1}, x). The net sees one symbol per
+    step and predicts the next one at every step; to predict the last element it must
+    remember the first for p steps. Success (paper): maximal absolute error of all
+    output units below 0.25 (they ask it for 10,000 consecutive sequences).
+
+    Here: inputs are the first p symbols, targets the last p (next-symbol prediction);
+    outputs are a softmax over the p + 1 symbols. Since only two distinct sequences
+    exist, "10,000 consecutive sequences right" is the same as "both sequences right",
+    which is what the evaluation checks.
+    """
+
+    p: int = 100  # the time lag: sequence length is p + 1
+
+    name = "noise-free"
+    kind = "step_class"
+    criterion = "max |output − target| < 0.25 at every step, both sequences"
+    tolerance = 0.25
+
+    def __post_init__(self) -> None:
+        check_int("p (noise-free lag)", self.p, 2)
+
+    @property
+    def input_size(self) -> int:
+        return self.p + 1
+
+    @property
+    def output_size(self) -> int:
+        return self.p + 1
+
+    @property
+    def lag(self) -> int:
+        return self.p
+
+    @property
+    def label(self) -> str:
+        return f"noise-free-p{self.p}"
+
+    def sequences(self, first_is_y: Tensor) -> Tensor:
+        """(B,) bool → (p + 1, B) symbol ids: (x|y, a_1, …, a_{p−1}, x|y)."""
+        x_symbol, y_symbol = self.p - 1, self.p  # a_1 … a_{p−1} are ids 0 … p−2
+        first = torch.where(first_is_y, y_symbol, x_symbol)  # (B,)
+        middle = torch.arange(self.p - 1).unsqueeze(1).expand(-1, first.shape[0])  # (p−1, B)
+        return torch.cat([first.unsqueeze(0), middle, first.unsqueeze(0)], dim=0)
+
+    def sample(self, batch_size: int, generator: torch.Generator) -> SequenceBatch:
+        first_is_y = torch.rand(batch_size, generator=generator) < 0.5
+        return self._batch(first_is_y)
+
+    def evaluation_batch(self, size: int, generator: torch.Generator) -> SequenceBatch:
+        return self._batch(torch.tensor([False, True]))  # the only two sequences there are
+
+    def _batch(self, first_is_y: Tensor) -> SequenceBatch:
+        symbols = self.sequences(first_is_y)  # (p + 1, B)
+        lengths = torch.full((symbols.shape[1],), self.p)
+        inputs = one_hot_sequences(symbols[:-1], lengths, self.input_size)
+        mask = torch.ones(self.p, symbols.shape[1], dtype=torch.bool)
+        return SequenceBatch(inputs, lengths, symbols[1:], mask)
+
+    def wrong(self, outputs: Tensor, batch: SequenceBatch) -> Tensor:
+        target = F.one_hot(batch.targets, self.output_size).float()  # (T, B, O)
+        error = (outputs.softmax(-1) - target).abs().amax(-1)  # (T, B)
+        return (error * batch.mask).amax(0) >= self.tolerance
+
+
+@dataclass
+class VeryLongLag(LongLagTask):
+    """Exp. 2c: very long time lags, no local regularities, many distractors.
+
+    Paper: p + 4 input symbols: distractors a_1 … a_p, and e, b, x, y. The two kinds of
+    sequence are (b, y, a_i1, …, a_i(q+k), e, y) and (b, x, a_i1, …, a_i(q+k), e, x).
+    A sequence is built by (1) a prefix of length q + 2 — b, then x or y, then q random
+    distractors; (2) a suffix: each further element is a random distractor with
+    probability 9/10 or e with probability 1/10; after e, (3) the sequence ends with x or
+    y, the same as its second element. Only the last element has to be predicted; the
+    minimal time lag is q + 1. Success (paper): final absolute error of the output units
+    below 0.2 (for 10,000 successive sequences).
+
+    Here: inputs run from b to e; the target is the class (x or y) at the step that reads
+    e; outputs are a 2-way softmax. Success: no wrong sequence among the held-out set.
+    """
+
+    q: int = 100  # minimal number of distractors between the x|y and e
+    p: int = 100  # number of distinct distractor symbols
+
+    name = "very-long-lag"
+    kind = "end_class"
+    criterion = "final |output − target| < 0.2 on every held-out sequence"
+    tolerance = 0.2
+    continue_probability = 0.9  # chance that the suffix goes on with another distractor
+
+    def __post_init__(self) -> None:
+        check_int("q (very-long-lag minimal lag)", self.q, 1)
+        check_int("p (number of distractor symbols)", self.p, 1)
+
+    @property
+    def input_size(self) -> int:
+        return self.p + 4
+
+    @property
+    def output_size(self) -> int:
+        return 2
+
+    @property
+    def lag(self) -> int:
+        return self.q
+
+    @property
+    def label(self) -> str:
+        return f"very-long-lag-q{self.q}-p{self.p}"
+
+    def sample(self, batch_size: int, generator: torch.Generator) -> SequenceBatch:
+        e_symbol, b_symbol, x_symbol = self.p, self.p + 1, self.p + 2  # y is p + 3
+        is_y = (torch.rand(batch_size, generator=generator) < 0.5).long()  # (B,)
+        # suffix length: number of distractors before e, geometric with P(stop) = 1/10
+        uniform = torch.rand(batch_size, generator=generator).clamp(min=1e-12)
+        extra = torch.floor(uniform.log() / torch.log(torch.tensor(self.continue_probability))).long()
+        lengths = self.q + 3 + extra  # b, x|y, q + extra distractors, e
+        total = int(lengths.max())
+        symbols = torch.randint(0, self.p, (total, batch_size), generator=generator)  # (T, B)
+        batch_index = torch.arange(batch_size)
+        symbols[0] = b_symbol
+        symbols[1] = x_symbol + is_y
+        symbols[lengths - 1, batch_index] = e_symbol
+        inputs = one_hot_sequences(symbols, lengths, self.input_size)
+        return SequenceBatch(inputs, lengths, is_y)
+
+    def wrong(self, outputs: Tensor, batch: SequenceBatch) -> Tensor:
+        return end_class_wrong(outputs, batch, self.tolerance)
+
+
+@dataclass
+class Adding(LongLagTask):
+    """Exp. 4: the adding problem (the 1997 version).
+
+    Paper: each element is a pair. The first component is a real value drawn from
+    [−1, 1]; the second is 1.0, 0.0 or −1.0 and is a marker. Sequence lengths are drawn
+    between T and T + T/10. Exactly two pairs are marked with 1.0: first one of the first
+    ten pairs (its value is X1), then one of the first T/2 − 1 still unmarked pairs (its
+    value is X2). The markers of all other pairs are 0, except the first and the last
+    pair, whose markers are −1. In the rare case that the first pair gets marked, its
+    value is set to zero. The target, given at the sequence end only, is
+    0.5 + (X1 + X2)/4. A sequence is processed correctly if the absolute error at the
+    end is below 0.04. Minimal time lag: T/2.
+
+    Here: "one of the first T/2 − 1 still unmarked pairs" is read as positions 0 … T/2 − 1
+    minus X1's position (T/2 − 1 candidates). The output is one linear unit.
+    """
+
+    T: int = 100  # minimal sequence length; lengths are drawn from [T, T + T // 10]
+
+    name = "adding"
+    kind = "end_regression"
+    max_wrong_fraction = 0.01  # paper: 1 wrong of 2560 after training; we allow 1 %
+    criterion = "|error| < 0.04 at the end; ≤ 1 % of held-out sequences wrong"
+    tolerance = 0.04
+    value_range = (-1.0, 1.0)  # the first components are uniform in this range
+    first_pair_value = 0.0  # what a marked first pair's value becomes (paper: zero)
+
+    def __post_init__(self) -> None:
+        check_int("T (minimal sequence length)", self.T, 20)
+
+    @property
+    def input_size(self) -> int:
+        return 2
+
+    @property
+    def output_size(self) -> int:
+        return 1
+
+    @property
+    def lag(self) -> int:
+        return self.T
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}-T{self.T}"
+
+    def target(self, x1: Tensor, x2: Tensor) -> Tensor:
+        return 0.5 + (x1 + x2) / 4.0
+
+    def sample(self, batch_size: int, generator: torch.Generator) -> SequenceBatch:
+        lengths = uniform_int(self.T, self.T + self.T // 10, batch_size, generator)  # (B,)
+        total = int(lengths.max())
+        low, high = self.value_range
+        values = low + (high - low) * torch.rand(total, batch_size, generator=generator)  # (T, B)
+        markers = torch.zeros(total, batch_size)
+        batch_index = torch.arange(batch_size)
+        markers[0] = -1.0
+        markers[lengths - 1, batch_index] = -1.0
+        first_position = torch.randint(0, 10, (batch_size,), generator=generator)
+        # one of the T/2 − 1 positions in [0, T/2) that are not first_position
+        draw = torch.randint(0, self.T // 2 - 1, (batch_size,), generator=generator)
+        second_position = draw + (draw >= first_position).long()
+        markers[first_position, batch_index] = 1.0
+        markers[second_position, batch_index] = 1.0
+        first_marked = markers[0] == 1.0
+        values[0] = torch.where(first_marked, torch.tensor(self.first_pair_value), values[0])
+        valid = torch.arange(total).unsqueeze(1) < lengths.unsqueeze(0)  # (T, B)
+        inputs = torch.stack([values, markers], dim=-1) * valid.unsqueeze(-1)  # (T, B, 2)
+        x1 = values[first_position, batch_index]
+        x2 = values[second_position, batch_index]
+        return SequenceBatch(inputs, lengths, self.target(x1, x2))
+
+    def wrong(self, outputs: Tensor, batch: SequenceBatch) -> Tensor:
+        return end_regression_wrong(outputs, batch, self.tolerance)
+
+    @property
+    def first_pair_marked_probability(self) -> float:
+        """P(the first pair is marked) = 1/10 (X1 there) + 9/10 · 1/(T/2 − 1) (X2 there)."""
+        return 0.1 + 0.9 / (self.T // 2 - 1)
+
+    def baseline_constant(self) -> float:
+        """The best input-ignoring prediction, E[target]: 0.5 (the values have mean zero)."""
+        return 0.5
+
+    def baseline_loss(self) -> float:
+        """MSE of the constant 0.5: Var((X1 + X2)/4) = (2 − P0) · (1/3) / 16.
+
+        Each value has variance 1/3, except that with probability P0 (the first pair is
+        marked) one of them is the constant zero.
+        """
+        return (2.0 - self.first_pair_marked_probability) / 48.0
+
+
+@dataclass
+class Multiplication(Adding):
+    """Exp. 5: the multiplication problem.
+
+    Paper: as the adding problem, except that the values are drawn from [0, 1], a marked
+    first pair gets the value 1.0 (the neutral element of the product), and the target
+    at the end is X1 × X2. A sequence is correct if the absolute error at the end is
+    below 0.04. The paper stops training when fewer than n_seq of the 2000 most recent
+    sequences are wrong, with n_seq = 140 or 13; we use the looser 140 / 2000 = 7 %.
+    """
+
+    T: int = 100  # minimal sequence length; lengths are drawn from [T, T + T // 10]
+
+    name = "multiplication"
+    max_wrong_fraction = 0.07  # paper's n_seq = 140 of 2000
+    criterion = "|error| < 0.04 at the end; ≤ 7 % of held-out sequences wrong"
+    value_range = (0.0, 1.0)
+    first_pair_value = 1.0
+
+    def target(self, x1: Tensor, x2: Tensor) -> Tensor:
+        return x1 * x2
+
+    def baseline_constant(self) -> float:
+        """E[X1 X2] = (1 − P0)/4 + P0/2: with probability P0 one factor is the constant 1."""
+        p0 = self.first_pair_marked_probability
+        return (1 - p0) / 4 + p0 / 2
+
+    def baseline_loss(self) -> float:
+        """Var(X1 X2) = E[(X1 X2)²] − E[X1 X2]², E[(X1 X2)²] = (1 − P0)/9 + P0/3."""
+        p0 = self.first_pair_marked_probability
+        return (1 - p0) / 9 + p0 / 3 - self.baseline_constant() ** 2
+
+
+@dataclass
+class TemporalOrder(LongLagTask):
+    """Exp. 6a / 6b: classify a sequence by the temporal order of widely separated symbols.
+
+    Paper: symbols E, B, a, b, c, d, X, Y, coded locally (8 inputs). A sequence starts
+    with E, ends with the trigger B, and is otherwise random symbols from {a, b, c, d},
+    except at two (6a) or three (6b) positions that hold X or Y. Length: random in
+    [100, 110]. 6a: t1 in [10, 20], t2 in [50, 60]; 4 classes Q, R, S, U for XX, XY, YX,
+    YY. 6b: t1 in [10, 20], t2 in [33, 43], t3 in [66, 76]; 8 classes Q … C for XXX …
+    YYY. The target is given at the end; a sequence is correct if the final absolute
+    error of all output units is below 0.3.
+
+    Here: positions count from 1 as in the paper (E is at position 1); `scale` shrinks
+    all lengths and windows for smoke tests (scale = 1 is the paper). Outputs are a
+    softmax over the classes; success: ≤ 1 % of held-out sequences wrong (paper: 1 wrong
+    of 2560 after training).
+    """
+
+    relevant: int = 2  # 2 → Exp. 6a (4 classes), 3 → Exp. 6b (8 classes)
+    scale: float = 1.0  # multiplies the paper's lengths and windows (1.0 = the paper)
+
+    name = "temporal-order"
+    kind = "end_class"
+    max_wrong_fraction = 0.01
+    criterion = "final |output − target| < 0.3 for every unit; ≤ 1 % of held-out sequences wrong"
+    tolerance = 0.3
+    symbols = "EBabcdXY"
+
+    def __post_init__(self) -> None:
+        if self.relevant not in (2, 3):
+            raise ValueError(f"temporal order needs relevant = 2 (6a) or 3 (6b), got {self.relevant!r}")
+        if not 0.1 <= self.scale <= 10:
+            raise ValueError(f"temporal-order scale must be in [0.1, 10], got {self.scale!r}")
+
+    def _scaled(self, pair: tuple[int, int]) -> tuple[int, int]:
+        return max(2, round(pair[0] * self.scale)), max(2, round(pair[1] * self.scale))
+
+    @property
+    def length_range(self) -> tuple[int, int]:
+        return self._scaled((100, 110))
+
+    @property
+    def windows(self) -> list[tuple[int, int]]:
+        """The 1-based position ranges of the relevant X/Y symbols."""
+        paper = [(10, 20), (50, 60)] if self.relevant == 2 else [(10, 20), (33, 43), (66, 76)]
+        return [self._scaled(window) for window in paper]
+
+    @property
+    def input_size(self) -> int:
+        return len(self.symbols)
+
+    @property
+    def output_size(self) -> int:
+        return 2**self.relevant
+
+    @property
+    def lag(self) -> int:
+        return self.length_range[0]
+
+    @property
+    def label(self) -> str:
+        variant = "6a" if self.relevant == 2 else "6b"
+        return f"temporal-order-{variant}" + ("" if self.scale == 1.0 else f"-x{self.scale:g}")
+
+    def sample(self, batch_size: int, generator: torch.Generator) -> SequenceBatch:
+        lengths = uniform_int(*self.length_range, batch_size, generator)  # (B,)
+        total = int(lengths.max())
+        batch_index = torch.arange(batch_size)
+        symbols = torch.randint(2, 6, (total, batch_size), generator=generator)  # a..d are ids 2..5
+        symbols[0] = 0  # E
+        symbols[lengths - 1, batch_index] = 1  # B, the trigger
+        label = torch.zeros(batch_size, dtype=torch.long)
+        for low, high in self.windows:
+            position = uniform_int(low, high, batch_size, generator) - 1  # 1-based → index
+            is_y = torch.randint(0, 2, (batch_size,), generator=generator)
+            symbols[position, batch_index] = 6 + is_y  # X = 6, Y = 7
+            label = label * 2 + is_y  # XX → 0 (Q), XY → 1 (R), YX → 2 (S), YY → 3 (U)
+        inputs = one_hot_sequences(symbols, lengths, self.input_size)
+        return SequenceBatch(inputs, lengths, label)
+
+    def wrong(self, outputs: Tensor, batch: SequenceBatch) -> Tensor:
+        return end_class_wrong(outputs, batch, self.tolerance)
+
+
+def end_prediction(outputs: Tensor, batch: SequenceBatch) -> Tensor:
+    """Convenience for inspection: each sequence's output at its last real step (B, O)."""
+    return last_step(outputs, batch.lengths)

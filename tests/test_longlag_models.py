@@ -1,0 +1,103 @@
+"""Models with matched sizes, checkpoints that the inspection tool can load, and reproducible training."""
+
+import pytest
+import torch
+
+import lstmlab
+from lstmlab.checkpoint import CheckpointError, save_checkpoint
+from lstmlab.experiments.longlag import TrainConfig, train_one
+from lstmlab.experiments.longlag_models import (
+    LongLagModel,
+    ModelConfig,
+    count_parameters,
+    formula_parameters,
+    load_longlag_checkpoint,
+    model_configs,
+    parse_lstm_options,
+    save_longlag_checkpoint,
+)
+from lstmlab.experiments.longlag_registry import make_task
+
+
+@pytest.mark.parametrize("name, length", [("adding", 100), ("noise-free", 100), ("temporal-order-6b", None), ("copy", 50)])
+@pytest.mark.parametrize("hidden", [16, 32])
+def test_parameter_counts_are_matched_within_a_few_percent(name, length, hidden):
+    task = make_task(name, length)
+    configs = model_configs(task, ["lstm", "gru", "rnn"], hidden, {})
+    counts = {c.kind: count_parameters(LongLagModel(c)) for c in configs}
+    for kind in ("gru", "rnn"):
+        assert abs(counts[kind] - counts["lstm"]) / counts["lstm"] < 0.05, counts
+    assert configs[2].hidden_size > configs[1].hidden_size > configs[0].hidden_size
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
+def test_parameter_formula_matches_the_modules(kind):
+    config = ModelConfig(kind, 5, 7, 3)
+    assert count_parameters(LongLagModel(config)) == formula_parameters(kind, 5, 7, 3)
+
+
+def test_lstm_is_lstmlab_and_variants_reach_it():
+    model = LongLagModel(ModelConfig("lstm", 2, 8, 1, {"peephole": True}))
+    assert isinstance(model.lstm, lstmlab.LSTM) and "peephole" in model.lstm.spec.variant_names()
+    with pytest.raises(AttributeError, match="lstm"):
+        LongLagModel(ModelConfig("gru", 2, 8, 1)).lstm
+    with pytest.raises(ValueError, match="lstm only"):
+        ModelConfig("rnn", 2, 8, 1, {"peephole": True})
+
+
+def test_chrono_init_sets_lstm_forget_and_gru_update_biases():
+    lstm = LongLagModel(ModelConfig("lstm", 2, 16, 1, {}, chrono_init=100)).lstm
+    forget_bias = lstm.bias_ih_l0[16:32] + lstm.bias_hh_l0[16:32]
+    assert forget_bias.min() >= 0 and forget_bias.max() <= torch.log(torch.tensor(99.0)) + 1e-5
+    gru = LongLagModel(ModelConfig("gru", 2, 16, 1, {}, chrono_init=100)).recurrent
+    update_bias = gru.bias_ih_l0[16:32] + gru.bias_hh_l0[16:32]
+    assert update_bias.min() >= 0 and update_bias.max() <= torch.log(torch.tensor(99.0)) + 1e-5
+    assert update_bias.std() > 0.3, "time scales are spread, not one constant"
+
+
+def test_parse_lstm_options():
+    assert parse_lstm_options("layer_norm, peephole,forget_bias=1") == {"layer_norm": True, "peephole": True, "forget_bias": 1.0}
+    assert parse_lstm_options("") == {}
+    with pytest.raises(ValueError, match="unknown or malformed lstm option 'bogus'"):
+        parse_lstm_options("bogus")
+
+
+def test_checkpoint_round_trip_gives_the_same_model_and_a_working_task(tmp_path):
+    task = make_task("temporal-order-6a")
+    config = model_configs(task, ["lstm"], 8, {}, chrono_init=110)[0]
+    model = LongLagModel(config)
+    path = save_longlag_checkpoint(model, task, tmp_path / "checkpoints" / f"{task.label}-lstm-seed0.pt")
+    loaded, loaded_task = load_longlag_checkpoint(path)
+    assert isinstance(loaded.lstm, lstmlab.LSTM) and loaded_task.label == task.label
+    batch = loaded_task.sample(4, torch.Generator().manual_seed(0))
+    assert torch.equal(model(batch.inputs), loaded(batch.inputs))
+    output, (h_n, c_n), trace = loaded.lstm(batch.inputs, trace=True)
+    assert trace[0].c.shape == (batch.inputs.shape[0], 4, 1, 8)
+
+
+def test_loading_something_else_is_a_clear_error(tmp_path):
+    path = save_checkpoint({"kind": "lm", "state_dict": {}}, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="not a long-lag checkpoint"):
+        load_longlag_checkpoint(path)
+
+
+@pytest.fixture
+def one_thread():
+    """The runner trains with one torch thread (fastest for small models on a busy machine)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_training_is_reproducible_and_learns_a_short_lag(one_thread):
+    task = make_task("temporal-order-6a", 20)
+    config = model_configs(task, ["lstm"], 16, {}, chrono_init=task.horizon())[0]
+    train = TrainConfig(max_steps=400, eval_every=50, eval_size=256, max_seconds=60)
+    first, _ = train_one(task, config, 0, train)
+    second, _ = train_one(task, config, 0, train)
+    assert first.history == second.history, "same seed, same run"
+    assert first.success and first.stopped_by == "success"
+    assert first.sequences_to_success == first.steps * train.batch_size
+    other, _ = train_one(task, config, 1, train)
+    assert other.history != first.history
