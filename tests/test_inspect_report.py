@@ -151,3 +151,20 @@ def test_plain_words_reading_follows_the_statistics(tmp_path):
     # median half-life of the four units: between log(.5)/log(.99) and the wiping unit's
     median = sorted([math.log(0.5) / math.log(0.99)] * 3 + [math.log(0.5) / math.log(0.02)])[1]
     assert f"loses half of its cell in {median:.1f} steps" in page
+
+
+def test_browser_renders_a_projected_bidirectional_report_with_markup_in_the_text(tmp_path):
+    import json
+
+    torch.manual_seed(2)
+    lstm = lstmlab.LSTM(3, 6, num_layers=2, bidirectional=True, proj_size=2)
+    recording = collect_trace(lstm, torch.randn(12, 1, 3))
+    recording.pieces = ["</script>", "<b>", "&amp;", '"', "\n", "x"] + ["(y)"] * 6
+    # open the explorer on h of unit 5: h has only proj_size = 2 features, so nothing to paint
+    path = write_report(recording, tmp_path, highlight=(1, 1, 5, "h"))
+    document = parse_strictly(path)
+    data = json.loads(document.find(".//script[@id='lstm-data']").text)
+    assert data["pieces"] == recording.pieces and data["sizes"]["1/h"] == 2 and data["sizes"]["1/c"] == 6
+    dom, console = run_chromium(path, "--dump-dom")
+    assert console == [] and 'data-rendered="yes"' in dom
+    assert "h is projected to 2 features" in dom

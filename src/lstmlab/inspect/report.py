@@ -45,22 +45,23 @@ def _image_tag(path: Path, alt: str) -> str:
 
 
 def _quantised_blocks(recording: Recording, max_steps: int) -> tuple[dict, dict]:
-    """Per "layer/quantity": base64 int8 (units, steps) matrix and per-unit scale (sequence 0)."""
-    blocks, scales = {}, {}
+    """Per "layer/quantity": base64 int8 (units, steps) matrix, per-unit scale, features per direction."""
+    blocks, scales, sizes = {}, {}, {}
     for layer in range(recording.num_layers):
         for name in QUANTITIES:
-            values = recording.quantity(layer, name)[:max_steps, 0]  # (T, D, H)
+            values = recording.quantity(layer, name)[:max_steps, 0]  # (T, D, H) (h: (T, D, proj_size))
+            sizes[f"{layer}/{name}"] = values.shape[-1]
             rows = values.reshape(values.shape[0], -1).T.numpy().astype(np.float64)  # (D*H, T)
             scale = np.abs(rows).max(axis=1)
             scale[scale == 0] = 1.0
             quantised = np.clip(np.rint(rows / scale[:, None] * 127), -127, 127).astype(np.int8)
             blocks[f"{layer}/{name}"] = base64.b64encode(quantised.tobytes()).decode("ascii")
             scales[f"{layer}/{name}"] = [round(float(value), 6) for value in scale]
-    return blocks, scales
+    return blocks, scales, sizes
 
 
 def _data_script(recording: Recording, pieces: list[str], max_steps: int) -> str:
-    blocks, scales = _quantised_blocks(recording, max_steps)
+    blocks, scales, sizes = _quantised_blocks(recording, max_steps)
     data = {
         "pieces": pieces,
         "steps": len(pieces),
@@ -69,6 +70,7 @@ def _data_script(recording: Recording, pieces: list[str], max_steps: int) -> str
         "quantityNames": QUANTITY_NAMES,
         "blocks": blocks,
         "scales": scales,
+        "sizes": sizes,
     }
     # "</" would end the script element early; JSON allows escaping the slash.
     text = json.dumps(data, ensure_ascii=True).replace("</", "<\\/")
@@ -227,7 +229,7 @@ def write_report(
     max_steps: int = 600,
     max_lag: int | None = None,
     text_features: bool = True,
-    highlight: tuple[int, int, int] | None = None,
+    highlight: tuple[int, int, int] | tuple[int, int, int, str] | None = None,
 ) -> Path:
     """Write `out_dir/report.html` and the PNGs it shows; return the report's path.
 
@@ -235,8 +237,8 @@ def write_report(
     each step shows as a small square. At most `max_steps` steps go into the coloured
     text (all steps go into the statistics). `top` units are listed per built-in text
     feature (set `text_features=False` when the pieces are not text, e.g. task symbols).
-    `highlight` = (layer, direction, unit) is the unit the explorer opens on (default: the
-    best feature-tracking unit).
+    `highlight` = (layer, direction, unit[, quantity]) is what the explorer opens on
+    (default: the best feature-tracking unit's c).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -249,7 +251,8 @@ def write_report(
         cards, units = "", []
     first_unit = units[0] if units else {"layer": 0, "direction": 0, "unit": 0, "quantity": "c"}
     if highlight is not None:
-        first_unit = {"layer": highlight[0], "direction": highlight[1], "unit": highlight[2], "quantity": "c"}
+        layer, direction, unit, *quantity = highlight
+        first_unit = {"layer": layer, "direction": direction, "unit": unit, "quantity": quantity[0] if quantity else "c"}
     extras = []
     for section in extra_sections:
         image = _image_tag(section.image, section.title) if section.image is not None else ""

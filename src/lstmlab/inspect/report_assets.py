@@ -1,7 +1,7 @@
 """The CSS and JavaScript inlined into report.html (kept here so report.py stays readable).
 
 The script reads the JSON block `#lstm-data`: `pieces` (text of each step), `steps`,
-`layers[l].units` (D*H rows), `blocks["l/q"]` = base64 of an int8 matrix (rows = units,
+`layers[l].hidden` (H), `sizes["l/q"]` (features per direction: H, or proj_size for h), `blocks["l/q"]` = base64 of an int8 matrix (rows = units,
 columns = steps) and `scales["l/q"]` = per-row scale: value = int8 / 127 * scale.
 """
 
@@ -87,25 +87,29 @@ function buildText(container, info) {
   container.appendChild(fragment);
   container.addEventListener("mouseover", function (event) {
     const step = event.target.dataset ? event.target.dataset.step : undefined;
-    if (step === undefined || !container.current) { return; }
+    if (step === undefined || !container.current) { return; }  // nothing painted (e.g. projected h)
     const value = container.current.values[step];
     info.textContent = "step " + step + "  " + JSON.stringify(DATA.pieces[step]) + "  " +
       container.current.quantity + " = " + value.toFixed(3);
   });
 }
 
-function paint(container, layer, quantity, row) {
-  const series = unitValues(layer, quantity, row);
+function paint(container, layer, quantity, direction, unit) {
+  // h has proj_size features when the LSTM projects: fewer than the cell's units
+  const features = DATA.sizes[layer + "/" + quantity];
+  if (unit >= features) {
+    container.current = null;
+    for (const span of container.children) { span.style.backgroundColor = "#eeeeee"; }
+    return false;
+  }
+  const series = unitValues(layer, quantity, direction * features + unit);
   series.quantity = quantity;
   container.current = series;
   const spans = container.children;
   for (let step = 0; step < spans.length; step++) {
     spans[step].style.backgroundColor = colour(quantity, series.values[step], series.scale);
   }
-}
-
-function rowOf(direction, unit, layer) {
-  return direction * DATA.layers[layer].hidden + unit;
+  return true;
 }
 
 function setupExplorer() {
@@ -122,10 +126,11 @@ function setupExplorer() {
     unitInput.max = hidden - 1;
     const unit = Math.max(0, Math.min(hidden - 1, Number(unitInput.value) || 0));
     unitInput.value = unit;
-    paint(container, layer, quantitySelect.value, rowOf(Number(directionSelect.value), unit, layer));
+    const shown = paint(container, layer, quantitySelect.value, Number(directionSelect.value), unit);
     document.getElementById("explorer-title").textContent =
       "layer " + layer + (DATA.directions > 1 ? (directionSelect.value === "1" ? ", backward" : ", forward") : "") +
-      ", unit " + unit + ": " + DATA.quantityNames[quantitySelect.value];
+      ", unit " + unit + ": " + DATA.quantityNames[quantitySelect.value] +
+      (shown ? "" : " (none: h is projected to " + DATA.sizes[layer + "/" + quantitySelect.value] + " features)");
   }
   [layerSelect, directionSelect, unitInput, quantitySelect].forEach(function (element) {
     element.addEventListener("change", update);
@@ -150,7 +155,7 @@ function setupUnitCards() {
     const target = JSON.parse(container.dataset.unit);
     const info = container.parentNode.querySelector(".hover-info");
     buildText(container, info);
-    paint(container, target.layer, target.quantity, rowOf(target.direction, target.unit, target.layer));
+    paint(container, target.layer, target.quantity, target.direction, target.unit);
   });
 }
 
