@@ -15,6 +15,7 @@ from matplotlib.image import imread
 
 import lstmlab
 from lstmlab.inspect import collect_trace, collect_text_trace, write_report
+from lstmlab.inspect.features import inside_quotes
 
 TEXT = 'KING:\nWhat say you, "my lord" (and lady)?\nHAMLET:\n"Nothing" [he said], "nothing at all."\n' * 3
 CHROMIUM_FLAGS = [
@@ -124,6 +125,8 @@ def test_browser_runs_the_report_script_and_renders_it(report, tmp_path):
     assert console == []
     assert 'data-rendered="yes"' in dom  # the script ran to its last line
     assert dom.count("background-color: rgb(") > len(TEXT)  # the explorer and unit cards are coloured
+    quoted_characters = int(inside_quotes(list(TEXT)).sum())
+    assert dom.count('class="feature-on"') >= quoted_characters  # cards tracking quotes underline them
     screenshot = tmp_path / "screenshot.png"
     _, console = run_chromium(report, f"--screenshot={screenshot}", "--window-size=1200,1800", "--hide-scrollbars")
     assert console == []

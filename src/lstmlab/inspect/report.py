@@ -105,7 +105,16 @@ def _explorer(recording: Recording, first_unit: dict) -> str:
 """
 
 
-def _unit_cards(recording: Recording, top: int) -> tuple[str, list[dict]]:
+def _feature_marks(feature: str, recording: Recording, max_steps: int) -> tuple[str, str]:
+    """For a 0/1 feature: ('data-on' attribute with one 0/1 character per shown step, a note)."""
+    values = BUILTIN_FEATURES[feature][0](recording.pieces)[:max_steps]
+    if not bool(((values == 0) | (values == 1)).all()):
+        return "", ""
+    marks = "".join("1" if value else "0" for value in values.tolist())
+    return f' data-on="{marks}"', " Underlined: where the feature is 1."
+
+
+def _unit_cards(recording: Recording, top: int, max_steps: int) -> tuple[str, list[dict]]:
     """HTML for the best units per varying built-in feature, and the units as dicts."""
     features = varying_builtin_features(recording)
     if not features:
@@ -115,6 +124,8 @@ def _unit_cards(recording: Recording, top: int) -> tuple[str, list[dict]]:
     order = sorted(features, key=lambda feature: -abs(ranked[feature][0].correlation))
     cards, units = [], []
     for feature in order:
+        marks, note = _feature_marks(feature, recording, max_steps)
+        note_html = f'<div class="note">{note}</div>' if note else ""
         for score in ranked[feature]:
             unit = {"layer": score.layer, "direction": score.direction, "unit": score.unit, "quantity": "c"}
             units.append(unit)
@@ -124,7 +135,8 @@ def _unit_cards(recording: Recording, top: int) -> tuple[str, list[dict]]:
                 f'<div class="unit-card"><h3>{_escape(feature)} ({_escape(BUILTIN_FEATURES[feature][1])}): '
                 f"layer {score.layer}{direction}, unit {score.unit}, correlation {score.correlation:+.2f} "
                 f'<button data-show="{unit_json}">show in the explorer</button></h3>'
-                f'<div class="text unit-text" data-unit="{unit_json}"></div>'
+                f"{note_html}"
+                f'<div class="text unit-text" data-unit="{unit_json}"{marks}></div>'
                 f'<div class="hover-info"></div></div>'
             )
     return "\n".join(cards), units
@@ -245,7 +257,7 @@ def write_report(
     pieces = list(recording.pieces) if recording.pieces is not None else ["\u25aa"] * recording.num_steps
     pieces = pieces[:max_steps]
     if text_features:
-        cards, units = _unit_cards(recording, top)
+        cards, units = _unit_cards(recording, top, max_steps)
         cards = f"<h2>Units that follow something in the text</h2>\n<div class=\"caption\">{captions.INTERPRETABLE}</div>\n{cards}"
     else:
         cards, units = "", []

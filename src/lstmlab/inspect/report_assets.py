@@ -20,6 +20,7 @@ p.caption, div.caption { color: #333; max-width: 60em; }
         font-size: 14px; line-height: 1.6; border: 1px solid #ddd; border-radius: 6px; padding: 0.6em 0.8em;
         max-height: 24em; overflow-y: auto; background: #fff; }
 .text span { border-radius: 2px; }
+.text span.feature-on { text-decoration: underline; text-decoration-thickness: 2px; text-underline-offset: 3px; }
 .hover-info { font-family: monospace; min-height: 1.4em; color: #333; margin-top: 0.3em; }
 .legend { display: inline-block; width: 12em; height: 0.9em; vertical-align: middle; border: 1px solid #ccc; margin: 0 0.4em; }
 table { border-collapse: collapse; margin: 0.6em 0; }
@@ -156,6 +157,10 @@ function setupUnitCards() {
     const info = container.parentNode.querySelector(".hover-info");
     buildText(container, info);
     paint(container, target.layer, target.quantity, target.direction, target.unit);
+    const marks = container.dataset.on || "";  // one 0/1 character per step: where the feature is on
+    for (let step = 0; step < marks.length && step < container.children.length; step++) {
+      if (marks[step] === "1") { container.children[step].classList.add("feature-on"); }
+    }
   });
 }
 
