@@ -1,0 +1,213 @@
+"""Engine benchmark: lstmlab's engines against torch.nn.LSTM on CPU, same process.
+
+    python benchmarks/engine.py            # full table -> benchmarks/results/engine-cpu.md
+    python benchmarks/engine.py --quick    # fewer shapes and rounds (smoke run)
+
+Method: one process, `--threads` threads (default 2), every case warmed up, then
+`--rounds` interleaved rounds (each round times every contender once, in turn, so load
+from other processes hits all of them alike); the table reports medians and ratios to
+torch.nn.LSTM measured in the same rounds. Training = forward + backward of
+``output.sum()`` (plus the trace when it is asked for). "naive" is the same cell as an
+autograd time loop in Python (lstmlab's reference engine), what users write today.
+GFLOP/s counts the LSTM GEMMs only (training = 3x forward), against the machine's GEMM
+peak measured in the same run (the better of torch.mm and oneDNN's linear).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+import lstmlab
+
+RESULTS = Path(__file__).resolve().parent / "results" / "engine-cpu.md"
+SHAPES = [(100, 32, 64, 128), (100, 64, 256, 512), (50, 8, 128, 256), (200, 1, 64, 64), (500, 16, 32, 64),
+          (35, 20, 650, 650)]
+EXTRA = [("2-layer bidirectional", (100, 32, 64, 128), dict(num_layers=2, bidirectional=True)),
+         ("proj_size=64", (100, 32, 64, 256), dict(proj_size=64))]
+VARIANTS = [("plain+trace", dict(), True), ("layer_norm", dict(layer_norm=True), False),
+            ("peephole", dict(peephole=True), False), ("coupled", dict(coupled=True), False)]
+
+
+def timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def interleaved(contenders: dict, rounds: int, warmup: int = 1) -> dict[str, float]:
+    """Median seconds per contender over `rounds` interleaved rounds."""
+    for fn in contenders.values():
+        for _ in range(warmup):
+            fn()
+    samples = {name: [] for name in contenders}
+    for _ in range(rounds):
+        for name, fn in contenders.items():
+            samples[name].append(timed(fn))
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def gemm_peak(rounds: int) -> float:
+    """GFLOP/s of the better of torch.mm and oneDNN linear on 1024^3 fp32 (warm, median)."""
+    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+    linear = torch.nn.Linear(1024, 1024, bias=False).eval()
+    contenders = {"mm": lambda: torch.mm(a, b)}
+    if torch.backends.mkldnn.is_available():
+        from torch.utils import mkldnn as mkldnn_utils
+
+        dense = mkldnn_utils.to_mkldnn(linear)
+        a_mkldnn = a.to_mkldnn()
+        contenders["onednn"] = lambda: dense(a_mkldnn)
+    with torch.no_grad():
+        times = interleaved(contenders, rounds=max(5, rounds), warmup=3)
+    return 2 * 1024 ** 3 / min(times.values()) / 1e9
+
+
+def lstm_flops(steps, batch, inputs, hidden, options) -> float:
+    """Forward GEMM flops: 2·T·B·4H·(I + P) per layer-direction (+ projection)."""
+    layers, directions = options.get("num_layers", 1), 2 if options.get("bidirectional") else 1
+    out = options.get("proj_size") or hidden
+    total = 0.0
+    for layer in range(layers):
+        layer_in = inputs if layer == 0 else out * directions
+        per_direction = 2 * steps * batch * 4 * hidden * (layer_in + out)
+        if options.get("proj_size"):
+            per_direction += 2 * steps * batch * hidden * out
+        total += per_direction * directions
+    return total
+
+
+def contenders_for(shape, options, variant_options, trace, training):
+    steps, batch, inputs, hidden = shape
+    baseline = torch.nn.LSTM(inputs, hidden, **options)
+    fast = lstmlab.LSTM(inputs, hidden, **options, **variant_options)
+    naive = lstmlab.LSTM(inputs, hidden, **options, **variant_options, engine="reference")
+    x = torch.randn(steps, batch, inputs, requires_grad=training)
+
+    def make(module, with_trace):
+        def run():
+            with torch.set_grad_enabled(training):
+                result = module(x, trace=with_trace) if isinstance(module, lstmlab.LSTM) else module(x)
+                if training:
+                    loss = result[0].sum()
+                    if with_trace:
+                        loss = loss + result[2][0].f.sum()
+                    loss.backward()
+        return run
+
+    return {"torch.nn.LSTM": make(baseline, False), "lstmlab": make(fast, trace), "naive": make(naive, trace)}
+
+
+def bench_rows(shapes, rounds, mode):
+    training = mode == "training"
+    rows = []
+    for label, shape, options in shapes:
+        for variant, variant_options, trace in VARIANTS:
+            # The naive loop is slow on long/large shapes: fewer rounds there, same method.
+            times = interleaved(contenders_for(shape, options, variant_options, trace, training), rounds)
+            flops = lstm_flops(*shape, options) * (3 if training else 1)
+            rows.append(dict(label=label, shape=shape, variant=variant, engine=engine_name(shape, options,
+                             variant_options, trace), flops=flops, **times))
+            print(f"  {mode:9s} {label:22s} {variant:12s} nn {times['torch.nn.LSTM'] * 1e3:8.2f} ms  "
+                  f"lstmlab {times['lstmlab'] * 1e3:8.2f} ms ({times['lstmlab'] / times['torch.nn.LSTM']:.2f}x)  "
+                  f"naive {times['naive'] * 1e3:8.2f} ms", flush=True)
+    return rows
+
+
+def engine_name(shape, options, variant_options, trace) -> str:
+    module = lstmlab.LSTM(shape[2], shape[3], **options, **variant_options)
+    return lstmlab.engines.select(module.engine, module.spec, need_trace=trace)[0]
+
+
+def streaming(rounds, steps=200):
+    """µs per step: lstmlab.LSTM.step vs torch.nn.LSTMCell, batch 1."""
+    rows = []
+    for hidden in (64, 512):
+        cell = torch.nn.LSTMCell(hidden, hidden)
+        lstm = lstmlab.LSTM(hidden, hidden)
+        xs = torch.randn(steps, 1, hidden)
+
+        def run_cell():
+            state = None
+            for x in xs:
+                state = cell(x, state)
+
+        def run_lstm():
+            state = None
+            for x in xs:
+                _, state = lstm.step(x, state)
+
+        with torch.no_grad():
+            times = interleaved({"torch.nn.LSTMCell": run_cell, "lstmlab step": run_lstm}, rounds)
+        rows.append((hidden, {k: v / steps * 1e6 for k, v in times.items()}))
+        print(f"  streaming H={hidden}: " + ", ".join(f"{k} {v / steps * 1e6:.1f} µs" for k, v in times.items()))
+    return rows
+
+
+def machine_line(threads) -> str:
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                            cwd=Path(__file__).parent).stdout.strip() or "unknown"
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    return (f"{cpu}, {threads} threads, torch {torch.__version__}, lstmlab {lstmlab.__version__} "
+            f"(commit {commit}), {datetime.date.today().isoformat()}")
+
+
+def table(rows, peak, mode) -> list[str]:
+    lines = [f"### {mode}", "",
+             "| case (T, B, I, H) | variant | engine | torch.nn.LSTM ms | lstmlab ms | ratio | naive ms | naive ratio "
+             "| lstmlab vs naive | lstmlab GFLOP/s | % of GEMM peak |", "|" + "---|" * 11]
+    for row in rows:
+        base, ours, naive = row["torch.nn.LSTM"], row["lstmlab"], row["naive"]
+        gflops = row["flops"] / ours / 1e9
+        lines.append(f"| {row['label']} {row['shape']} | {row['variant']} | {row['engine']} | {base * 1e3:.2f} | "
+                     f"{ours * 1e3:.2f} | {ours / base:.2f}x | {naive * 1e3:.2f} | {naive / base:.2f}x | "
+                     f"{naive / ours:.1f}x faster | {gflops:.1f} | {100 * gflops / peak:.0f}% |")
+    return lines + [""]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved timed rounds per case (default 5)")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    parser.add_argument("--quick", action="store_true", help="two small shapes, 3 rounds (smoke run)")
+    parser.add_argument("--out", type=Path, default=RESULTS, help=f"results file (default {RESULTS})")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    shapes = [(str(s), s, {}) for s in SHAPES] + EXTRA
+    if args.quick:
+        shapes, args.rounds = [shapes[0], shapes[3]], 3
+    print(machine_line(args.threads))
+    peak = gemm_peak(args.rounds)
+    print(f"GEMM peak measured: {peak:.0f} GFLOP/s")
+    sections = {mode: bench_rows(shapes, args.rounds, mode) for mode in ("inference", "training")}
+    stream = streaming(args.rounds)
+    lines = ["# Engine benchmark (CPU)", "", f"Machine: {machine_line(args.threads)}.", "",
+             f"Command: `python benchmarks/engine.py{' --quick' if args.quick else ''} --rounds {args.rounds} "
+             f"--threads {args.threads}`. Medians of {args.rounds} interleaved rounds after warm-up; ratio = "
+             "time / torch.nn.LSTM time in the same rounds (< 1 is faster). GEMM peak measured in the same run: "
+             f"{peak:.0f} GFLOP/s.", ""]
+    for mode, rows in sections.items():
+        lines += table(rows, peak, mode)
+    lines += ["### streaming (batch 1, µs per step)", "", "| H | torch.nn.LSTMCell | lstmlab LSTM.step | ratio |",
+              "|---|---|---|---|"]
+    for hidden, times in stream:
+        lines.append(f"| {hidden} | {times['torch.nn.LSTMCell']:.1f} | {times['lstmlab step']:.1f} | "
+                     f"{times['lstmlab step'] / times['torch.nn.LSTMCell']:.2f}x |")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
