@@ -18,7 +18,8 @@ from lstmlab.cell import TRACE_FIELDS
 from lstmlab.engines import fused
 from tolerances import assert_close, tolerance
 
-FUSED_VARIANTS = [dict(), dict(peephole=True), dict(coupled=True), dict(peephole=True, coupled=True)]
+FUSED_VARIANTS = [dict(), dict(peephole=True), dict(coupled=True), dict(peephole=True, coupled=True),
+                  dict(layer_norm=True), dict(layer_norm=True, peephole=True), dict(layer_norm=True, coupled=True)]
 SHAPES = [dict(), dict(num_layers=2, bidirectional=True), dict(proj_size=3), dict(num_layers=2, proj_size=2)]
 
 
@@ -71,8 +72,9 @@ def test_fused_matches_reference_float64(options):
     compare_engines("fused", options)
 
 
-@pytest.mark.parametrize("options", [dict(), dict(peephole=True, bidirectional=True), dict(coupled=True, proj_size=2)],
-                         ids=["plain", "peephole-bidirectional", "coupled-proj"])
+@pytest.mark.parametrize("options", [dict(), dict(peephole=True, bidirectional=True), dict(coupled=True, proj_size=2),
+                                     dict(layer_norm=True, bidirectional=True, peephole=True)],
+                         ids=["plain", "peephole-bidirectional", "coupled-proj", "layer_norm-bidirectional"])
 def test_fused_matches_reference_packed(options):
     compare_engines("fused", options, packed=True, batch=4, steps=6)
 
@@ -86,8 +88,9 @@ def test_native_trace_matches_reference(options, packed):
 @pytest.mark.parametrize("sizes", [dict(batch=1, hidden=17), dict(steps=1, hidden=3), dict(steps=120, batch=2, hidden=7),
                                    dict(batch=9, hidden=33, input_size=31)],
                          ids=["B1-H17", "T1", "longT", "odd-sizes"])
-def test_fused_odd_sizes(sizes):
-    compare_engines("fused", dict(peephole=True), **sizes)
+@pytest.mark.parametrize("variant", [dict(peephole=True), dict(layer_norm=True)], ids=["peephole", "layer_norm"])
+def test_fused_odd_sizes(sizes, variant):
+    compare_engines("fused", variant, **sizes)
 
 
 def engine_errors_float32(engine, options, steps=20, batch=64, input_size=40, hidden=96):
@@ -108,13 +111,14 @@ def engine_errors_float32(engine, options, steps=20, batch=64, input_size=40, hi
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-def test_fused_float32_as_accurate_as_reference(threads):
+@pytest.mark.parametrize("variant", [dict(peephole=True), dict(layer_norm=True)], ids=["peephole", "layer_norm"])
+def test_fused_float32_as_accurate_as_reference(threads, variant):
     """float32 rounding grows with T·B terms in the weight gradients, so the bar is the
     float32 reference's own error against float64 (with a floor from the tolerance table)."""
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        errors = engine_errors_float32("fused", dict(num_layers=2, peephole=True))
+        errors = engine_errors_float32("fused", dict(num_layers=2, **variant))
     finally:
         torch.set_num_threads(previous)
     floor = tolerance(torch.float32)["atol"]
@@ -123,7 +127,7 @@ def test_fused_float32_as_accurate_as_reference(threads):
 
 
 def test_fused_gradcheck_through_trace():
-    lstm = lstmlab.LSTM(3, 4, peephole=True, coupled=True, proj_size=2, bidirectional=True, engine="fused").double()
+    lstm = lstmlab.LSTM(3, 4, peephole=True, layer_norm=True, proj_size=2, bidirectional=True, engine="fused").double()
     x = torch.randn(4, 2, 3, dtype=torch.double, requires_grad=True)
     h0 = torch.randn(2, 2, 2, dtype=torch.double, requires_grad=True)
     c0 = torch.randn(2, 2, 4, dtype=torch.double, requires_grad=True)
@@ -150,11 +154,10 @@ def test_auto_picks_fused_for_variants_and_trace_and_native_without():
     assert lstmlab.engines.select("auto", lstmlab.LSTM(2, 3).spec, need_trace=False)[0] == "native"
     assert lstmlab.engines.select("auto", lstmlab.LSTM(2, 3).spec, need_trace=True)[0] == "fused"
     assert lstmlab.engines.select("auto", lstmlab.LSTM(2, 3, peephole=True).spec, need_trace=False)[0] == "fused"
-    assert lstmlab.engines.select("auto", lstmlab.LSTM(2, 3, layer_norm=True).spec, need_trace=False)[0] == "reference"
+    assert lstmlab.engines.select("auto", lstmlab.LSTM(2, 3, layer_norm=True).spec, need_trace=False)[0] == "fused"
+    assert lstmlab.engines.select("auto", lstmlab.LSTM(2, 3, zoneout=0.1).spec, need_trace=False)[0] == "reference"
 
 
 def test_fused_refuses_what_it_cannot_run():
-    with pytest.raises(ValueError, match="fused.*layer_norm"):
-        lstmlab.LSTM(2, 3, layer_norm=True, engine="fused")
     with pytest.raises(ValueError, match="fused.*zoneout"):
         lstmlab.LSTM(2, 3, zoneout=0.1, engine="fused")

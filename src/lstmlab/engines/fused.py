@@ -7,9 +7,9 @@ the loop each step is one ``addmm`` into the step's gate block and one pass of g
 math, forward and backward, with no Python and no allocation per step. The gates it
 keeps for the backward pass are the trace, so the trace costs no extra arithmetic.
 
-Runs: plain, peephole and coupled cells, projection, bidirectional, multi-layer,
-packed (valid lengths), weight drop and dropout between layers. Not yet: layer norm
-and zoneout (`unsupported_reason` says so; `auto` then runs the reference).
+Runs: plain, peephole, coupled and layer-norm cells (in any combination), projection,
+bidirectional, multi-layer, packed (valid lengths), weight drop and dropout between
+layers. Not yet: zoneout (`unsupported_reason` says so; `auto` then runs the reference).
 
 The extension is compiled at first use with torch.utils.cpp_extension (g++ and ninja)
 for the CPU's vector unit (AVX-512, AVX2 or generic, read from torch at run time) and
@@ -63,7 +63,8 @@ def load_extension():
     if _extension is not None or _build_error is not None:
         return _extension
     capability = globals()["capability"]()
-    digest = hashlib.sha256(SOURCE.read_bytes() + repr(COMPILE_FLAGS).encode()).hexdigest()[:10]
+    sources = sorted(SOURCE.parent.glob("*.[ch]*"))  # the .cpp and the headers it includes
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in sources) + repr(COMPILE_FLAGS).encode()).hexdigest()[:10]
     name = f"lstmlab_fused_{capability.lower()}_{digest}"
     build_dir = Path(os.environ.get("LSTMLAB_CACHE", Path.home() / ".cache" / "lstmlab")) / "extensions" / name
     try:
@@ -86,53 +87,61 @@ def load_extension():
 
 def unsupported_reason(spec: CellSpec, need_trace: bool) -> str | None:
     del need_trace  # the trace is what the loop keeps anyway
-    missing = [name for name in ("layer_norm",) if getattr(spec, name)]
     if spec.zoneout_c or spec.zoneout_h:
-        missing.append("zoneout")
-    if missing:
-        return f"the fused engine has no {'/'.join(missing)} cell yet"
+        return "the fused engine has no zoneout cell yet"
     return build_error()
 
 
-def _empty(like: Tensor) -> Tensor:
-    return like.new_empty(0)
+def _or_empty(tensor: Tensor | None, like: Tensor) -> Tensor:
+    return like.new_empty(0) if tensor is None else tensor.contiguous()
 
 
 class FusedDirection(torch.autograd.Function):
-    """One layer-direction: (x_gates, h0, c0, w_hh, w_hr, peephole) -> gates, C, H, h_n, c_n."""
+    """One layer-direction: (x_gates, h0, c0, W_hh, W_hr, peephole, LN gains) -> gates, C, H, h_n, c_n.
+
+    Optional weights are None when the cell does not have them.
+    """
 
     @staticmethod
-    def forward(ctx, x_gates, h0, c0, w_hh, w_hr, peephole, lengths, reverse, coupled):
-        ext = load_extension()
-        gates, cells, hidden_pre, hiddens, h_n, c_n = ext.forward(
-            x_gates.contiguous(), h0.contiguous(), c0.contiguous(), w_hh.contiguous(),
-            _empty(w_hh) if w_hr is None else w_hr.contiguous(),
-            _empty(w_hh) if peephole is None else peephole.contiguous(),
-            lengths, reverse, coupled)
-        ctx.save_for_backward(gates, cells, hidden_pre, hiddens, h0, c0, w_hh, w_hr, peephole, lengths)
+    def forward(ctx, x_gates, h0, c0, w_hh, w_hr, peephole, ln_hh, ln_c_weight, ln_c_bias, lengths, reverse, coupled):
+        like = w_hh
+        w_hh = w_hh.contiguous()
+        optional = [_or_empty(t, like) for t in (w_hr, peephole, ln_hh, ln_c_weight, ln_c_bias)]
+        (gates, cells, hidden_pre, hiddens, h_n, c_n, r_hat, rstd_r, c_hat, rstd_c) = load_extension().forward(
+            x_gates.contiguous(), h0.contiguous(), c0.contiguous(), w_hh, *optional, lengths, reverse, coupled)
+        ctx.save_for_backward(gates, cells, hidden_pre, hiddens, h0, c0, w_hh, *optional, r_hat, rstd_r, c_hat,
+                              rstd_c, lengths)
         ctx.reverse, ctx.coupled = reverse, coupled
+        ctx.has = [t is not None for t in (w_hr, peephole, ln_hh)]
         return gates, cells, hiddens, h_n, c_n
 
     @staticmethod
     def backward(ctx, d_gates, d_cells, d_hiddens, dh_n, dc_n):
-        gates, cells, hidden_pre, hiddens, h0, c0, w_hh, w_hr, peephole, lengths = ctx.saved_tensors
+        (gates, cells, hidden_pre, hiddens, h0, c0, w_hh, w_hr, peephole, ln_hh, ln_c_weight, ln_c_bias,
+         r_hat, rstd_r, c_hat, rstd_c, lengths) = ctx.saved_tensors
+        has_projection, has_peephole, has_layer_norm = ctx.has
+        empty = w_hh.new_empty(0)
         valid = valid_mask(lengths, gates.shape[0]).unsqueeze(-1) if lengths.numel() else None
         c_prev = _previous_states(cells, c0, ctx.reverse, valid)  # (T, B, H)
         zeros_or = lambda grad, like: torch.zeros_like(like) if grad is None else grad.contiguous()  # noqa: E731
-        dz, dh0, dc0, dh_total = load_extension().backward(
+        saved_ln = [t if has_layer_norm else empty for t in (r_hat, rstd_r, c_hat, rstd_c)]
+        dz, dh0, dc0, dh_total, d_rec, d_cell_ln = load_extension().backward(
             zeros_or(d_hiddens, hiddens), zeros_or(d_gates, gates), zeros_or(d_cells, cells),
-            zeros_or(dh_n, h0), zeros_or(dc_n, c0), gates, cells, c_prev.contiguous(), w_hh.contiguous(),
-            _empty(w_hh) if w_hr is None else w_hr.contiguous(),
-            _empty(w_hh) if peephole is None else peephole.contiguous(), lengths, ctx.reverse, ctx.coupled)
+            zeros_or(dh_n, h0), zeros_or(dc_n, c0), gates, cells, c_prev.contiguous(), w_hh, w_hr, peephole,
+            ln_hh, ln_c_weight, ln_c_bias, *saved_ln, lengths, ctx.reverse, ctx.coupled)
         h_prev = _previous_states(hiddens, h0, ctx.reverse, valid)  # (T, B, P)
-        d_w_hh = dz.flatten(0, 1).T @ h_prev.flatten(0, 1)  # (4H, P)
-        d_w_hr = None if w_hr is None else dh_total.flatten(0, 1).T @ hidden_pre.flatten(0, 1)  # (P, H)
+        d_recurrent = d_rec if has_layer_norm else dz  # gradient of W_hh h_{t-1}
+        d_w_hh = d_recurrent.flatten(0, 1).T @ h_prev.flatten(0, 1)  # (4H, P)
+        d_w_hr = dh_total.flatten(0, 1).T @ hidden_pre.flatten(0, 1) if has_projection else None  # (P, H)
         d_peephole = None
-        if peephole is not None:
+        if has_peephole:
             dz_i, dz_f, _, dz_o = dz.chunk(4, dim=-1)
             d_peephole = torch.cat(((dz_i * c_prev).sum((0, 1)), (dz_f * c_prev).sum((0, 1)),
                                     (dz_o * cells).sum((0, 1))))
-        return dz, dh0, dc0, d_w_hh, d_w_hr, d_peephole, None, None, None
+        d_ln = (None, None, None)
+        if has_layer_norm:
+            d_ln = ((dz * r_hat).sum((0, 1)), (d_cell_ln * c_hat).sum((0, 1)), d_cell_ln.sum((0, 1)))
+        return (dz, dh0, dc0, d_w_hh, d_w_hr, d_peephole, *d_ln, None, None, None)
 
 
 def run_direction(x: Tensor, h0: Tensor, c0: Tensor, weights: LayerWeights, spec: CellSpec,
@@ -142,8 +151,8 @@ def run_direction(x: Tensor, h0: Tensor, c0: Tensor, weights: LayerWeights, spec
     x_gates = input_gates(x, weights, spec)  # (T, B, 4H): one GEMM for all steps
     w_hh = recurrent_weight(weights.w_hh, spec, training)
     gates, cells, hiddens, h_n, c_n = FusedDirection.apply(
-        x_gates, h0, c0, w_hh, weights.w_hr, weights.peephole if spec.peephole else None, lengths,
-        reverse, spec.coupled)
+        x_gates, h0, c0, w_hh, weights.w_hr, weights.peephole, weights.ln_hh, weights.ln_c_weight,
+        weights.ln_c_bias, lengths, reverse, spec.coupled)
     i, f, g, o = gates.chunk(4, dim=-1)
     return hiddens, h_n, c_n, dict(i=i, f=f, g=g, o=o, c=cells, h=hiddens)
 

@@ -14,56 +14,14 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
-#include <cmath>
-#include <type_traits>
 #include <vector>
+
+#include "fused_layer_norm.h"
+#include "fused_math.h"
 
 namespace {
 
-// exp for float without a library call, so that the gate loops vectorise (AVX-512:
-// 16 lanes). Cephes' expf: n = round(x / ln 2), r = x - n ln 2 (split in two constants),
-// a degree-6 polynomial for exp(r), times 2^n built in the exponent bits. ~2 ulp.
-inline float exp_approx(float x) {
-  x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
-  const float n = __builtin_floorf(x * 1.44269504088896341f + 0.5f);
-  const float r = x - n * 0.693359375f + n * 2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
-  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
-  union { int32_t i; float f; } scale{bits};  // 2^n (GCC vectorises this pun, not bit_cast)
-  return p * scale.f;
-}
-
-// float: the vectorisable approximations; double (used by the float64 checks): libm.
-inline float exp_(float x) { return exp_approx(x); }
-inline double exp_(double x) { return std::exp(x); }
-
-template <typename T>
-inline T sigmoid(T z) {
-  // Clamped so that exp never overflows (-ffast-math assumes no inf).
-  z = z < T(-60) ? T(-60) : (z > T(60) ? T(60) : z);
-  return T(1) / (T(1) + exp_(-z));
-}
-
-inline float tanh_(float x) {
-  x = x < -9.0f ? -9.0f : (x > 9.0f ? 9.0f : x);  // tanh(±9) rounds to ±1 in float
-  return 1.0f - 2.0f / (exp_approx(2.0f * x) + 1.0f);
-}
-inline double tanh_(double x) { return std::tanh(x); }
-
-inline bool is_valid(const int64_t* lengths, int64_t b, int64_t t) {
-  return lengths == nullptr || t < lengths[b];
-}
-
-// Processing order: step k of the loop handles time index t(k).
-inline int64_t time_index(int64_t k, int64_t steps, bool reverse) {
-  return reverse ? steps - 1 - k : k;
-}
+using namespace lstmlab_fused;
 
 template <typename scalar_t>
 struct StepPointers {
@@ -121,18 +79,6 @@ void activate_rows(StepPointers<scalar_t> p, int64_t hidden, const int64_t* leng
   }
 }
 
-// Calls fn.template operator()<Peephole, Coupled>() with the flags as compile-time constants.
-template <typename Fn>
-void dispatch_variant(bool peephole, bool coupled, Fn&& fn) {
-  if (peephole) {
-    if (coupled) fn(std::true_type{}, std::true_type{});
-    else fn(std::true_type{}, std::false_type{});
-  } else {
-    if (coupled) fn(std::false_type{}, std::true_type{});
-    else fn(std::false_type{}, std::false_type{});
-  }
-}
-
 // Copy this step's hidden rows into the running state (valid rows only).
 template <typename scalar_t>
 void update_hidden(scalar_t* h_state, const scalar_t* h_step, int64_t batch, int64_t width,
@@ -143,14 +89,50 @@ void update_hidden(scalar_t* h_state, const scalar_t* h_step, int64_t batch, int
   }
 }
 
-int64_t grain(int64_t hidden) { return std::max<int64_t>(1, 4096 / std::max<int64_t>(1, hidden)); }
-
 }  // namespace
 
-// Returns {gates (T,B,4H), C (T,B,H), M (T,B,H), H (T,B,P), h_n (B,P), c_n (B,H)}.
+// Layer-norm weights of one layer-direction (all empty for the plain cell).
+struct LayerNormWeights {
+  torch::Tensor g_hh, g_c, b_c;  // (4H,), (H,), (H,)
+  bool on() const { return g_hh.numel() > 0; }
+};
+
+// Saved by the layer-norm forward for its backward: normalised r and c, and their rstd.
+struct LayerNormSaved {
+  torch::Tensor r_hat, rstd_r, c_hat, rstd_c;  // (T,B,4H), (T,B), (T,B,H), (T,B)
+};
+
+// One layer-norm step for batch rows [begin, end); padded rows are zeroed, state kept.
+template <typename scalar_t, bool Peephole, bool Coupled>
+void layer_norm_rows(const scalar_t* x_gates, StepPointers<scalar_t> p, scalar_t* r, scalar_t* c_hat,
+                     scalar_t* rstd_r, scalar_t* rstd_c, const LayerNormWeights& w, int64_t hidden,
+                     const int64_t* lengths, int64_t t, int64_t begin, int64_t end) {
+  const scalar_t* g_hh = w.g_hh.data_ptr<scalar_t>();
+  const scalar_t* g_c = w.g_c.data_ptr<scalar_t>();
+  const scalar_t* b_c = w.b_c.data_ptr<scalar_t>();
+  for (int64_t b = begin; b < end; ++b) {
+    const int64_t wide = b * 4 * hidden, narrow = b * hidden;
+    if (!is_valid(lengths, b, t)) {
+      std::fill(p.gates + wide, p.gates + wide + 4 * hidden, scalar_t(0));
+      std::fill(r + wide, r + wide + 4 * hidden, scalar_t(0));
+      for (scalar_t* row : {p.cell + narrow, p.hidden_pre + narrow, c_hat + narrow})
+        std::fill(row, row + hidden, scalar_t(0));
+      rstd_r[b] = rstd_c[b] = 0;
+      continue;
+    }
+    activate_row_ln<scalar_t, Peephole, Coupled>(x_gates + wide, r + wide, p.gates + wide, p.cell + narrow,
+                                                 c_hat + narrow, p.hidden_pre + narrow, p.c_state + narrow,
+                                                 rstd_r + b, rstd_c + b, p.peephole, g_hh, g_c, b_c, hidden);
+  }
+}
+
+// Returns {gates (T,B,4H), C (T,B,H), M (T,B,H), H (T,B,P), h_n (B,P), c_n (B,H)}, then for
+// layer norm {r_hat (T,B,4H), rstd_r (T,B), c_hat (T,B,H), rstd_c (T,B)} (empty otherwise).
 std::vector<torch::Tensor> fused_forward(torch::Tensor input_gates, torch::Tensor h0, torch::Tensor c0,
                                          torch::Tensor w_hh, torch::Tensor w_hr, torch::Tensor peephole,
+                                         torch::Tensor ln_g_hh, torch::Tensor ln_g_c, torch::Tensor ln_b_c,
                                          torch::Tensor lengths, bool reverse, bool coupled) {
+  const LayerNormWeights ln{ln_g_hh, ln_g_c, ln_b_c};
   const int64_t steps = input_gates.size(0), batch = input_gates.size(1), hidden = c0.size(1);
   const bool project = w_hr.defined() && w_hr.numel() > 0;
   const int64_t width = h0.size(1);
@@ -163,20 +145,38 @@ std::vector<torch::Tensor> fused_forward(torch::Tensor input_gates, torch::Tenso
   auto w_hh_t = w_hh.t();
   auto w_hr_t = project ? w_hr.t() : w_hr;
   const int64_t* len_ptr = lengths.numel() ? lengths.data_ptr<int64_t>() : nullptr;
+  LayerNormSaved saved;
+  if (ln.on()) {
+    saved = {torch::empty_like(input_gates), torch::empty({steps, batch}, c0.options()),
+             torch::empty({steps, batch, hidden}, c0.options()), torch::empty({steps, batch}, c0.options())};
+  }
   AT_DISPATCH_FLOATING_TYPES(input_gates.scalar_type(), "fused_forward", [&] {
     const scalar_t* peep = peephole.numel() ? peephole.data_ptr<scalar_t>() : nullptr;
     for (int64_t k = 0; k < steps; ++k) {
       const int64_t t = time_index(k, steps, reverse);
       auto step_gates = gates[t];
-      at::addmm_out(step_gates, input_gates[t], h_state, w_hh_t);  // (B, 4H)
       StepPointers<scalar_t> p{step_gates.data_ptr<scalar_t>(), cells[t].data_ptr<scalar_t>(),
                                hidden_pre[t].data_ptr<scalar_t>(), c_state.data_ptr<scalar_t>(), peep};
-      dispatch_variant(peep != nullptr, coupled, [&](auto peephole_flag, auto coupled_flag) {
-        at::parallel_for(0, batch, grain(hidden), [&](int64_t begin, int64_t end) {
-          activate_rows<scalar_t, decltype(peephole_flag)::value, decltype(coupled_flag)::value>(
-              p, hidden, len_ptr, t, begin, end);
+      if (ln.on()) {
+        auto r_t = saved.r_hat[t];
+        at::mm_out(r_t, h_state, w_hh_t);  // (B, 4H), normalised in place below
+        dispatch_variant(peep != nullptr, coupled, [&](auto peephole_flag, auto coupled_flag) {
+          at::parallel_for(0, batch, grain(hidden), [&](int64_t begin, int64_t end) {
+            layer_norm_rows<scalar_t, decltype(peephole_flag)::value, decltype(coupled_flag)::value>(
+                input_gates[t].data_ptr<scalar_t>(), p, r_t.data_ptr<scalar_t>(),
+                saved.c_hat[t].data_ptr<scalar_t>(), saved.rstd_r[t].data_ptr<scalar_t>(),
+                saved.rstd_c[t].data_ptr<scalar_t>(), ln, hidden, len_ptr, t, begin, end);
+          });
         });
-      });
+      } else {
+        at::addmm_out(step_gates, input_gates[t], h_state, w_hh_t);  // (B, 4H)
+        dispatch_variant(peep != nullptr, coupled, [&](auto peephole_flag, auto coupled_flag) {
+          at::parallel_for(0, batch, grain(hidden), [&](int64_t begin, int64_t end) {
+            activate_rows<scalar_t, decltype(peephole_flag)::value, decltype(coupled_flag)::value>(
+                p, hidden, len_ptr, t, begin, end);
+          });
+        });
+      }
       if (project) {
         auto step_hidden = hiddens[t];
         at::mm_out(step_hidden, hidden_pre[t], w_hr_t);  // (B, P); padded rows are 0
@@ -185,7 +185,7 @@ std::vector<torch::Tensor> fused_forward(torch::Tensor input_gates, torch::Tenso
                               len_ptr, t);
     }
   });
-  return {gates, cells, hidden_pre, hiddens, h_state, c_state};
+  return {gates, cells, hidden_pre, hiddens, h_state, c_state, saved.r_hat, saved.rstd_r, saved.c_hat, saved.rstd_c};
 }
 
 // Gradient of the gate pre-activations for one batch row of one step.
@@ -245,13 +245,46 @@ void backward_rows(const scalar_t* gates, const scalar_t* cells, const scalar_t*
   }
 }
 
+// One layer-norm backward step for batch rows [begin, end); padded rows pass the state through.
+template <typename scalar_t, bool Peephole, bool Coupled>
+void layer_norm_backward_rows(const scalar_t* gates, const scalar_t* c_prev, const LayerNormSaved& saved,
+                              const LayerNormWeights& w, const scalar_t* dm, const scalar_t* dgt, const scalar_t* dct,
+                              const scalar_t* peephole, scalar_t* dz, scalar_t* dc_next, scalar_t* dc_ln,
+                              scalar_t* dr, int64_t hidden, const int64_t* lengths, int64_t t, int64_t begin,
+                              int64_t end) {
+  const scalar_t* r_hat = saved.r_hat[t].data_ptr<scalar_t>();
+  const scalar_t* c_hat = saved.c_hat[t].data_ptr<scalar_t>();
+  const scalar_t* rstd_r = saved.rstd_r[t].data_ptr<scalar_t>();
+  const scalar_t* rstd_c = saved.rstd_c[t].data_ptr<scalar_t>();
+  for (int64_t b = begin; b < end; ++b) {
+    const int64_t wide = b * 4 * hidden, narrow = b * hidden;
+    if (!is_valid(lengths, b, t)) {
+      std::fill(dz + wide, dz + wide + 4 * hidden, scalar_t(0));
+      std::fill(dr + wide, dr + wide + 4 * hidden, scalar_t(0));
+      std::fill(dc_ln + narrow, dc_ln + narrow + hidden, scalar_t(0));
+      continue;
+    }
+    backward_row_ln<scalar_t, Peephole, Coupled>(
+        gates + wide, c_prev + narrow, c_hat + narrow, rstd_c[b], r_hat + wide, rstd_r[b], dm + narrow,
+        dgt + wide, dct + narrow, peephole, w.g_hh.data_ptr<scalar_t>(), w.g_c.data_ptr<scalar_t>(),
+        w.b_c.data_ptr<scalar_t>(), dz + wide, dc_next + narrow, dc_ln + narrow, dr + wide, hidden);
+  }
+}
+
 // Returns {dZ (T,B,4H) = d input_gates, dh0 (B,P), dc0 (B,H), dH_total (T,B,P)}, where dH_total
-// is dL/dh_t including the recurrent part (for dW_hr = dH_total^T M).
+// is dL/dh_t including the recurrent part (for dW_hr = dH_total^T M); then, for layer norm,
+// {dR (T,B,4H) = d(W_hh h_{t-1}), dC_ln (T,B,H) = d(LN(c) g_c + b_c)} (empty otherwise).
 std::vector<torch::Tensor> fused_backward(torch::Tensor d_hiddens, torch::Tensor d_gates_trace,
                                           torch::Tensor d_cells_trace, torch::Tensor dh_n, torch::Tensor dc_n,
                                           torch::Tensor gates, torch::Tensor cells, torch::Tensor c_prev,
                                           torch::Tensor w_hh, torch::Tensor w_hr, torch::Tensor peephole,
-                                          torch::Tensor lengths, bool reverse, bool coupled) {
+                                          torch::Tensor ln_g_hh, torch::Tensor ln_g_c, torch::Tensor ln_b_c,
+                                          torch::Tensor r_hat, torch::Tensor rstd_r, torch::Tensor c_hat,
+                                          torch::Tensor rstd_c, torch::Tensor lengths, bool reverse, bool coupled) {
+  const LayerNormWeights ln{ln_g_hh, ln_g_c, ln_b_c};
+  const LayerNormSaved saved{r_hat, rstd_r, c_hat, rstd_c};
+  auto d_rec = ln.on() ? torch::empty_like(gates) : torch::Tensor();
+  auto d_cell_ln = ln.on() ? torch::empty_like(cells) : torch::Tensor();
   const int64_t steps = gates.size(0), batch = gates.size(1), hidden = cells.size(2);
   const bool project = w_hr.defined() && w_hr.numel() > 0;
   const int64_t width = dh_n.size(1);
@@ -286,13 +319,26 @@ std::vector<torch::Tensor> fused_backward(torch::Tensor d_hiddens, torch::Tensor
       const scalar_t* dm_ptr = dm.data_ptr<scalar_t>();
       scalar_t* dz_ptr = dz_t.data_ptr<scalar_t>();
       scalar_t* dc_ptr = dc_next.data_ptr<scalar_t>();
-      dispatch_variant(peep != nullptr, coupled, [&](auto peephole_flag, auto coupled_flag) {
-        at::parallel_for(0, batch, grain(hidden), [&](int64_t begin, int64_t end) {
-          backward_rows<scalar_t, decltype(peephole_flag)::value, decltype(coupled_flag)::value>(
-              g_ptr, c_ptr, cp_ptr, dm_ptr, dgt, dct, peep, dz_ptr, dc_ptr, hidden, len_ptr, t, begin, end);
+      if (ln.on()) {
+        scalar_t* dr_ptr = d_rec[t].data_ptr<scalar_t>();
+        scalar_t* dcl_ptr = d_cell_ln[t].data_ptr<scalar_t>();
+        dispatch_variant(peep != nullptr, coupled, [&](auto peephole_flag, auto coupled_flag) {
+          at::parallel_for(0, batch, grain(hidden), [&](int64_t begin, int64_t end) {
+            layer_norm_backward_rows<scalar_t, decltype(peephole_flag)::value, decltype(coupled_flag)::value>(
+                g_ptr, cp_ptr, saved, ln, dm_ptr, dgt, dct, peep, dz_ptr, dc_ptr, dcl_ptr, dr_ptr, hidden, len_ptr,
+                t, begin, end);
+          });
         });
-      });
-      at::mm_out(dh_recurrent, dz_t, w_hh);  // (B, P)
+        at::mm_out(dh_recurrent, d_rec[t], w_hh);  // (B, P)
+      } else {
+        dispatch_variant(peep != nullptr, coupled, [&](auto peephole_flag, auto coupled_flag) {
+          at::parallel_for(0, batch, grain(hidden), [&](int64_t begin, int64_t end) {
+            backward_rows<scalar_t, decltype(peephole_flag)::value, decltype(coupled_flag)::value>(
+                g_ptr, c_ptr, cp_ptr, dm_ptr, dgt, dct, peep, dz_ptr, dc_ptr, hidden, len_ptr, t, begin, end);
+          });
+        });
+        at::mm_out(dh_recurrent, dz_t, w_hh);  // (B, P)
+      }
       if (len_ptr) {
         for (int64_t b = 0; b < batch; ++b) {
           if (is_valid(len_ptr, b, t)) dh_next[b].copy_(dh_recurrent[b]);
@@ -303,7 +349,7 @@ std::vector<torch::Tensor> fused_backward(torch::Tensor d_hiddens, torch::Tensor
       }
     }
   });
-  return {dz, dh_next, dc_next, dh_total};
+  return {dz, dh_next, dc_next, dh_total, d_rec, d_cell_ln};
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {

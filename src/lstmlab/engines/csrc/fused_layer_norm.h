@@ -1,0 +1,148 @@
+// Row kernels of the layer-normalised cell (Ba, Kiros & Hinton 2016), as in cell.py:
+//   z   = x_gates + LN(W_hh h_{t-1}) * g_hh        (x_gates already holds LN(W_ih x) g_ih + b)
+//   h_t = o * tanh(LN(c_t) * g_c + b_c)
+// LN runs over the whole gate vector (over i, g, o only for the coupled cell, whose f
+// slice is unused) and over the H cell units. Each row kernel makes a few passes over
+// one batch row: moments first, then the elementwise work (all loops vectorise).
+#pragma once
+
+#include "fused_math.h"
+
+namespace lstmlab_fused {
+
+constexpr double kLayerNormEps = 1e-5;  // cell.LN_EPS
+
+// Mean and 1/sqrt(var + eps) of x[0, n) (two passes: stable in float32).
+template <typename scalar_t>
+inline void moments(const scalar_t* __restrict x, int64_t n, scalar_t& mean, scalar_t& rstd) {
+  scalar_t sum = 0;
+  for (int64_t j = 0; j < n; ++j) sum += x[j];
+  mean = sum / scalar_t(n);
+  scalar_t sq = 0;
+  for (int64_t j = 0; j < n; ++j) sq += (x[j] - mean) * (x[j] - mean);
+  rstd = scalar_t(1) / std::sqrt(sq / scalar_t(n) + scalar_t(kLayerNormEps));
+}
+
+// The slices of the gate vector that LN covers: all four, or i, g, o when coupled.
+template <bool Coupled>
+inline int64_t used_count(int64_t hidden) { return Coupled ? 3 * hidden : 4 * hidden; }
+
+// Normalise the recurrent pre-activation row r (4H) in place to r_hat, return its rstd.
+template <typename scalar_t, bool Coupled>
+scalar_t normalize_recurrent(scalar_t* __restrict r, int64_t hidden) {
+  scalar_t sum = 0, sq = 0;
+  const int64_t n = used_count<Coupled>(hidden);
+  for (int64_t j = 0; j < 4 * hidden; ++j) sum += (Coupled && j >= hidden && j < 2 * hidden) ? scalar_t(0) : r[j];
+  const scalar_t mean = sum / scalar_t(n);
+  for (int64_t j = 0; j < 4 * hidden; ++j) {
+    const scalar_t d = (Coupled && j >= hidden && j < 2 * hidden) ? scalar_t(0) : r[j] - mean;
+    sq += d * d;
+  }
+  const scalar_t rstd = scalar_t(1) / std::sqrt(sq / scalar_t(n) + scalar_t(kLayerNormEps));
+  for (int64_t j = 0; j < 4 * hidden; ++j)
+    r[j] = (Coupled && j >= hidden && j < 2 * hidden) ? scalar_t(0) : (r[j] - mean) * rstd;
+  return rstd;
+}
+
+// Forward of one row. In: x_gates (4H), r = W_hh h_{t-1} (4H, normalised in place).
+// Out: z (4H, post-activation gates), c_out/c_run (H), c_hat (H) = LN(c) before gain,
+// m (H) = o * tanh(c_hat * g_c + b_c); returns {rstd of r, rstd of c} through pointers.
+template <typename scalar_t, bool Peephole, bool Coupled>
+void activate_row_ln(const scalar_t* __restrict x_gates, scalar_t* __restrict r, scalar_t* __restrict z,
+                     scalar_t* __restrict c_out, scalar_t* __restrict c_hat, scalar_t* __restrict m_out,
+                     scalar_t* __restrict c_run, scalar_t* rstd_r, scalar_t* rstd_c,
+                     const scalar_t* __restrict peephole, const scalar_t* __restrict g_hh,
+                     const scalar_t* __restrict g_c, const scalar_t* __restrict b_c, int64_t hidden) {
+  *rstd_r = normalize_recurrent<scalar_t, Coupled>(r, hidden);
+  for (int64_t j = 0; j < 4 * hidden; ++j) z[j] = x_gates[j] + r[j] * g_hh[j];
+  for (int64_t j = 0; j < hidden; ++j) {
+    const scalar_t c_prev = c_run[j];
+    scalar_t zi = z[j], zf = z[hidden + j], zo = z[3 * hidden + j];
+    if constexpr (Peephole) {
+      zi += peephole[j] * c_prev;
+      zf += peephole[hidden + j] * c_prev;
+    }
+    const scalar_t i = sigmoid(zi);
+    const scalar_t f = Coupled ? scalar_t(1) - i : sigmoid(zf);
+    const scalar_t g = tanh_(z[2 * hidden + j]);
+    const scalar_t c = f * c_prev + i * g;
+    if constexpr (Peephole) zo += peephole[2 * hidden + j] * c;
+    z[j] = i;
+    z[hidden + j] = f;
+    z[2 * hidden + j] = g;
+    z[3 * hidden + j] = sigmoid(zo);
+    c_out[j] = c;
+    c_run[j] = c;
+  }
+  scalar_t mean;
+  moments(c_out, hidden, mean, *rstd_c);
+  const scalar_t rc = *rstd_c;
+  for (int64_t j = 0; j < hidden; ++j) {
+    c_hat[j] = (c_out[j] - mean) * rc;
+    m_out[j] = z[3 * hidden + j] * tanh_(c_hat[j] * g_c[j] + b_c[j]);
+  }
+}
+
+// Backward of one row. In: the forward's row values, dm (H) = dL/dm, dgt (4H), dct (H)
+// from the trace, dc_row (H) = dL/dc_t from later steps (updated to dL/dc_{t-1}).
+// Out: dz (4H) = dL/dz, dc_ln (H) = dL/d(LN(c) g_c + b_c), dr (4H) = dL/d(W_hh h_{t-1}).
+template <typename scalar_t, bool Peephole, bool Coupled>
+void backward_row_ln(const scalar_t* __restrict gates, const scalar_t* __restrict c_prev,
+                     const scalar_t* __restrict c_hat, scalar_t rstd_c, const scalar_t* __restrict r_hat,
+                     scalar_t rstd_r, const scalar_t* __restrict dm, const scalar_t* __restrict dgt,
+                     const scalar_t* __restrict dct, const scalar_t* __restrict peephole,
+                     const scalar_t* __restrict g_hh, const scalar_t* __restrict g_c,
+                     const scalar_t* __restrict b_c, scalar_t* __restrict dz, scalar_t* __restrict dc_row,
+                     scalar_t* __restrict dc_ln, scalar_t* __restrict dr, int64_t hidden) {
+  scalar_t sum_d = 0, sum_dx = 0;  // moments of d(c_hat) for the LN(c) backward
+  for (int64_t j = 0; j < hidden; ++j) {
+    const scalar_t th = tanh_(c_hat[j] * g_c[j] + b_c[j]);
+    const scalar_t o = gates[3 * hidden + j];
+    dc_ln[j] = dm[j] * o * (scalar_t(1) - th * th);
+    const scalar_t d_hat = dc_ln[j] * g_c[j];
+    sum_d += d_hat;
+    sum_dx += d_hat * c_hat[j];
+  }
+  const scalar_t mean_d = sum_d / scalar_t(hidden), mean_dx = sum_dx / scalar_t(hidden);
+  for (int64_t j = 0; j < hidden; ++j) {
+    const scalar_t i = gates[j], f = gates[hidden + j], g = gates[2 * hidden + j], o = gates[3 * hidden + j];
+    const scalar_t th = tanh_(c_hat[j] * g_c[j] + b_c[j]);
+    const scalar_t d_o = dm[j] * th + dgt[3 * hidden + j];
+    const scalar_t d_hat = dc_ln[j] * g_c[j];
+    scalar_t dc = dc_row[j] + rstd_c * (d_hat - mean_d - c_hat[j] * mean_dx) + dct[j];
+    const scalar_t dzo = d_o * o * (scalar_t(1) - o);
+    if constexpr (Peephole) dc += dzo * peephole[2 * hidden + j];
+    scalar_t di = dc * g + dgt[j];
+    const scalar_t dg = dc * i + dgt[2 * hidden + j];
+    const scalar_t df = dc * c_prev[j] + dgt[hidden + j];
+    scalar_t dzf = 0;
+    if constexpr (Coupled) {
+      di -= df;  // f = 1 - i
+    } else {
+      dzf = df * f * (scalar_t(1) - f);
+    }
+    const scalar_t dzi = di * i * (scalar_t(1) - i);
+    dz[j] = dzi;
+    dz[hidden + j] = dzf;
+    dz[2 * hidden + j] = dg * (scalar_t(1) - g * g);
+    dz[3 * hidden + j] = dzo;
+    scalar_t dcp = dc * f;
+    if constexpr (Peephole) dcp += dzi * peephole[j] + dzf * peephole[hidden + j];
+    dc_row[j] = dcp;
+  }
+  // LN of the recurrent part: dr = rstd * (d_hat - mean(d_hat) - r_hat * mean(d_hat r_hat)).
+  const int64_t n = used_count<Coupled>(hidden);
+  scalar_t sum_r = 0, sum_rx = 0;
+  for (int64_t j = 0; j < 4 * hidden; ++j) {
+    const scalar_t d_hat = dz[j] * g_hh[j];  // f slice: dz = 0 when coupled
+    sum_r += d_hat;
+    sum_rx += d_hat * r_hat[j];
+  }
+  const scalar_t mean_r = sum_r / scalar_t(n), mean_rx = sum_rx / scalar_t(n);
+  for (int64_t j = 0; j < 4 * hidden; ++j) {
+    const scalar_t value = rstd_r * (dz[j] * g_hh[j] - mean_r - r_hat[j] * mean_rx);
+    dr[j] = (Coupled && j >= hidden && j < 2 * hidden) ? scalar_t(0) : value;
+  }
+}
+
+}  // namespace lstmlab_fused
