@@ -126,6 +126,54 @@ void layer_norm_rows(const scalar_t* x_gates, StepPointers<scalar_t> p, scalar_t
   }
 }
 
+// Products up to this many multiply-adds run in a plain loop: below it, a BLAS call's
+// fixed cost (dispatch, packing, threads) is larger than the arithmetic.
+constexpr int64_t kSmallGemm = 1 << 17;
+
+// out (rows x n) [+]= a (rows x k) . w^T, with w (n x k); contiguous row-major buffers.
+template <typename scalar_t>
+void gemm_bt(scalar_t* out, const scalar_t* a, const scalar_t* w, int64_t rows, int64_t n, int64_t k,
+             bool accumulate, const at::TensorOptions& options) {
+  if (rows * n * k > kSmallGemm) {
+    auto out_t = torch::from_blob(out, {rows, n}, options);
+    auto a_t = torch::from_blob(const_cast<scalar_t*>(a), {rows, k}, options);
+    auto w_t = torch::from_blob(const_cast<scalar_t*>(w), {n, k}, options).t();
+    if (accumulate) out_t.addmm_(a_t, w_t);
+    else at::mm_out(out_t, a_t, w_t);
+    return;
+  }
+  for (int64_t r = 0; r < rows; ++r) {
+    const scalar_t* __restrict a_row = a + r * k;
+    for (int64_t j = 0; j < n; ++j) {
+      const scalar_t* __restrict w_row = w + j * k;
+      scalar_t sum = 0;
+      for (int64_t q = 0; q < k; ++q) sum += a_row[q] * w_row[q];
+      out[r * n + j] = accumulate ? out[r * n + j] + sum : sum;
+    }
+  }
+}
+
+// out (rows x p) = a (rows x n) . w, with w (n x p); contiguous row-major buffers.
+template <typename scalar_t>
+void gemm_b(scalar_t* out, const scalar_t* a, const scalar_t* w, int64_t rows, int64_t n, int64_t p,
+            const at::TensorOptions& options) {
+  if (rows * n * p > kSmallGemm) {
+    auto out_t = torch::from_blob(out, {rows, p}, options);
+    at::mm_out(out_t, torch::from_blob(const_cast<scalar_t*>(a), {rows, n}, options),
+               torch::from_blob(const_cast<scalar_t*>(w), {n, p}, options));
+    return;
+  }
+  for (int64_t r = 0; r < rows; ++r) {
+    scalar_t* __restrict out_row = out + r * p;
+    std::fill(out_row, out_row + p, scalar_t(0));
+    for (int64_t j = 0; j < n; ++j) {
+      const scalar_t s = a[r * n + j];
+      const scalar_t* __restrict w_row = w + j * p;
+      for (int64_t q = 0; q < p; ++q) out_row[q] += s * w_row[q];
+    }
+  }
+}
+
 // Returns {gates (T,B,4H), C (T,B,H), M (T,B,H), H (T,B,P), h_n (B,P), c_n (B,H)}, then for
 // layer norm {r_hat (T,B,4H), rstd_r (T,B), c_hat (T,B,H), rstd_c (T,B)} (empty otherwise).
 std::vector<torch::Tensor> fused_forward(torch::Tensor input_gates, torch::Tensor h0, torch::Tensor c0,
@@ -135,41 +183,43 @@ std::vector<torch::Tensor> fused_forward(torch::Tensor input_gates, torch::Tenso
   const LayerNormWeights ln{ln_g_hh, ln_g_c, ln_b_c};
   const int64_t steps = input_gates.size(0), batch = input_gates.size(1), hidden = c0.size(1);
   const bool project = w_hr.defined() && w_hr.numel() > 0;
-  const int64_t width = h0.size(1);
+  const int64_t width = h0.size(1), wide = batch * 4 * hidden, narrow = batch * hidden;
   auto gates = torch::empty_like(input_gates);
   auto cells = torch::empty({steps, batch, hidden}, c0.options());
   auto hidden_pre = torch::empty({steps, batch, hidden}, c0.options());
   auto hiddens = project ? torch::empty({steps, batch, width}, h0.options()) : hidden_pre;
   auto h_state = h0.clone();
   auto c_state = c0.clone();
-  auto w_hh_t = w_hh.t();
-  auto w_hr_t = project ? w_hr.t() : w_hr;
   const int64_t* len_ptr = lengths.numel() ? lengths.data_ptr<int64_t>() : nullptr;
   LayerNormSaved saved;
   if (ln.on()) {
     saved = {torch::empty_like(input_gates), torch::empty({steps, batch}, c0.options()),
              torch::empty({steps, batch, hidden}, c0.options()), torch::empty({steps, batch}, c0.options())};
   }
+  const auto options = c0.options();
   AT_DISPATCH_FLOATING_TYPES(input_gates.scalar_type(), "fused_forward", [&] {
     const scalar_t* peep = peephole.numel() ? peephole.data_ptr<scalar_t>() : nullptr;
+    const scalar_t* x_gates = input_gates.data_ptr<scalar_t>();
+    const scalar_t* w_rec = w_hh.data_ptr<scalar_t>();
+    scalar_t* h_run = h_state.data_ptr<scalar_t>();
     for (int64_t k = 0; k < steps; ++k) {
       const int64_t t = time_index(k, steps, reverse);
-      auto step_gates = gates[t];
-      StepPointers<scalar_t> p{step_gates.data_ptr<scalar_t>(), cells[t].data_ptr<scalar_t>(),
-                               hidden_pre[t].data_ptr<scalar_t>(), c_state.data_ptr<scalar_t>(), peep};
+      StepPointers<scalar_t> p{gates.data_ptr<scalar_t>() + t * wide, cells.data_ptr<scalar_t>() + t * narrow,
+                               hidden_pre.data_ptr<scalar_t>() + t * narrow, c_state.data_ptr<scalar_t>(), peep};
       if (ln.on()) {
-        auto r_t = saved.r_hat[t];
-        at::mm_out(r_t, h_state, w_hh_t);  // (B, 4H), normalised in place below
+        scalar_t* r = saved.r_hat.data_ptr<scalar_t>() + t * wide;
+        gemm_bt(r, h_run, w_rec, batch, 4 * hidden, width, false, options);  // normalised in place below
         dispatch_variant(peep != nullptr, coupled, [&](auto peephole_flag, auto coupled_flag) {
           at::parallel_for(0, batch, grain(hidden), [&](int64_t begin, int64_t end) {
             layer_norm_rows<scalar_t, decltype(peephole_flag)::value, decltype(coupled_flag)::value>(
-                input_gates[t].data_ptr<scalar_t>(), p, r_t.data_ptr<scalar_t>(),
-                saved.c_hat[t].data_ptr<scalar_t>(), saved.rstd_r[t].data_ptr<scalar_t>(),
-                saved.rstd_c[t].data_ptr<scalar_t>(), ln, hidden, len_ptr, t, begin, end);
+                x_gates + t * wide, p, r, saved.c_hat.data_ptr<scalar_t>() + t * narrow,
+                saved.rstd_r.data_ptr<scalar_t>() + t * batch, saved.rstd_c.data_ptr<scalar_t>() + t * batch, ln,
+                hidden, len_ptr, t, begin, end);
           });
         });
       } else {
-        at::addmm_out(step_gates, input_gates[t], h_state, w_hh_t);  // (B, 4H)
+        std::copy(x_gates + t * wide, x_gates + (t + 1) * wide, p.gates);
+        gemm_bt(p.gates, h_run, w_rec, batch, 4 * hidden, width, true, options);  // (B, 4H)
         dispatch_variant(peep != nullptr, coupled, [&](auto peephole_flag, auto coupled_flag) {
           at::parallel_for(0, batch, grain(hidden), [&](int64_t begin, int64_t end) {
             activate_rows<scalar_t, decltype(peephole_flag)::value, decltype(coupled_flag)::value>(
@@ -177,12 +227,11 @@ std::vector<torch::Tensor> fused_forward(torch::Tensor input_gates, torch::Tenso
           });
         });
       }
-      if (project) {
-        auto step_hidden = hiddens[t];
-        at::mm_out(step_hidden, hidden_pre[t], w_hr_t);  // (B, P); padded rows are 0
+      scalar_t* h_step = hiddens.data_ptr<scalar_t>() + t * batch * width;
+      if (project) {  // (B, P); padded rows of M are 0, so are theirs
+        gemm_bt(h_step, p.hidden_pre, w_hr.data_ptr<scalar_t>(), batch, width, hidden, false, options);
       }
-      update_hidden<scalar_t>(h_state.data_ptr<scalar_t>(), hiddens[t].data_ptr<scalar_t>(), batch, width,
-                              len_ptr, t);
+      update_hidden<scalar_t>(h_run, h_step, batch, width, len_ptr, t);
     }
   });
   return {gates, cells, hidden_pre, hiddens, h_state, c_state, saved.r_hat, saved.rstd_r, saved.c_hat, saved.rstd_c};
@@ -245,17 +294,26 @@ void backward_rows(const scalar_t* gates, const scalar_t* cells, const scalar_t*
   }
 }
 
+// One step's slice of what the layer-norm forward saved.
+template <typename scalar_t>
+struct LayerNormStep {
+  const scalar_t* r_hat;   // (B, 4H)
+  const scalar_t* c_hat;   // (B, H)
+  const scalar_t* rstd_r;  // (B,)
+  const scalar_t* rstd_c;  // (B,)
+};
+
 // One layer-norm backward step for batch rows [begin, end); padded rows pass the state through.
 template <typename scalar_t, bool Peephole, bool Coupled>
-void layer_norm_backward_rows(const scalar_t* gates, const scalar_t* c_prev, const LayerNormSaved& saved,
+void layer_norm_backward_rows(const scalar_t* gates, const scalar_t* c_prev, LayerNormStep<scalar_t> saved,
                               const LayerNormWeights& w, const scalar_t* dm, const scalar_t* dgt, const scalar_t* dct,
                               const scalar_t* peephole, scalar_t* dz, scalar_t* dc_next, scalar_t* dc_ln,
                               scalar_t* dr, int64_t hidden, const int64_t* lengths, int64_t t, int64_t begin,
                               int64_t end) {
-  const scalar_t* r_hat = saved.r_hat[t].data_ptr<scalar_t>();
-  const scalar_t* c_hat = saved.c_hat[t].data_ptr<scalar_t>();
-  const scalar_t* rstd_r = saved.rstd_r[t].data_ptr<scalar_t>();
-  const scalar_t* rstd_c = saved.rstd_c[t].data_ptr<scalar_t>();
+  const scalar_t* r_hat = saved.r_hat;
+  const scalar_t* c_hat = saved.c_hat;
+  const scalar_t* rstd_r = saved.rstd_r;
+  const scalar_t* rstd_c = saved.rstd_c;
   for (int64_t b = begin; b < end; ++b) {
     const int64_t wide = b * 4 * hidden, narrow = b * hidden;
     if (!is_valid(lengths, b, t)) {
@@ -295,41 +353,49 @@ std::vector<torch::Tensor> fused_backward(torch::Tensor d_hiddens, torch::Tensor
   auto dh_recurrent = torch::empty_like(dh_n);
   auto d_hidden_pre = project ? torch::empty({batch, hidden}, dc_n.options()) : torch::Tensor();
   const int64_t* len_ptr = lengths.numel() ? lengths.data_ptr<int64_t>() : nullptr;
+  const auto options = dc_n.options();
+  const int64_t wide = batch * 4 * hidden, narrow = batch * hidden, outer = batch * width;
   AT_DISPATCH_FLOATING_TYPES(gates.scalar_type(), "fused_backward", [&] {
     const scalar_t* peep = peephole.numel() ? peephole.data_ptr<scalar_t>() : nullptr;
+    scalar_t* dh_run = dh_next.data_ptr<scalar_t>();
+    scalar_t* dh_rec = dh_recurrent.data_ptr<scalar_t>();
+    scalar_t* dc_ptr = dc_next.data_ptr<scalar_t>();
     for (int64_t k = steps - 1; k >= 0; --k) {
       const int64_t t = time_index(k, steps, reverse);
-      auto dh = dh_total[t];
-      at::add_out(dh, d_hiddens[t], dh_next);  // (B, P)
-      if (len_ptr) {  // padded rows: the output there is a constant 0, only the state passes through
-        for (int64_t b = 0; b < batch; ++b)
-          if (!is_valid(len_ptr, b, t)) dh[b].copy_(dh_next[b]);
+      scalar_t* dh = dh_total.data_ptr<scalar_t>() + t * outer;  // (B, P)
+      const scalar_t* d_out = d_hiddens.data_ptr<scalar_t>() + t * outer;
+      for (int64_t b = 0; b < batch; ++b) {
+        // Padded rows: the output there is a constant 0, only the state passes through.
+        const bool valid = is_valid(len_ptr, b, t);
+        for (int64_t j = b * width; j < (b + 1) * width; ++j) dh[j] = (valid ? d_out[j] : scalar_t(0)) + dh_run[j];
       }
-      auto dm = dh;
+      const scalar_t* dm_ptr = dh;
       if (project) {
-        at::mm_out(d_hidden_pre, dh, w_hr);  // (B, H)
-        dm = d_hidden_pre;
+        gemm_b(d_hidden_pre.data_ptr<scalar_t>(), dh, w_hr.data_ptr<scalar_t>(), batch, width, hidden, options);
+        dm_ptr = d_hidden_pre.data_ptr<scalar_t>();
       }
-      const scalar_t* dgt = d_gates_trace[t].data_ptr<scalar_t>();
-      const scalar_t* dct = d_cells_trace[t].data_ptr<scalar_t>();
-      auto dz_t = dz[t];
-      const scalar_t* g_ptr = gates[t].data_ptr<scalar_t>();
-      const scalar_t* c_ptr = cells[t].data_ptr<scalar_t>();
-      const scalar_t* cp_ptr = c_prev[t].data_ptr<scalar_t>();
-      const scalar_t* dm_ptr = dm.data_ptr<scalar_t>();
-      scalar_t* dz_ptr = dz_t.data_ptr<scalar_t>();
-      scalar_t* dc_ptr = dc_next.data_ptr<scalar_t>();
+      const scalar_t* dgt = d_gates_trace.data_ptr<scalar_t>() + t * wide;
+      const scalar_t* dct = d_cells_trace.data_ptr<scalar_t>() + t * narrow;
+      const scalar_t* g_ptr = gates.data_ptr<scalar_t>() + t * wide;
+      const scalar_t* c_ptr = cells.data_ptr<scalar_t>() + t * narrow;
+      const scalar_t* cp_ptr = c_prev.data_ptr<scalar_t>() + t * narrow;
+      scalar_t* dz_ptr = dz.data_ptr<scalar_t>() + t * wide;
+      const scalar_t* d_pre = dz_ptr;  // gradient of W_hh h_{t-1}
       if (ln.on()) {
-        scalar_t* dr_ptr = d_rec[t].data_ptr<scalar_t>();
-        scalar_t* dcl_ptr = d_cell_ln[t].data_ptr<scalar_t>();
+        scalar_t* dr_ptr = d_rec.data_ptr<scalar_t>() + t * wide;
+        LayerNormStep<scalar_t> step{saved.r_hat.data_ptr<scalar_t>() + t * wide,
+                                     saved.c_hat.data_ptr<scalar_t>() + t * narrow,
+                                     saved.rstd_r.data_ptr<scalar_t>() + t * batch,
+                                     saved.rstd_c.data_ptr<scalar_t>() + t * batch};
+        scalar_t* dcl_ptr = d_cell_ln.data_ptr<scalar_t>() + t * narrow;
         dispatch_variant(peep != nullptr, coupled, [&](auto peephole_flag, auto coupled_flag) {
           at::parallel_for(0, batch, grain(hidden), [&](int64_t begin, int64_t end) {
             layer_norm_backward_rows<scalar_t, decltype(peephole_flag)::value, decltype(coupled_flag)::value>(
-                g_ptr, cp_ptr, saved, ln, dm_ptr, dgt, dct, peep, dz_ptr, dc_ptr, dcl_ptr, dr_ptr, hidden, len_ptr,
+                g_ptr, cp_ptr, step, ln, dm_ptr, dgt, dct, peep, dz_ptr, dc_ptr, dcl_ptr, dr_ptr, hidden, len_ptr,
                 t, begin, end);
           });
         });
-        at::mm_out(dh_recurrent, d_rec[t], w_hh);  // (B, P)
+        d_pre = dr_ptr;
       } else {
         dispatch_variant(peep != nullptr, coupled, [&](auto peephole_flag, auto coupled_flag) {
           at::parallel_for(0, batch, grain(hidden), [&](int64_t begin, int64_t end) {
@@ -337,15 +403,12 @@ std::vector<torch::Tensor> fused_backward(torch::Tensor d_hiddens, torch::Tensor
                 g_ptr, c_ptr, cp_ptr, dm_ptr, dgt, dct, peep, dz_ptr, dc_ptr, hidden, len_ptr, t, begin, end);
           });
         });
-        at::mm_out(dh_recurrent, dz_t, w_hh);  // (B, P)
       }
-      if (len_ptr) {
-        for (int64_t b = 0; b < batch; ++b) {
-          if (is_valid(len_ptr, b, t)) dh_next[b].copy_(dh_recurrent[b]);
-          else dh_total[t][b].zero_();  // no weight gradient from padded rows
-        }
-      } else {
-        dh_next.copy_(dh_recurrent);
+      gemm_b(dh_rec, d_pre, w_hh.data_ptr<scalar_t>(), batch, 4 * hidden, width, options);  // (B, P)
+      for (int64_t b = 0; b < batch; ++b) {
+        scalar_t* row = dh_run + b * width;
+        if (is_valid(len_ptr, b, t)) std::copy(dh_rec + b * width, dh_rec + (b + 1) * width, row);
+        else std::fill(dh + b * width, dh + (b + 1) * width, scalar_t(0));  // no weight gradient from padding
       }
     }
   });
