@@ -187,6 +187,8 @@ def test_cli_train_evaluate_generate(corpus, tmp_path, capsys):
     first = capsys.readouterr().out
     assert main(["generate", str(out), "--prime", "to be", "--length", "30", "--seed", "3"]) == 0
     assert capsys.readouterr().out == first and first.startswith("to be")
+    assert main(["train", "lm", "--data", str(corpus), "--out", str(out), "--max_steps", "1"]) == 2
+    assert "already holds a run" in capsys.readouterr().err  # never mix two runs' logs
 
 
 def test_cli_reports_bad_input_without_a_traceback(tmp_path, capsys):
