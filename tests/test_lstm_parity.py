@@ -37,7 +37,7 @@ def _make_pair(dtype, engine, **config):
 def _loss_weights(tensors, dtype):
     """Fixed random weights so the loss sends a different gradient into every element."""
     generator = torch.Generator().manual_seed(1234)
-    return [torch.randn(t.shape, generator=generator, dtype=dtype) for t in tensors]
+    return [torch.randn(t.shape, generator=generator, dtype=dtype).to(t.device) for t in tensors]
 
 
 def _forward_backward(module, x, hx, dtype):
@@ -283,6 +283,24 @@ def test_default_initialisation_matches_torch(module):
         assert abs(param.mean().item()) < 0.1 * bound, name
 
 
+@pytest.mark.parametrize("extra", STATE_DICT_CONFIGS, ids=str)
+def test_same_seed_gives_torchs_initial_weights(extra):
+    """A script that seeds torch and swaps torch.nn.LSTM for lstmlab.LSTM starts from the
+    very same weights (same init, same draw order)."""
+    torch.manual_seed(42)
+    theirs = torch.nn.LSTM(I, H, **extra)
+    torch.manual_seed(42)
+    ours = lstmlab.LSTM(I, H, **extra)
+    for (name, expected), (our_name, value) in zip(theirs.state_dict().items(), ours.state_dict().items()):
+        assert name == our_name and torch.equal(value, expected), name
+    torch.manual_seed(42)
+    their_cell = torch.nn.LSTMCell(I, H)
+    torch.manual_seed(42)
+    our_cell = lstmlab.LSTMCell(I, H)
+    for name, expected in their_cell.state_dict().items():
+        assert torch.equal(our_cell.state_dict()[name], expected), f"cell {name}"
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 def test_dtype_and_device_arguments(dtype):
     ours = lstmlab.LSTM(I, H, num_layers=2, dtype=dtype, device="cpu")
@@ -301,3 +319,20 @@ def test_constructor_signature_matches_torch():
         assert getattr(ours, attribute) == getattr(theirs, attribute), attribute
     assert {k: v.shape for k, v in ours.state_dict().items()} == {
         k: v.shape for k, v in theirs.state_dict().items()}
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("engine", ENGINES)
+def test_cuda_parity(engine, dtype):
+    """On a GPU, lstmlab and torch.nn.LSTM agree there too (packed, bidirectional, proj)."""
+    config = dict(input_size=I, hidden_size=H, num_layers=2, bidirectional=True, proj_size=2,
+                  device="cuda")
+    theirs = torch.nn.LSTM(**config, dtype=dtype)
+    ours = lstmlab.LSTM(**config, dtype=dtype, engine=engine)
+    ours.load_state_dict(theirs.state_dict())
+    padded = torch.randn(T, B, I, dtype=dtype, device="cuda")
+    packed = pack_padded_sequence(padded, torch.tensor([2, 5, 3]), enforce_sorted=False)
+    hx = tuple(t.cuda() for t in _random_state(2, True, B, H, 2, dtype))
+    _assert_same_run(_forward_backward(ours, packed, hx, dtype),
+                     _forward_backward(theirs, packed, hx, dtype), dtype, f"cuda {engine}")
