@@ -161,3 +161,35 @@ def test_auto_picks_fused_for_variants_and_trace_and_native_without():
 def test_fused_refuses_what_it_cannot_run():
     with pytest.raises(ValueError, match="fused.*zoneout"):
         lstmlab.LSTM(2, 3, zoneout=0.1, engine="fused")
+
+
+@pytest.mark.parametrize("options", [dict(), dict(num_layers=2, proj_size=3), dict(num_layers=2, layer_norm=True, peephole=True),
+                                     dict(coupled=True, layer_norm=True)],
+                         ids=["plain", "2-layer-proj", "2-layer-layer_norm-peephole", "coupled-layer_norm"])
+def test_streaming_step_without_autograd_equals_sequence(options):
+    """`step` under no_grad runs the fused engine's C++ step: same numbers as the sequence call."""
+    lstm = lstmlab.LSTM(5, 7, **options).double().eval()
+    x = torch.randn(6, 3, 5, dtype=torch.double)
+    h0 = torch.randn(lstm.num_layers, 3, lstm.proj_size or 7, dtype=torch.double)
+    c0 = torch.randn(lstm.num_layers, 3, 7, dtype=torch.double)
+    output, (h_n, c_n) = lstm(x, (h0, c0))
+    state, steps = (h0, c0), []
+    with torch.no_grad():
+        for x_t in x:
+            y_t, state = lstm.step(x_t, state)
+            steps.append(y_t)
+    assert_close(torch.stack(steps), output, torch.float64, "outputs")
+    assert_close(state[0], h_n, torch.float64, "h_n")
+    assert_close(state[1], c_n, torch.float64, "c_n")
+    assert torch.equal(h0, h0.clone()) and h0.data_ptr() != state[0].data_ptr()  # caller's state untouched
+
+
+def test_streaming_step_unbatched_and_with_autograd():
+    lstm = lstmlab.LSTM(4, 6, num_layers=2).double().eval()
+    x = torch.randn(4, dtype=torch.double)
+    with torch.no_grad():
+        y_fast, (h_fast, c_fast) = lstm.step(x)
+    y, (h, c) = lstm.step(x)  # autograd on: the differentiable path
+    assert y.requires_grad and y_fast.shape == (6,) and h_fast.shape == (2, 6)
+    assert_close(y_fast, y.detach(), torch.float64, "y")
+    assert_close(c_fast, c.detach(), torch.float64, "c")

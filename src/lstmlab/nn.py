@@ -194,8 +194,23 @@ class LSTM(nn.Module):
         check_features(x_t, self.input_size)
         unbatched = x_t.dim() == 1
         x = x_t.reshape(1, 1, -1) if unbatched else x_t.unsqueeze(0)  # (1, B, I)
+        if not torch.is_grad_enabled() and x.device.type == "cpu" and \
+                engines.fused.step_supported(self.spec, self.training, self.dropout):
+            return self._stream_step(x[0], state, unbatched)
         output, state = self._run(ParsedInput(x, None, None, unbatched), state, trace=False, batch_first=False)
         return output[0], state
+
+    def _stream_step(self, x: Tensor, state, unbatched: bool):
+        """`step` without autograd: the fused engine's C++ step, no per-step Python per layer."""
+        check_like("input", x, self.weight_ih_l0)
+        shapes = ((self.num_layers, self.proj_size or self.hidden_size), (self.num_layers, self.hidden_size))
+        h0, c0 = initial_state(state, x.shape[0], shapes, unbatched, x)
+        h, c = h0.clone(memory_format=torch.contiguous_format), c0.clone(memory_format=torch.contiguous_format)
+        layers = [layer_weights(self, suffix) for suffix in self._suffixes]
+        y = engines.fused.stream_step(x, h, c, layers, self.spec)  # updates h, c
+        if unbatched:
+            return y[0], (h[:, 0], c[:, 0])
+        return y, (h, c)
 
     def extra_repr(self) -> str:
         text = f"{self.input_size}, {self.hidden_size}"

@@ -1,4 +1,6 @@
-"""The fused CPU engine: each layer-direction's time loop in C++ (csrc/fused_lstm.cpp).
+"""The fused CPU engine: each layer-direction's time loop in C++ (csrc/fused_lstm.cpp;
+row kernels in csrc/fused_kernels.h and fused_layer_norm.h, the streaming step in
+csrc/fused_step.h).
 
 Around the loop, Python does the large GEMMs once per call: the input gates of all
 steps before it (``cell.input_gates``, autograd handles its backward) and, after the
@@ -162,3 +164,25 @@ def forward(batch: SequenceBatch, need_trace: bool) -> EngineResult:
     if reason is not None:
         raise ValueError(f"engine 'fused' cannot run this: {reason}; use engine='reference' or 'auto'")
     return forward_layers(batch, need_trace, run_direction)
+
+
+def step_supported(spec: CellSpec, training: bool, dropout: float) -> bool:
+    """Whether `stream_step` computes what the module's step would (no randomness, no zoneout)."""
+    random_in_training = training and (dropout > 0 or spec.weight_drop > 0)
+    return not (spec.zoneout_c or spec.zoneout_h or random_in_training) and build_error() is None
+
+
+def stream_step(x: Tensor, h: Tensor, c: Tensor, layers: list[LayerWeights], spec: CellSpec) -> Tensor:
+    """One step of a unidirectional stack without autograd, in C++; updates h, c in place.
+
+    x: (B, I); h: (L, B, P); c: (L, B, H), both contiguous and owned by the caller.
+    Returns the top layer's new h (B, P).
+    """
+    empty = x.new_empty(0)
+    flat = []
+    for weights in layers:
+        bias = empty if weights.b_ih is None else weights.b_ih + weights.b_hh
+        flat += [weights.w_ih.contiguous(), weights.w_hh.contiguous(), bias,
+                 *(_or_empty(t, x) for t in (weights.w_hr, weights.peephole, weights.ln_ih, weights.ln_hh,
+                                             weights.ln_c_weight, weights.ln_c_bias))]
+    return load_extension().step(x.contiguous(), h, c, flat, spec.coupled)

@@ -1,0 +1,184 @@
+// Row kernels and small GEMMs of the fused LSTM loops (plain, peephole, coupled cells).
+// Header-only templates, included by fused_lstm.cpp (one translation unit).
+#pragma once
+
+#include <torch/extension.h>
+
+#include <algorithm>
+
+#include "fused_math.h"
+
+namespace lstmlab_fused {
+
+// Products up to this many multiply-adds run in a plain loop: below it, a BLAS call's
+// fixed cost (dispatch, packing, threads) is larger than the arithmetic.
+constexpr int64_t kSmallGemm = 1 << 17;
+
+// out (rows x n) [+]= a (rows x k) . w^T, with w (n x k); contiguous row-major buffers.
+template <typename scalar_t>
+void gemm_bt(scalar_t* out, const scalar_t* a, const scalar_t* w, int64_t rows, int64_t n, int64_t k,
+             bool accumulate, const at::TensorOptions& options) {
+  if (rows * n * k > kSmallGemm) {
+    auto out_t = torch::from_blob(out, {rows, n}, options);
+    auto a_t = torch::from_blob(const_cast<scalar_t*>(a), {rows, k}, options);
+    auto w_t = torch::from_blob(const_cast<scalar_t*>(w), {n, k}, options).t();
+    if (accumulate) out_t.addmm_(a_t, w_t);
+    else at::mm_out(out_t, a_t, w_t);
+    return;
+  }
+  for (int64_t r = 0; r < rows; ++r) {
+    const scalar_t* __restrict a_row = a + r * k;
+    for (int64_t j = 0; j < n; ++j) {
+      const scalar_t* __restrict w_row = w + j * k;
+      scalar_t sum = 0;
+      for (int64_t q = 0; q < k; ++q) sum += a_row[q] * w_row[q];
+      out[r * n + j] = accumulate ? out[r * n + j] + sum : sum;
+    }
+  }
+}
+
+// out (rows x p) = a (rows x n) . w, with w (n x p); contiguous row-major buffers.
+template <typename scalar_t>
+void gemm_b(scalar_t* out, const scalar_t* a, const scalar_t* w, int64_t rows, int64_t n, int64_t p,
+            const at::TensorOptions& options) {
+  if (rows * n * p > kSmallGemm) {
+    auto out_t = torch::from_blob(out, {rows, p}, options);
+    at::mm_out(out_t, torch::from_blob(const_cast<scalar_t*>(a), {rows, n}, options),
+               torch::from_blob(const_cast<scalar_t*>(w), {n, p}, options));
+    return;
+  }
+  for (int64_t r = 0; r < rows; ++r) {
+    scalar_t* __restrict out_row = out + r * p;
+    std::fill(out_row, out_row + p, scalar_t(0));
+    for (int64_t j = 0; j < n; ++j) {
+      const scalar_t s = a[r * n + j];
+      const scalar_t* __restrict w_row = w + j * p;
+      for (int64_t q = 0; q < p; ++q) out_row[q] += s * w_row[q];
+    }
+  }
+}
+
+template <typename scalar_t>
+struct StepPointers {
+  scalar_t* gates;       // (B, 4H) this step
+  scalar_t* cell;        // (B, H) this step
+  scalar_t* hidden_pre;  // (B, H) o * tanh(c), this step
+  scalar_t* c_state;     // (B, H) running cell state
+  const scalar_t* peephole;  // (3H) or nullptr
+};
+
+// One batch row of one step: gate activations (in place in z), the new cell state,
+// and m = o * tanh(c). The variant flags are template parameters and every pointer is
+// a __restrict parameter, so that the loop has no branches and GCC vectorises it.
+template <typename scalar_t, bool Peephole, bool Coupled>
+void activate_row(scalar_t* __restrict z, scalar_t* __restrict c_out, scalar_t* __restrict m_out,
+                  scalar_t* __restrict c_run, const scalar_t* __restrict peephole, int64_t hidden) {
+  for (int64_t j = 0; j < hidden; ++j) {
+    const scalar_t c_prev = c_run[j];
+    scalar_t zi = z[j], zf = z[hidden + j], zg = z[2 * hidden + j], zo = z[3 * hidden + j];
+    if constexpr (Peephole) {
+      zi += peephole[j] * c_prev;
+      zf += peephole[hidden + j] * c_prev;
+    }
+    const scalar_t i = sigmoid(zi);
+    const scalar_t f = Coupled ? scalar_t(1) - i : sigmoid(zf);
+    const scalar_t g = tanh_(zg);
+    const scalar_t c = f * c_prev + i * g;
+    if constexpr (Peephole) zo += peephole[2 * hidden + j] * c;
+    const scalar_t o = sigmoid(zo);
+    z[j] = i;
+    z[hidden + j] = f;
+    z[2 * hidden + j] = g;
+    z[3 * hidden + j] = o;
+    c_out[j] = c;
+    c_run[j] = c;
+    m_out[j] = o * tanh_(c);
+  }
+}
+
+// Batch rows [begin, end) of one step; padded rows are zeroed and keep their state.
+template <typename scalar_t, bool Peephole, bool Coupled>
+void activate_rows(StepPointers<scalar_t> p, int64_t hidden, const int64_t* lengths, int64_t t,
+                   int64_t begin, int64_t end) {
+  for (int64_t b = begin; b < end; ++b) {
+    scalar_t* z = p.gates + b * 4 * hidden;
+    scalar_t* c_out = p.cell + b * hidden;
+    scalar_t* m_out = p.hidden_pre + b * hidden;
+    if (!is_valid(lengths, b, t)) {
+      std::fill(z, z + 4 * hidden, scalar_t(0));
+      std::fill(c_out, c_out + hidden, scalar_t(0));
+      std::fill(m_out, m_out + hidden, scalar_t(0));
+      continue;
+    }
+    activate_row<scalar_t, Peephole, Coupled>(z, c_out, m_out, p.c_state + b * hidden, p.peephole, hidden);
+  }
+}
+
+// Copy this step's hidden rows into the running state (valid rows only).
+template <typename scalar_t>
+void update_hidden(scalar_t* h_state, const scalar_t* h_step, int64_t batch, int64_t width,
+                   const int64_t* lengths, int64_t t) {
+  for (int64_t b = 0; b < batch; ++b) {
+    if (!is_valid(lengths, b, t)) continue;
+    std::copy(h_step + b * width, h_step + (b + 1) * width, h_state + b * width);
+  }
+}
+
+// Gradient of the gate pre-activations for one batch row of one step.
+// dm: dL/dm (H); dgt (4H) and dct (H): gradients arriving through the trace;
+// dc: running dL/dc (H), updated in place to dL/dc_{t-1}; dz: output (4H).
+template <typename scalar_t, bool Peephole, bool Coupled>
+void backward_row(const scalar_t* __restrict gates, const scalar_t* __restrict cells,
+                  const scalar_t* __restrict c_prev, const scalar_t* __restrict dm_row,
+                  const scalar_t* __restrict dgt, const scalar_t* __restrict dct,
+                  const scalar_t* __restrict peephole, scalar_t* __restrict dz, scalar_t* __restrict dc_row,
+                  int64_t hidden) {
+  for (int64_t j = 0; j < hidden; ++j) {
+    const scalar_t i = gates[j], f = gates[hidden + j], g = gates[2 * hidden + j], o = gates[3 * hidden + j];
+    const scalar_t c = cells[j], cp = c_prev[j];
+    const scalar_t th = tanh_(c);
+    const scalar_t dm = dm_row[j];
+    const scalar_t d_o = dm * th + dgt[3 * hidden + j];
+    scalar_t dc = dc_row[j] + dm * o * (scalar_t(1) - th * th) + dct[j];
+    const scalar_t dzo = d_o * o * (scalar_t(1) - o);
+    if constexpr (Peephole) dc += dzo * peephole[2 * hidden + j];
+    scalar_t di = dc * g + dgt[j];
+    const scalar_t dg = dc * i + dgt[2 * hidden + j];
+    const scalar_t df = dc * cp + dgt[hidden + j];
+    scalar_t dzf = 0;
+    if constexpr (Coupled) {
+      di -= df;  // f = 1 - i
+    } else {
+      dzf = df * f * (scalar_t(1) - f);
+    }
+    const scalar_t dzi = di * i * (scalar_t(1) - i);
+    const scalar_t dzg = dg * (scalar_t(1) - g * g);
+    dz[j] = dzi;
+    dz[hidden + j] = dzf;
+    dz[2 * hidden + j] = dzg;
+    dz[3 * hidden + j] = dzo;
+    scalar_t dcp = dc * f;
+    if constexpr (Peephole) dcp += dzi * peephole[j] + dzf * peephole[hidden + j];
+    dc_row[j] = dcp;
+  }
+}
+
+// Batch rows [begin, end) of one step's backward; padded rows pass the state through.
+template <typename scalar_t, bool Peephole, bool Coupled>
+void backward_rows(const scalar_t* gates, const scalar_t* cells, const scalar_t* c_prev,
+                   const scalar_t* d_hidden_pre, const scalar_t* d_gates_trace, const scalar_t* d_cells_trace,
+                   const scalar_t* peephole, scalar_t* dz, scalar_t* dc_next, int64_t hidden,
+                   const int64_t* lengths, int64_t t, int64_t begin, int64_t end) {
+  for (int64_t b = begin; b < end; ++b) {
+    const int64_t wide = b * 4 * hidden, narrow = b * hidden;
+    if (!is_valid(lengths, b, t)) {
+      std::fill(dz + wide, dz + wide + 4 * hidden, scalar_t(0));
+      continue;
+    }
+    backward_row<scalar_t, Peephole, Coupled>(gates + wide, cells + narrow, c_prev + narrow, d_hidden_pre + narrow,
+                                              d_gates_trace + wide, d_cells_trace + narrow, peephole, dz + wide,
+                                              dc_next + narrow, hidden);
+  }
+}
+
+}  // namespace lstmlab_fused
