@@ -31,9 +31,17 @@ def test_parameter_counts_are_matched_within_a_few_percent(name, length, hidden)
 
 
 @pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
-def test_parameter_formula_matches_the_modules(kind):
-    config = ModelConfig(kind, 5, 7, 3)
-    assert count_parameters(LongLagModel(config)) == formula_parameters(kind, 5, 7, 3)
+@pytest.mark.parametrize("shortcut", [False, True])
+def test_parameter_formula_matches_the_modules(kind, shortcut):
+    config = ModelConfig(kind, 5, 7, 3, input_to_output=shortcut)
+    assert count_parameters(LongLagModel(config)) == formula_parameters(kind, 5, 7, 3, shortcut)
+
+
+def test_input_to_output_shortcut_adds_a_linear_path():
+    model = LongLagModel(ModelConfig("rnn", 4, 6, 4, input_to_output=True))
+    inputs = torch.randn(5, 2, 4)
+    without = model.readout(model.recurrent(inputs)[0])
+    assert torch.allclose(model(inputs) - without, inputs @ model.shortcut.weight.T, atol=1e-6)
 
 
 def test_lstm_is_lstmlab_and_variants_reach_it():

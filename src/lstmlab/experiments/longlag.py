@@ -143,6 +143,7 @@ class Experiment:
     lstm_hidden: int  # LSTM hidden size; GRU and RNN get matched parameter counts
     train: TrainConfig  # optimisation and stopping
     seeds: int = 3  # seeds 0 … seeds − 1
+    initialisation: dict | None = None  # overrides {"lstm_options": ..., "chrono": ...} of the run for this task
 
 
 @dataclass

@@ -32,6 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hidden", type=int, default=32, help="LSTM hidden size; GRU and RNN get matched parameter counts")
     parser.add_argument("--lstm-options", default="", help="lstmlab.LSTM variants, e.g. layer_norm,peephole,forget_bias=1")
     parser.add_argument("--chrono", default="auto", help="chrono init horizon for LSTM and GRU: auto (task's longest sequence), none, or steps")
+    parser.add_argument("--input-to-output", action="store_true",
+                        help="add a linear input→output shortcut to every model (the 1997 nets had one)")
     parser.add_argument("--batch-size", type=int, default=None, help="sequences per update (default 32)")
     parser.add_argument("--lr", type=float, default=None, help="Adam learning rate (default 0.01)")
     parser.add_argument("--max-steps", type=int, default=None, help="update cap per run (default 3000)")
@@ -97,15 +99,17 @@ def run(args: argparse.Namespace) -> int:
     results, summaries = run_experiments(
         experiments, kinds, lstm_options, chrono=_chrono(args.chrono),
         checkpoint_dir=out / "checkpoints" if args.out else None, workers=args.jobs,
-        threads=args.threads, show_progress=not args.no_progress,
+        threads=args.threads, show_progress=not args.no_progress, input_to_output=args.input_to_output,
     )
     wall = time.perf_counter() - start
     table = format_table(summaries)
     print("\n" + table)
     print(f"\ntotal wall time {wall:.0f} s ({args.jobs} job(s) in parallel, {args.threads} thread(s) each)")
     settings = {"models": kinds, "lstm_options": lstm_options, "chrono": args.chrono, "jobs": args.jobs,
+                "input_to_output": args.input_to_output,
                 "threads": args.threads, "experiments": [
-                    {"task": e.task.config(), "lstm_hidden": e.lstm_hidden, "seeds": e.seeds, "train": asdict(e.train)}
+                    {"task": e.task.config(), "lstm_hidden": e.lstm_hidden, "seeds": e.seeds, "train": asdict(e.train),
+                     "initialisation": e.initialisation}
                     for e in experiments]}
     json_path = write_json(out / "results.json", command, settings, results, summaries, wall)
     png_path = plot(summaries, out / "success.png")

@@ -34,6 +34,7 @@ class ModelConfig:
     output_size: int  # O: read-out units per step
     lstm_options: dict = field(default_factory=dict)  # keyword options of lstmlab.LSTM (variants)
     chrono_init: int | None = None  # T_max of chrono initialisation (LSTM forget / GRU update gate); None: torch's init
+    input_to_output: bool = False  # a linear input → output shortcut beside the recurrent path (the 1997 nets had one)
 
     def __post_init__(self) -> None:
         if self.kind not in MODEL_KINDS:
@@ -67,6 +68,8 @@ class LongLagModel(nn.Module):
         else:
             self.recurrent = nn.RNN(config.input_size, config.hidden_size, nonlinearity="tanh")
         self.readout = nn.Linear(config.hidden_size, config.output_size)
+        # the shortcut lets per-step outputs that need only the current input skip the memory
+        self.shortcut = nn.Linear(config.input_size, config.output_size, bias=False) if config.input_to_output else None
 
     @property
     def lstm(self) -> nn.Module:
@@ -77,7 +80,8 @@ class LongLagModel(nn.Module):
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         states, _ = self.recurrent(inputs)  # (T, B, H)
-        return self.readout(states)  # (T, B, O)
+        outputs = self.readout(states)  # (T, B, O)
+        return outputs if self.shortcut is None else outputs + self.shortcut(inputs)
 
 
 def chrono_init_gru(gru: nn.GRU, horizon: int) -> None:
@@ -98,18 +102,21 @@ def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def formula_parameters(kind: str, input_size: int, hidden_size: int, output_size: int) -> int:
-    """Parameters of torch's one-layer RNN/GRU/LSTM (two bias vectors) plus the read-out."""
+def formula_parameters(kind: str, input_size: int, hidden_size: int, output_size: int,
+                       input_to_output: bool = False) -> int:
+    """Parameters of torch's one-layer RNN/GRU/LSTM (two bias vectors), read-out and shortcut."""
     blocks = GATE_BLOCKS[kind]
     recurrent = blocks * hidden_size * (input_size + hidden_size + 2)
-    return recurrent + hidden_size * output_size + output_size
+    shortcut = input_size * output_size if input_to_output else 0
+    return recurrent + hidden_size * output_size + output_size + shortcut
 
 
-def matched_hidden_size(kind: str, input_size: int, output_size: int, target: int) -> int:
+def matched_hidden_size(kind: str, input_size: int, output_size: int, target: int,
+                        input_to_output: bool = False) -> int:
     """The hidden size whose parameter count (read-out included) is closest to `target`."""
     best, best_gap, hidden = 1, None, 1
     while True:
-        count = formula_parameters(kind, input_size, hidden, output_size)
+        count = formula_parameters(kind, input_size, hidden, output_size, input_to_output)
         gap = abs(count - target)
         if best_gap is None or gap < best_gap:
             best, best_gap = hidden, gap
@@ -119,21 +126,22 @@ def matched_hidden_size(kind: str, input_size: int, output_size: int, target: in
 
 
 def model_configs(task: LongLagTask, kinds: list[str], lstm_hidden: int, lstm_options: dict,
-                  chrono_init: int | None = None) -> list[ModelConfig]:
+                  chrono_init: int | None = None, input_to_output: bool = False) -> list[ModelConfig]:
     """One config per kind; the LSTM has `lstm_hidden` units, the others match its size.
 
     `chrono_init` (a horizon in steps) goes to the LSTM and the GRU; the tanh RNN has no gate.
     """
-    lstm_config = ModelConfig("lstm", task.input_size, lstm_hidden, task.output_size, dict(lstm_options), chrono_init)
+    lstm_config = ModelConfig("lstm", task.input_size, lstm_hidden, task.output_size, dict(lstm_options),
+                              chrono_init, input_to_output)
     target = count_parameters(LongLagModel(lstm_config))
     configs = []
     for kind in kinds:
         if kind == "lstm":
             configs.append(lstm_config)
         else:
-            hidden = matched_hidden_size(kind, task.input_size, task.output_size, target)
+            hidden = matched_hidden_size(kind, task.input_size, task.output_size, target, input_to_output)
             horizon = chrono_init if kind == "gru" else None
-            configs.append(ModelConfig(kind, task.input_size, hidden, task.output_size, {}, horizon))
+            configs.append(ModelConfig(kind, task.input_size, hidden, task.output_size, {}, horizon, input_to_output))
     return configs
 
 

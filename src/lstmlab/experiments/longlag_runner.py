@@ -21,7 +21,7 @@ from .longlag_registry import task_from_config
 
 
 def make_jobs(experiments: list[Experiment], kinds: list[str], lstm_options: dict, chrono: str | int | None,
-              checkpoint_dir: str | Path | None, threads: int) -> list[dict]:
+              checkpoint_dir: str | Path | None, threads: int, input_to_output: bool = False) -> list[dict]:
     """Every (experiment, model, seed) as a plain-data job.
 
     `chrono` is "auto" (chrono initialisation with the task's horizon for LSTM and GRU),
@@ -30,8 +30,11 @@ def make_jobs(experiments: list[Experiment], kinds: list[str], lstm_options: dic
     jobs = []
     for index, experiment in enumerate(experiments):
         task = experiment.task
-        horizon = task.horizon() if chrono == "auto" else chrono
-        for config in model_configs(task, kinds, experiment.lstm_hidden, lstm_options, horizon):
+        override = experiment.initialisation or {}
+        task_chrono = override.get("chrono", chrono)
+        task_options = {**lstm_options, **override.get("lstm_options", {})}
+        horizon = task.horizon() if task_chrono == "auto" else task_chrono
+        for config in model_configs(task, kinds, experiment.lstm_hidden, task_options, horizon, input_to_output):
             for seed in range(experiment.seeds):
                 save = checkpoint_dir is not None and config.kind == "lstm" and seed == 0
                 jobs.append({
@@ -102,10 +105,10 @@ def _indexed_job(item: tuple[int, dict]) -> tuple[int, dict]:
 
 def run_experiments(experiments: list[Experiment], kinds: list[str], lstm_options: dict,
                     chrono: str | int | None = "auto", checkpoint_dir: str | Path | None = None,
-                    workers: int = 1, threads: int = 1, show_progress: bool = True,
+                    workers: int = 1, threads: int = 1, show_progress: bool = True, input_to_output: bool = False,
                     log: Callable[[str], None] = print) -> tuple[list[dict], list[Summary]]:
     """Train every model kind on every experiment for every seed; return results and summaries."""
-    jobs = make_jobs(experiments, kinds, lstm_options, chrono, checkpoint_dir, threads)
+    jobs = make_jobs(experiments, kinds, lstm_options, chrono, checkpoint_dir, threads, input_to_output)
     describe_models(experiments, jobs, log)
     # longest first, so a parallel pool does not end waiting on one slow run
     order = sorted(range(len(jobs)), key=lambda i: -_expected_cost(jobs[i]))

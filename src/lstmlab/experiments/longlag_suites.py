@@ -3,8 +3,9 @@
 The `paper` suite keeps the paper's lags where the CPU budget allows (Reber, 2a p = 100,
 adding / multiplication T = 100, temporal order 6a / 6b at the paper's lengths) and
 shrinks the rest (2c with q = p = 50, the modern adding problem at T = 200, copy at
-T = 50). Update caps are chosen so that the whole suite, 3 models × 3 seeds, fits in
-about 30 minutes on 2 cores with `--jobs 2`; a model that has not succeeded by then is
+T = 50). Update caps (1000–2000 updates of 32 sequences, 150 s per run) are chosen so
+that the whole suite, 3 models × 3 seeds, fits in about 30 minutes on 2 cores with
+`--jobs 2`; a model that has not succeeded by then is
 counted as a failure, exactly as the paper counts runs that hit its sequence cap.
 """
 
@@ -16,7 +17,7 @@ from .longlag import Experiment, TrainConfig
 from .longlag_registry import make_task
 
 QUICK_TRAIN = TrainConfig(batch_size=32, max_steps=300, max_seconds=30, eval_every=50, eval_size=256)
-PAPER_TRAIN = TrainConfig(batch_size=32, max_steps=2500, max_seconds=240, eval_every=100, eval_size=2560)
+PAPER_TRAIN = TrainConfig(batch_size=32, max_steps=2000, max_seconds=150, eval_every=100, eval_size=2560)
 
 
 def quick_suite() -> list[Experiment]:
@@ -35,15 +36,15 @@ def paper_suite() -> list[Experiment]:
                           train=replace(PAPER_TRAIN, **train_changes), seeds=3)
 
     return [
-        experiment("reber", None, hidden=16, max_steps=2000, eval_size=512),
-        experiment("noise-free", 100, max_steps=1500),
-        experiment("very-long-lag", 50, max_steps=2500),
+        experiment("reber", None, hidden=16, eval_size=512),
+        experiment("noise-free", 100, max_steps=1000),
+        experiment("very-long-lag", 50, max_steps=1500),
         experiment("adding", 100),
         experiment("multiplication", 100),
-        experiment("temporal-order-6a", None),
-        experiment("temporal-order-6b", None),
-        experiment("modern-adding", 200, max_steps=2000),
-        experiment("copy", 50, max_steps=2000),
+        experiment("temporal-order-6a", None, max_steps=1500),
+        experiment("temporal-order-6b", None, max_steps=1500),
+        experiment("modern-adding", 200),
+        experiment("copy", 50, max_steps=1000),
     ]
 
 
