@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import random
 
 import pytest
@@ -85,6 +86,27 @@ def test_baseline_cells_match_the_lstm_parameter_budget(cell):
         LanguageModel(LMModelConfig(cell=cell, weight_drop=0.5), vocab_size=10)
 
 
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_locked_dropout_between_layers_runs_the_stack_layer_by_layer(cell):
+    config = LMModelConfig(cell=cell, hidden_size=16, embedding_size=8, num_layers=3, dropout_between_layers=0.5)
+    model = LanguageModel(config, vocab_size=10)
+    plain = LanguageModel(LMModelConfig(cell=cell, hidden_size=16, embedding_size=8, num_layers=3), vocab_size=10)
+    assert model.state_dict().keys() == plain.state_dict().keys()  # the twins own no parameters
+    tokens = torch.randint(0, 10, (6, 4))
+    expected, expected_state = model.eval()(tokens)
+    model.train()
+    model.layer_by_layer.dropout.p = 0.0  # without dropout, layer by layer == the whole stack
+    got, got_state = model(tokens)
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
+    for a, b in zip(got_state if cell == "lstm" else [got_state], expected_state if cell == "lstm" else [expected_state]):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+    model.layer_by_layer.dropout.p = 0.5
+    dropped, _ = model(tokens)
+    dropped.sum().backward()
+    assert not torch.allclose(dropped, expected)
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.recurrent.parameters())
+
+
 def test_locked_dropout_uses_one_mask_over_time():
     dropout = LockedDropout(0.5).train()
     out = dropout(torch.ones(6, 4, 10))
@@ -110,9 +132,11 @@ def test_activation_regularizers():
 def test_awd_model_trains(corpus, tmp_path):
     config = tiny_config(corpus, dropout_embedding=0.1, dropout_input=0.2, dropout_output=0.2, weight_drop=0.3,
                          ar_alpha=2.0, tar_beta=1.0, variable_bptt=True, max_steps=25, num_layers=2,
-                         dropout_between_layers=0.2)
+                         dropout_between_layers=0.2, lr=1e-2)
     result = train_language_model(config, tmp_path)
-    assert result["loss"] < 2.9  # below the uniform 21-symbol guess (3.04 nats)
+    train_losses = [r["loss"] for r in read_log(tmp_path / "metrics.jsonl") if r["split"] == "train"]
+    assert sum(train_losses[-5:]) / 5 < sum(train_losses[:5]) / 5 - 0.15
+    assert math.isfinite(result["loss"]) and result["loss"] < math.log(result["trainer"].model.vocab_size)
 
 
 # ------------------------------------------------------------------------- learning and resuming

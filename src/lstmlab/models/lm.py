@@ -5,10 +5,9 @@ embedding dropout (`embedding_dropout`), locked dropout on inputs and outputs
 (`locked_dropout`), weight drop (DropConnect on W_hh, built into `lstmlab.LSTM`), and
 AR / TAR (`activation_regularization`, applied in the loss, `lm_task`).
 
-Known simplification: dropout *between* layers is `lstmlab.LSTM`'s own ``dropout``
-(a fresh mask per step, as torch.nn.LSTM), not locked. Keeping the stack one
-multi-layer `lstmlab.LSTM` gives one `lstmlab.Trace` of every layer for inspection and
-lets the plain configuration run on the fast native engine.
+Locked dropout *between* layers runs the stack layer by layer (`locked_layers`) while
+training; the stack stays one multi-layer `lstmlab.LSTM`, so inspection gets one
+`lstmlab.Trace` of every layer and the plain configuration runs on the native engine.
 
 ``cell="gru"|"rnn"`` swaps the LSTM for torch's GRU / tanh RNN, with the hidden size
 chosen so the whole model has (nearly) the LSTM model's parameter count.
@@ -32,15 +31,19 @@ from lstmlab.data.tokenizers import tokenizer_from_dict
 from lstmlab.models.embedding_dropout import embedding_dropout
 from lstmlab.models.lm_config import LMConfig, LMModelConfig
 from lstmlab.models.locked_dropout import LockedDropout
+from lstmlab.models.locked_layers import LayerByLayer
 
 _GATES_PER_CELL = {"lstm": 4, "gru": 3, "rnn": 1}
 
 
-def _recurrent_layer(config: LMModelConfig, hidden_size: int) -> nn.Module:
-    """The recurrent stack for `config.cell` with `hidden_size` units per layer."""
-    dropout = config.dropout_between_layers if config.num_layers > 1 else 0.0
+def _recurrent_layer(config: LMModelConfig, hidden_size: int, input_size: int | None = None,
+                     num_layers: int | None = None) -> nn.Module:
+    """The recurrent stack for `config.cell` with `hidden_size` units per layer (between-layer
+    dropout is locked dropout, applied by `LayerByLayer`, so the stack itself has none)."""
+    input_size = config.embedding_size if input_size is None else input_size
+    num_layers = config.num_layers if num_layers is None else num_layers
     if config.cell == "lstm":
-        return lstmlab.LSTM(config.embedding_size, hidden_size, config.num_layers, dropout=dropout,
+        return lstmlab.LSTM(input_size, hidden_size, num_layers,
                             peephole=config.peephole, layer_norm=config.layer_norm, coupled=config.coupled,
                             forget_bias=config.forget_bias, zoneout=config.zoneout,
                             weight_drop=config.weight_drop, engine=config.engine)
@@ -50,7 +53,7 @@ def _recurrent_layer(config: LMModelConfig, hidden_size: int) -> nn.Module:
         raise ValueError(f"cell={config.cell!r} supports none of the LSTM options {used}; "
                          "use cell='lstm' or turn them off")
     module = nn.GRU if config.cell == "gru" else nn.RNN
-    return module(config.embedding_size, hidden_size, config.num_layers, dropout=dropout)
+    return module(input_size, hidden_size, num_layers)
 
 
 def count_parameters(config: LMModelConfig, vocab_size: int, hidden_size: int, cell: str) -> int:
@@ -91,6 +94,11 @@ class LanguageModel(nn.Module):
         self.hidden_size = matched_hidden_size(config, vocab_size)
         self.embedding = nn.Embedding(vocab_size, config.embedding_size)
         self.recurrent = _recurrent_layer(config, self.hidden_size)
+        self.layer_by_layer = None  # locked dropout between layers (training only)
+        if config.dropout_between_layers > 0 and config.num_layers > 1:
+            twins = [_recurrent_layer(config, self.hidden_size, config.embedding_size if k == 0 else self.hidden_size, 1)
+                     for k in range(config.num_layers)]
+            self.layer_by_layer = LayerByLayer(self.recurrent, twins, config.dropout_between_layers)
         self.dropout_input = LockedDropout(config.dropout_input)
         self.dropout_output = LockedDropout(config.dropout_output)
         top = self.hidden_size
@@ -123,6 +131,8 @@ class LanguageModel(nn.Module):
             if self.lstm is None:
                 raise ValueError(f"trace=True needs cell='lstm', this model has cell={self.config.cell!r}")
             raw_output, state, lstm_trace = self.lstm(embedded, state, trace=True)
+        elif self.training and self.layer_by_layer is not None:
+            raw_output, state = self.layer_by_layer(embedded, state)  # (T, B, H)
         else:
             raw_output, state = self.recurrent(embedded, state)  # (T, B, H)
         dropped_output = self.dropout_output(raw_output)

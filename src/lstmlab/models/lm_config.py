@@ -35,7 +35,7 @@ class LMModelConfig:
     match_parameters: bool = True  # gru/rnn: pick hidden_size so the model has the LSTM's parameter count
     dropout_embedding: float = 0.0  # drop whole tokens from the embedding (AWD "dropoute")
     dropout_input: float = 0.0  # locked dropout on the embeddings
-    dropout_between_layers: float = 0.0  # dropout between recurrent layers (see lm.py: not locked)
+    dropout_between_layers: float = 0.0  # locked dropout between recurrent layers
     dropout_output: float = 0.0  # locked dropout on the top layer's output
     weight_drop: float = 0.0  # DropConnect on the recurrent weights W_hh (LSTM only)
     ar_alpha: float = 0.0  # activation regularisation weight
