@@ -124,6 +124,36 @@ void update_hidden(scalar_t* h_state, const scalar_t* h_step, int64_t batch, int
   }
 }
 
+// The gate part of one unit's backward, shared by the plain and the layer-norm cells.
+// In: unit j's gates, c_{t-1} (cp), d_o = dL/do and dc = dL/dc_t (from h, later steps and
+// the trace; the output peephole's share is added here). Writes dz[j + k*H] for the four
+// gates and returns dL/dc_{t-1}.
+template <typename scalar_t, bool Peephole, bool Coupled>
+inline scalar_t gate_backward(const scalar_t* __restrict gates, scalar_t cp, scalar_t d_o, scalar_t dc,
+                              const scalar_t* __restrict dgt, const scalar_t* __restrict peephole,
+                              scalar_t* __restrict dz, int64_t j, int64_t hidden) {
+  const scalar_t i = gates[j], f = gates[hidden + j], g = gates[2 * hidden + j], o = gates[3 * hidden + j];
+  const scalar_t dzo = d_o * o * (scalar_t(1) - o);
+  if constexpr (Peephole) dc += dzo * peephole[2 * hidden + j];
+  scalar_t di = dc * g + dgt[j];
+  const scalar_t dg = dc * i + dgt[2 * hidden + j];
+  const scalar_t df = dc * cp + dgt[hidden + j];
+  scalar_t dzf = 0;
+  if constexpr (Coupled) {
+    di -= df;  // f = 1 - i
+  } else {
+    dzf = df * f * (scalar_t(1) - f);
+  }
+  const scalar_t dzi = di * i * (scalar_t(1) - i);
+  dz[j] = dzi;
+  dz[hidden + j] = dzf;
+  dz[2 * hidden + j] = dg * (scalar_t(1) - g * g);
+  dz[3 * hidden + j] = dzo;
+  scalar_t dcp = dc * f;
+  if constexpr (Peephole) dcp += dzi * peephole[j] + dzf * peephole[hidden + j];
+  return dcp;
+}
+
 // Gradient of the gate pre-activations for one batch row of one step.
 // dm: dL/dm (H); dgt (4H) and dct (H): gradients arriving through the trace;
 // dc: running dL/dc (H), updated in place to dL/dc_{t-1}; dz: output (4H).
@@ -134,32 +164,12 @@ void backward_row(const scalar_t* __restrict gates, const scalar_t* __restrict c
                   const scalar_t* __restrict peephole, scalar_t* __restrict dz, scalar_t* __restrict dc_row,
                   int64_t hidden) {
   for (int64_t j = 0; j < hidden; ++j) {
-    const scalar_t i = gates[j], f = gates[hidden + j], g = gates[2 * hidden + j], o = gates[3 * hidden + j];
-    const scalar_t c = cells[j], cp = c_prev[j];
-    const scalar_t th = tanh_(c);
+    const scalar_t o = gates[3 * hidden + j];
+    const scalar_t th = tanh_(cells[j]);
     const scalar_t dm = dm_row[j];
     const scalar_t d_o = dm * th + dgt[3 * hidden + j];
-    scalar_t dc = dc_row[j] + dm * o * (scalar_t(1) - th * th) + dct[j];
-    const scalar_t dzo = d_o * o * (scalar_t(1) - o);
-    if constexpr (Peephole) dc += dzo * peephole[2 * hidden + j];
-    scalar_t di = dc * g + dgt[j];
-    const scalar_t dg = dc * i + dgt[2 * hidden + j];
-    const scalar_t df = dc * cp + dgt[hidden + j];
-    scalar_t dzf = 0;
-    if constexpr (Coupled) {
-      di -= df;  // f = 1 - i
-    } else {
-      dzf = df * f * (scalar_t(1) - f);
-    }
-    const scalar_t dzi = di * i * (scalar_t(1) - i);
-    const scalar_t dzg = dg * (scalar_t(1) - g * g);
-    dz[j] = dzi;
-    dz[hidden + j] = dzf;
-    dz[2 * hidden + j] = dzg;
-    dz[3 * hidden + j] = dzo;
-    scalar_t dcp = dc * f;
-    if constexpr (Peephole) dcp += dzi * peephole[j] + dzf * peephole[hidden + j];
-    dc_row[j] = dcp;
+    const scalar_t dc = dc_row[j] + dm * o * (scalar_t(1) - th * th) + dct[j];
+    dc_row[j] = gate_backward<scalar_t, Peephole, Coupled>(gates, c_prev[j], d_o, dc, dgt, peephole, dz, j, hidden);
   }
 }
 

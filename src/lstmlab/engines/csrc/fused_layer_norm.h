@@ -6,6 +6,7 @@
 // one batch row: moments first, then the elementwise work (all loops vectorise).
 #pragma once
 
+#include "fused_kernels.h"
 #include "fused_math.h"
 
 namespace lstmlab_fused {
@@ -105,30 +106,11 @@ void backward_row_ln(const scalar_t* __restrict gates, const scalar_t* __restric
   }
   const scalar_t mean_d = sum_d / scalar_t(hidden), mean_dx = sum_dx / scalar_t(hidden);
   for (int64_t j = 0; j < hidden; ++j) {
-    const scalar_t i = gates[j], f = gates[hidden + j], g = gates[2 * hidden + j], o = gates[3 * hidden + j];
     const scalar_t th = tanh_(c_hat[j] * g_c[j] + b_c[j]);
     const scalar_t d_o = dm[j] * th + dgt[3 * hidden + j];
     const scalar_t d_hat = dc_ln[j] * g_c[j];
-    scalar_t dc = dc_row[j] + rstd_c * (d_hat - mean_d - c_hat[j] * mean_dx) + dct[j];
-    const scalar_t dzo = d_o * o * (scalar_t(1) - o);
-    if constexpr (Peephole) dc += dzo * peephole[2 * hidden + j];
-    scalar_t di = dc * g + dgt[j];
-    const scalar_t dg = dc * i + dgt[2 * hidden + j];
-    const scalar_t df = dc * c_prev[j] + dgt[hidden + j];
-    scalar_t dzf = 0;
-    if constexpr (Coupled) {
-      di -= df;  // f = 1 - i
-    } else {
-      dzf = df * f * (scalar_t(1) - f);
-    }
-    const scalar_t dzi = di * i * (scalar_t(1) - i);
-    dz[j] = dzi;
-    dz[hidden + j] = dzf;
-    dz[2 * hidden + j] = dg * (scalar_t(1) - g * g);
-    dz[3 * hidden + j] = dzo;
-    scalar_t dcp = dc * f;
-    if constexpr (Peephole) dcp += dzi * peephole[j] + dzf * peephole[hidden + j];
-    dc_row[j] = dcp;
+    const scalar_t dc = dc_row[j] + rstd_c * (d_hat - mean_d - c_hat[j] * mean_dx) + dct[j];
+    dc_row[j] = gate_backward<scalar_t, Peephole, Coupled>(gates, c_prev[j], d_o, dc, dgt, peephole, dz, j, hidden);
   }
   // LN of the recurrent part: dr = rstd * (d_hat - mean(d_hat) - r_hat * mean(d_hat r_hat)).
   const int64_t n = used_count<Coupled>(hidden);
