@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     result = train_language_model(config, out_dir, data=data)
     model = result["trainer"].model
-    print(engines.describe(model.lstm).splitlines()[1].strip())
+    print(engines.describe(model.lstm))
     print("Evaluating on all held-out validation plays ...", flush=True)
     validation = evaluate_tokens(model, data.validation_ids, config.data.eval_batch_size, config.data.bptt)
     nats = validation["loss"]
