@@ -8,24 +8,35 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from lstmlab.checkpoint import load_checkpoint
 from lstmlab.metrics import read_log
 
 
-def test_torchrun_two_processes_train_one_model(tmp_path):
-    rng = random.Random(0)
-    words = "to be or not that is the question whether tis nobler in the mind".split()
-    (tmp_path / "words.txt").write_text("\n".join(" ".join(rng.choice(words) for _ in range(8)) for _ in range(600)))
+def torchrun_train(data: Path, out: Path, *options: str) -> subprocess.CompletedProcess:
+    """`torchrun --nproc_per_node=2 -m lstmlab.cli train lm` on a tiny model; fails the test on error."""
     torchrun = Path(sys.executable).parent / "torchrun"
     command = [str(torchrun), "--standalone", "--nproc_per_node=2", "-m", "lstmlab.cli", "train", "lm",
-               "--data", str(tmp_path / "words.txt"), "--out", str(tmp_path / "run"), "--hidden_size", "24",
-               "--num_layers", "1", "--embedding_size", "8", "--batch_size", "8", "--bptt", "20",
-               "--max_steps", "20", "--log_interval", "5", "--progress", "false"]
+               "--data", str(data), "--out", str(out), "--hidden_size", "24", "--num_layers", "1",
+               "--embedding_size", "8", "--batch_size", "8", "--bptt", "20", "--progress", "false", *options]
     environment = {**os.environ, "OMP_NUM_THREADS": "1"}
     finished = subprocess.run(command, capture_output=True, text=True, timeout=150, env=environment)
     assert finished.returncode == 0, finished.stderr[-3000:]
+    return finished
+
+
+def write_words(path: Path) -> Path:
+    rng = random.Random(0)
+    words = "to be or not that is the question whether tis nobler in the mind".split()
+    path.write_text("\n".join(" ".join(rng.choice(words) for _ in range(8)) for _ in range(600)))
+    return path
+
+
+def test_torchrun_two_processes_train_one_model(tmp_path):
+    data = write_words(tmp_path / "words.txt")
+    finished = torchrun_train(data, tmp_path / "run", "--max_steps", "20", "--log_interval", "5")
     assert finished.stdout.count("run folder") == 1  # only rank 0 reports
     state = load_checkpoint(tmp_path / "run" / "latest.pt")
     assert state["trainer"]["world_size"] == 2 and state["trainer"]["step"] == 20
@@ -33,3 +44,16 @@ def test_torchrun_two_processes_train_one_model(tmp_path):
     records = read_log(tmp_path / "run" / "metrics.jsonl")
     train_losses = [r["loss"] for r in records if r["split"] == "train"]
     assert len(train_losses) == 4 and all(torch.isfinite(torch.tensor(train_losses)))
+
+
+@pytest.mark.slow
+def test_torchrun_resume_repeats_the_uninterrupted_run(tmp_path):
+    """Stop after 7 steps, resume to 16 (constant LR, so the schedule does not depend on the
+    budget): the same curve as 16 steps in one go, with dropout and carried state per process."""
+    data = write_words(tmp_path / "words.txt")
+    options = ("--log_interval", "1", "--schedule", "constant", "--dropout_input", "0.3", "--dropout_output", "0.3")
+    torchrun_train(data, tmp_path / "whole", "--max_steps", "16", *options)
+    torchrun_train(data, tmp_path / "split", "--max_steps", "7", *options)
+    torchrun_train(data, tmp_path / "split", "--max_steps", "16", "--resume")
+    curve = lambda run: [r["loss"] for r in read_log(tmp_path / run / "metrics.jsonl") if r["split"] == "train"]  # noqa: E731
+    assert len(curve("split")) == 16 and curve("split") == curve("whole")

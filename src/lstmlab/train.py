@@ -316,25 +316,38 @@ class Trainer:
         return Trainer._Swap(self)
 
     # ----------------------------------------------------------------- checkpoints
-    def state_dict(self) -> dict[str, Any]:
+    def _process_state(self) -> dict[str, Any]:
+        """What differs between data-parallel processes: RNG, data position, carried state."""
+        state = {"rng": rng_state(), "batches": self.batches.state_dict()}
+        if hasattr(self.loss_fn, "state_dict"):
+            state["loss_fn"] = self.loss_fn.state_dict()
+        return state
+
+    def state_dict(self, per_process: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         state = {
             "format": CHECKPOINT_FORMAT, "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(), "averaging": self.averaging,
             "trainer": {"step": self.step, "tokens_seen": self.tokens_seen, "elapsed": self.elapsed,
                         "world_size": self.world_size,
                         "best_loss": self.best_loss, "history": self.history},
-            "rng": rng_state(), "batches": self.batches.state_dict(),
             "train_config": dataclasses.asdict(self.config), "metadata": self.metadata,
+            **self._process_state(),
         }
-        if hasattr(self.loss_fn, "state_dict"):
-            state["loss_fn"] = self.loss_fn.state_dict()
+        if per_process is not None:
+            state["per_process"] = per_process
         return state
 
     def save(self, name: str) -> Path | None:
-        """Write the full training state to out_dir/name (rank 0 only; atomic)."""
+        """Write the full training state to out_dir/name (atomic). Every process must call
+        it: under torchrun each one's RNG, data position and carried state are gathered,
+        and rank 0 writes."""
+        per_process = None
+        if self.world_size > 1:
+            per_process = [None] * self.world_size
+            dist.all_gather_object(per_process, self._process_state())
         if not (self.out_dir and self.is_main):
             return None
-        return save_checkpoint(self.state_dict(), self.out_dir / name)
+        return save_checkpoint(self.state_dict(per_process), self.out_dir / name)
 
     def resume(self, path: str | Path) -> None:
         """Restore everything `save` wrote; the next `fit()` continues exactly."""
@@ -349,7 +362,12 @@ class Trainer:
         trainer = state["trainer"]
         self.step, self.tokens_seen, self.elapsed = trainer["step"], trainer["tokens_seen"], trainer["elapsed"]
         self.best_loss, self.history = trainer["best_loss"], list(trainer["history"])
-        self.batches.load_state_dict(state["batches"])
-        if "loss_fn" in state and hasattr(self.loss_fn, "load_state_dict"):
-            self.loss_fn.load_state_dict(state["loss_fn"])
-        set_rng_state(state["rng"])
+        saved_processes = state.get("per_process") or [state]
+        if len(saved_processes) != self.world_size:
+            raise CheckpointError(f"{path} was written by {len(saved_processes)} process(es); resume it "
+                                  f"with the same number (this run has {self.world_size})")
+        own = saved_processes[self.rank]
+        self.batches.load_state_dict(own["batches"])
+        if "loss_fn" in own and hasattr(self.loss_fn, "load_state_dict"):
+            self.loss_fn.load_state_dict(own["loss_fn"])
+        set_rng_state(own["rng"])

@@ -108,6 +108,8 @@ def build_trainer(config: LMConfig, data: PreparedData, out_dir: str | Path | No
     rank, world_size = init_distributed()
     seed_everything(config.train.seed)
     model = LanguageModel(config.model, data.tokenizer.vocab_size)
+    if world_size > 1:  # same initial weights everywhere, but each process its own dropout masks
+        seed_everything(config.train.seed + rank)
     if config.data.batch_size % world_size:
         raise ValueError(f"batch_size {config.data.batch_size} must divide evenly over {world_size} processes")
     streams = make_streams(data.train_ids, config.data.batch_size, config.data.bptt + 1)
