@@ -114,12 +114,14 @@ def input_gates(x: Tensor, weights: LayerWeights, spec: CellSpec) -> Tensor:
 
     Computed for all time steps at once by the sequence engines (one big GEMM).
     """
-    z = x @ weights.w_ih.T  # (..., 4H)
+    bias = None if weights.b_ih is None else weights.b_ih + weights.b_hh  # (4H,)
     if spec.layer_norm:
-        z = normalize_gates(z, weights.ln_ih, spec.coupled)
-    if weights.b_ih is not None:
-        z = z + weights.b_ih + weights.b_hh
-    return z
+        z = normalize_gates(x @ weights.w_ih.T, weights.ln_ih, spec.coupled)  # (..., 4H)
+        return z if bias is None else z + bias
+    if bias is None:
+        return x @ weights.w_ih.T
+    flat = torch.addmm(bias, x.reshape(-1, x.shape[-1]), weights.w_ih.T)  # GEMM and bias in one op
+    return flat.view(*x.shape[:-1], flat.shape[-1])
 
 
 def lstm_step(

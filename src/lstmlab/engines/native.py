@@ -24,6 +24,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from ..cell import TRACE_FIELDS, CellSpec, LayerWeights, input_gates, recurrent_weight
 from ..inputs import valid_mask
 from .base import EngineResult, SequenceBatch
+from .reference import stack_directions
 
 
 def unsupported_reason(spec: CellSpec, need_trace: bool) -> str | None:
@@ -104,7 +105,7 @@ def recompute_trace(x: Tensor, output: Tensor, h0: Tensor, c0: Tensor, direction
         if valid is not None:
             values = {name: value * valid for name, value in values.items()}
         fields.append(values)
-    return {name: torch.stack([f[name] for f in fields], dim=2) for name in TRACE_FIELDS}
+    return {name: stack_directions([f[name] for f in fields]) for name in TRACE_FIELDS}
 
 
 def forward(batch: SequenceBatch, need_trace: bool) -> EngineResult:

@@ -54,6 +54,11 @@ def run_direction(
     return trace["h"], h, c, trace
 
 
+def stack_directions(values: list[Tensor]) -> Tensor:
+    """Per-direction (T, B, ·) tensors -> (T, B, D, ·); one direction as a view, no copy."""
+    return values[0].unsqueeze(2) if len(values) == 1 else torch.stack(values, dim=2)
+
+
 def forward(batch: SequenceBatch, need_trace: bool) -> EngineResult:
     return forward_layers(batch, need_trace, run_direction)
 
@@ -82,5 +87,5 @@ def forward_layers(batch: SequenceBatch, need_trace: bool, run_direction: RunDir
         if batch.dropout and batch.training and layer < num_layers - 1:
             layer_input = F.dropout(layer_input, batch.dropout, training=True)
         if need_trace:
-            layer_traces.append({n: torch.stack([f[n] for f in fields], dim=2) for n in TRACE_FIELDS})
+            layer_traces.append({n: stack_directions([f[n] for f in fields]) for n in TRACE_FIELDS})
     return EngineResult(layer_input, torch.stack(h_n), torch.stack(c_n), layer_traces if need_trace else None)
