@@ -178,19 +178,19 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=5, help="interleaved timed rounds per case (default 5)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
-    parser.add_argument("--quick", action="store_true", help="two small shapes, 3 rounds (smoke run)")
+    parser.add_argument("--quick", action="store_true", help="two tiny shapes, short streaming (smoke run)")
     parser.add_argument("--out", type=Path, default=RESULTS, help=f"results file (default {RESULTS})")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     shapes = [(str(s), s, {}) for s in SHAPES] + EXTRA
-    if args.quick:
-        shapes, args.rounds = [shapes[0], shapes[3]], 3
+    if args.quick:  # a smoke run: tiny shapes, the same code paths
+        shapes = [(str(s), s, {}) for s in ((20, 4, 16, 32), (30, 1, 8, 16))]
     print(machine_line(args.threads))
     peak = gemm_peak(args.rounds)
     print(f"GEMM peak measured: {peak:.0f} GFLOP/s")
     sections = {mode: bench_rows(shapes, args.rounds, mode) for mode in ("inference", "training")}
-    stream = streaming(args.rounds)
+    stream = streaming(args.rounds, steps=20 if args.quick else 200)
     lines = ["# Engine benchmark (CPU)", "", f"Machine: {machine_line(args.threads)}.", "",
              f"Command: `python benchmarks/engine.py{' --quick' if args.quick else ''} --rounds {args.rounds} "
              f"--threads {args.threads}`. Medians of {args.rounds} interleaved rounds after warm-up; ratio = "

@@ -193,3 +193,12 @@ def test_streaming_step_unbatched_and_with_autograd():
     assert y.requires_grad and y_fast.shape == (6,) and h_fast.shape == (2, 6)
     assert_close(y_fast, y.detach(), torch.float64, "y")
     assert_close(c_fast, c.detach(), torch.float64, "c")
+
+
+def test_bench_command_runs_the_engine_benchmark(tmp_path):
+    from lstmlab.cli import main
+
+    out = tmp_path / "engine.md"
+    assert main(["bench", "engine", "--quick", "--rounds", "1", "--out", str(out)]) == 0
+    table = out.read_text()
+    assert "torch.nn.LSTM ms" in table and "streaming" in table and "(30, 1, 8, 16)" in table

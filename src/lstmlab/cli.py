@@ -19,6 +19,7 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("lstmlab.demo", "run the built-in demonstration (what `make demo` runs)"),
     "info": ("lstmlab.info", "print versions, threads and which engine runs"),
+    "bench": ("lstmlab.bench_cli", "run a benchmark from benchmarks/: `lstmlab bench engine|lm [options]`"),
     "longlag": ("lstmlab.experiments.longlag_cli", "LSTM vs GRU vs tanh RNN on the 1997 long-time-lag tasks"),
     "inspect": ("lstmlab.inspect_cli", "report on a trained LSTM's gates and cells: HTML page + PNG plots"),
     "train": ("lstmlab.lm_cli", "train a model: `lstmlab train lm [--data PATH] [--budget S] [--out DIR]`"),
