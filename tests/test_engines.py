@@ -202,3 +202,14 @@ def test_bench_command_runs_the_engine_benchmark(tmp_path):
     assert main(["bench", "engine", "--quick", "--rounds", "1", "--out", str(out)]) == 0
     table = out.read_text()
     assert "torch.nn.LSTM ms" in table and "streaming" in table and "(30, 1, 8, 16)" in table
+
+
+def test_auto_keeps_the_fused_engine_to_cpu_float32_and_float64():
+    spec = lstmlab.LSTM(2, 3).spec
+    half = torch.zeros(1, dtype=torch.bfloat16)
+    assert lstmlab.engines.select("auto", spec, need_trace=True, like=half)[0] == "native"
+    meta = torch.zeros(1, device="meta")
+    name, reason = lstmlab.engines.select("auto", lstmlab.LSTM(2, 3, peephole=True).spec, need_trace=False, like=meta)
+    assert name == "reference" and "CPU" in reason
+    with pytest.raises(ValueError, match="expected|fused engine computes in float32 or float64"):
+        lstmlab.LSTM(2, 3, engine="fused", dtype=torch.bfloat16)

@@ -103,7 +103,6 @@ class LSTM(nn.Module):
         check_bias_options(self.bias, forget_bias, chrono_init)
         self.forget_bias, self.chrono_init = float(forget_bias), chrono_init
         self.engine = engines.check_engine_name(engine)
-        engines.select(self.engine, self.spec, need_trace=False)  # unsupported combination: fail now
         factory = {"device": device, "dtype": dtype}
         out_size = proj_size or hidden_size
         self._suffixes = [f"_l{layer}{'_reverse' if direction else ''}"
@@ -120,6 +119,7 @@ class LSTM(nn.Module):
                 self.register_parameter(name + suffix, nn.Parameter(torch.empty(shape, **factory)))
         for suffix in self._suffixes:  # variant parameters after all plain ones (same RNG use as torch)
             add_variant_parameters(self, suffix, hidden_size, self.spec, factory)
+        engines.select(self.engine, self.spec, need_trace=False, like=self.weight_ih_l0)  # unsupported: fail now
         self.reset_parameters()
 
     @property
@@ -149,7 +149,7 @@ class LSTM(nn.Module):
         rows = self.num_layers * self.num_directions
         shapes = ((rows, self.proj_size or self.hidden_size), (rows, self.hidden_size))
         h0, c0 = initial_state(hx, parsed.x.shape[1], shapes, parsed.unbatched, parsed.x)
-        name, _ = engines.select(self.engine, self.spec, need_trace=trace)
+        name, _ = engines.select(self.engine, self.spec, need_trace=trace, like=parsed.x)
         per_layer = [self._suffixes[k * self.num_directions:(k + 1) * self.num_directions] for k in range(self.num_layers)]
         layers = [[layer_weights(self, suffix) for suffix in suffixes] for suffixes in per_layer]
         batch = engines.SequenceBatch(parsed.x, h0, c0, layers, self.spec, parsed.lengths, self.dropout, self.training)

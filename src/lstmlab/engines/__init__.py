@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from types import ModuleType
 
+from torch import Tensor
+
 from ..cell import CellSpec
 from . import fused, native, reference
 from .base import EngineResult, SequenceBatch
@@ -34,18 +36,21 @@ def check_engine_name(engine: object) -> str:
     return engine
 
 
-def select(requested: str, spec: CellSpec, need_trace: bool) -> tuple[str, str]:
-    """(engine name, reason) for a forward call. A named engine that cannot run it raises."""
+def select(requested: str, spec: CellSpec, need_trace: bool, like: Tensor | None = None) -> tuple[str, str]:
+    """(engine name, reason) for a forward call. A named engine that cannot run it raises.
+
+    like: a tensor of the call (device and dtype), e.g. the input or a weight.
+    """
     check_engine_name(requested)
     if requested != "auto":
-        problem = None if requested == "reference" else ENGINES[requested].unsupported_reason(spec, need_trace)
+        problem = None if requested == "reference" else ENGINES[requested].unsupported_reason(spec, need_trace, like)
         if problem:
             raise ValueError(f"engine {requested!r} cannot run this: {problem}; use engine='reference' or 'auto'")
         return requested, f"engine={requested!r} was requested"
-    native_problem = native.unsupported_reason(spec, need_trace)
+    native_problem = native.unsupported_reason(spec, need_trace, like)
     if native_problem is None and not need_trace:
         return "native", "auto: plain cell runs on torch's fused kernel (oneDNN on CPU)"
-    fused_problem = fused.unsupported_reason(spec, need_trace)
+    fused_problem = fused.unsupported_reason(spec, need_trace, like)
     if fused_problem is None:
         what = "plain cell with trace" if native_problem is None else f"{'+'.join(spec.variant_names())} cell"
         return "fused", f"auto: {what} runs on lstmlab's fused CPU engine (C++ time loop)"
@@ -65,10 +70,11 @@ def describe(module=None) -> str:
                  "      coupled and layer_norm cells; 'reference' (PyTorch time loop) for zoneout"]
         return "\n".join(lines)
     spec = module.spec
-    without, why_without = select(module.engine, spec, need_trace=False)
+    like = next(module.parameters())
+    without, why_without = select(module.engine, spec, need_trace=False, like=like)
     lines = [f"{type(module).__name__}(engine={module.engine!r}, variants: {', '.join(spec.variant_names()) or 'none'})",
              f"  forward without trace: {without} ({why_without})"]
-    with_trace, why_with = select(module.engine, spec, need_trace=True)
+    with_trace, why_with = select(module.engine, spec, need_trace=True, like=like)
     lines.append(f"  forward with trace:    {with_trace} ({why_with})")
     return "\n".join(lines)
 

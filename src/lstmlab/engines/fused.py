@@ -87,10 +87,19 @@ def load_extension():
     return _extension
 
 
-def unsupported_reason(spec: CellSpec, need_trace: bool) -> str | None:
+SUPPORTED_DTYPES = (torch.float32, torch.float64)
+
+
+def unsupported_reason(spec: CellSpec, need_trace: bool, like: Tensor | None = None) -> str | None:
+    """Why this engine cannot run the request (None when it can). like: a tensor of the call
+    (its device and dtype matter: the loop is CPU code for float32 and float64)."""
     del need_trace  # the trace is what the loop keeps anyway
     if spec.zoneout_c or spec.zoneout_h:
         return "the fused engine has no zoneout cell yet"
+    if like is not None and like.device.type != "cpu":
+        return f"the fused engine runs on CPU tensors, these are on {like.device.type}"
+    if like is not None and like.dtype not in SUPPORTED_DTYPES:
+        return f"the fused engine computes in float32 or float64, not {like.dtype}"
     return build_error()
 
 

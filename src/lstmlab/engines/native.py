@@ -27,9 +27,9 @@ from .base import EngineResult, SequenceBatch
 from .reference import stack_directions
 
 
-def unsupported_reason(spec: CellSpec, need_trace: bool) -> str | None:
-    """Why this engine cannot run the request, or None when it can."""
-    del need_trace  # the trace is recomputed from the kernel's outputs
+def unsupported_reason(spec: CellSpec, need_trace: bool, like: Tensor | None = None) -> str | None:
+    """Why this engine cannot run the request, or None when it can (any device and dtype)."""
+    del need_trace, like  # the trace is recomputed from the kernel's outputs
     if spec.changes_cell_math:
         return f"torch's fused kernel has no {'/'.join(spec.variant_names())} cell"
     return None

@@ -78,14 +78,17 @@ def plot(summaries: list[Summary], path: Path) -> Path:
     figure, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.2 * rows), squeeze=False)
     for axis, family in zip(axes.flat, families):
         chosen = [s for s in summaries if _family(s.task) == family]
-        for model in dict.fromkeys(s.model for s in chosen):
-            points = sorted((s.lag, s.successes / s.seeds) for s in chosen if s.model == model)
-            axis.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=model)
+        if len({s.lag for s in chosen}) == 1:
+            _bars(axis, chosen)
+        else:
+            for model in dict.fromkeys(s.model for s in chosen):
+                points = sorted((s.lag, s.successes / s.seeds) for s in chosen if s.model == model)
+                axis.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=model)
+            axis.set_xlabel("lag / minimal length")
+            axis.legend(fontsize=8)
         axis.set_title(family, fontsize=10)
-        axis.set_xlabel("lag / minimal length")
         axis.set_ylabel("success rate")
-        axis.set_ylim(-0.05, 1.05)
-        axis.legend(fontsize=8)
+        axis.set_ylim(-0.05, 1.15)  # room for the bars' labels
     for axis in list(axes.flat)[len(families):]:
         axis.axis("off")
     figure.tight_layout()
@@ -93,6 +96,17 @@ def plot(summaries: list[Summary], path: Path) -> Path:
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return path
+
+
+def _bars(axis, chosen: list[Summary]) -> None:
+    """One lag only: a bar per model, labelled with successes/seeds (a line would be a dot)."""
+    names = [s.model for s in chosen]
+    rates = [s.successes / s.seeds for s in chosen]
+    colours = [f"C{i}" for i in range(len(chosen))]
+    axis.bar(names, rates, color=colours)
+    for index, s in enumerate(chosen):
+        axis.text(index, max(rates[index], 0) + 0.03, f"{s.successes}/{s.seeds}", ha="center", fontsize=8)
+    axis.set_xlabel(f"lag / minimal length {chosen[0].lag}")
 
 
 def _family(label: str) -> str:
