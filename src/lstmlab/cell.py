@@ -157,14 +157,24 @@ def lstm_step(
     return StepResult(i, f, g, o, c, h)
 
 
-def zoneout(new: Tensor, prev: Tensor, rate: float, training: bool) -> Tensor:
-    """Keep `prev` with probability `rate` per unit (training) or mix by it (evaluation)."""
+def zoneout_keep(rate: float, training: bool, shape: tuple[int, ...], like: Tensor) -> Tensor | None:
+    """Zoneout's keep-the-previous-state weights: Bernoulli(rate) draws in training, the
+    constant `rate` (the expectation) in evaluation, None without zoneout.
+
+    Sequence engines draw them for all steps at once, (T, B, ·), before the time loop, so
+    that every engine consumes the random stream alike and gives the same numbers.
+    """
     if rate == 0.0:
+        return None
+    keep = torch.full(shape, rate, dtype=like.dtype, device=like.device)
+    return torch.bernoulli(keep) if training else keep
+
+
+def zoneout(new: Tensor, prev: Tensor, keep: Tensor | None) -> Tensor:
+    """keep ⊙ prev + (1 - keep) ⊙ new (just `new` without zoneout)."""
+    if keep is None:
         return new
-    if training:
-        keep = torch.bernoulli(torch.full_like(new, rate))
-        return keep * prev + (1.0 - keep) * new
-    return rate * prev + (1.0 - rate) * new
+    return keep * prev + (1.0 - keep) * new
 
 
 def recurrent_weight(w_hh: Tensor, spec: CellSpec, training: bool) -> Tensor:

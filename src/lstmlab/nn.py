@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from . import engines
-from .cell import TRACE_FIELDS, CellSpec, input_gates, lstm_step, recurrent_weight, zoneout
+from .cell import TRACE_FIELDS, CellSpec, input_gates, lstm_step, recurrent_weight, zoneout, zoneout_keep
 from .inputs import ParsedInput, check_features, check_like, initial_state, pack_like, parse_input, valid_mask
 from .parameters import (
     add_variant_parameters, check_bias_options, check_positive_int, check_probability,
@@ -282,8 +282,8 @@ class LSTMCell(nn.Module):
         weights = layer_weights(self, "")
         w_hh = recurrent_weight(weights.w_hh, self.spec, self.training)
         step = lstm_step(input_gates(x, weights, self.spec), h0, c0, weights, self.spec, w_hh)
-        c1 = zoneout(step.c, c0, self.spec.zoneout_c, self.training)
-        h1 = zoneout(step.h, h0, self.spec.zoneout_h, self.training)
+        c1 = zoneout(step.c, c0, zoneout_keep(self.spec.zoneout_c, self.training, tuple(c0.shape), c0))
+        h1 = zoneout(step.h, h0, zoneout_keep(self.spec.zoneout_h, self.training, tuple(h0.shape), h0))
         step = step._replace(c=c1, h=h1)
         if unbatched:
             step = type(step)(*(t.squeeze(0) for t in step))

@@ -13,7 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..cell import TRACE_FIELDS, CellSpec, LayerWeights, input_gates, lstm_step, recurrent_weight, zoneout
+from ..cell import (
+    TRACE_FIELDS, CellSpec, LayerWeights, input_gates, lstm_step, recurrent_weight, zoneout, zoneout_keep,
+)
 from ..inputs import valid_mask
 from .base import EngineResult, SequenceBatch
 
@@ -36,12 +38,14 @@ def run_direction(
     valid = None if lengths is None else valid_mask(lengths, steps).unsqueeze(-1)  # (T, B, 1)
     x_gates = input_gates(x, weights, spec)  # (T, B, 4H): one GEMM for all steps
     w_hh = recurrent_weight(weights.w_hh, spec, training)
+    keep_c = zoneout_keep(spec.zoneout_c, training, (steps, *c0.shape), c0)  # (T, B, H) or None
+    keep_h = zoneout_keep(spec.zoneout_h, training, (steps, *h0.shape), h0)  # (T, B, P) or None
     h, c = h0, c0
     records: dict[str, list[Tensor]] = {name: [None] * steps for name in TRACE_FIELDS}
     for t in (reversed(range(steps)) if reverse else range(steps)):
         step = lstm_step(x_gates[t], h, c, weights, spec, w_hh)
-        c_new = zoneout(step.c, c, spec.zoneout_c, training)  # (B, H)
-        h_new = zoneout(step.h, h, spec.zoneout_h, training)  # (B, P)
+        c_new = zoneout(step.c, c, None if keep_c is None else keep_c[t])  # (B, H)
+        h_new = zoneout(step.h, h, None if keep_h is None else keep_h[t])  # (B, P)
         values = step._replace(c=c_new, h=h_new)
         if valid is not None:
             c_new = torch.where(valid[t], c_new, c)
