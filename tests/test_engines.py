@@ -19,7 +19,8 @@ from lstmlab.engines import fused
 from tolerances import assert_close, tolerance
 
 FUSED_VARIANTS = [dict(), dict(peephole=True), dict(coupled=True), dict(peephole=True, coupled=True),
-                  dict(layer_norm=True), dict(layer_norm=True, peephole=True), dict(layer_norm=True, coupled=True)]
+                  dict(layer_norm=True), dict(layer_norm=True, peephole=True), dict(layer_norm=True, coupled=True),
+                  dict(zoneout=0.3), dict(zoneout=(0.2, 0.4), layer_norm=True, peephole=True)]
 SHAPES = [dict(), dict(num_layers=2, bidirectional=True), dict(proj_size=3), dict(num_layers=2, proj_size=2)]
 
 
@@ -49,8 +50,10 @@ def run_and_differentiate(lstm, inputs, hx, x):
     return results
 
 
-def compare_engines(engine, options, dtype=torch.float64, steps=5, batch=3, input_size=4, hidden=5, packed=False):
-    lstm = lstmlab.LSTM(input_size, hidden, **options).to(dtype)
+def compare_engines(engine, options, dtype=torch.float64, steps=5, batch=3, input_size=4, hidden=5, packed=False,
+                    training=True):
+    """Both engines from the same seed, so random draws (zoneout, weight drop) coincide."""
+    lstm = lstmlab.LSTM(input_size, hidden, **options).to(dtype).train(training)
     rows = lstm.num_layers * lstm.num_directions
     x = torch.randn(steps, batch, input_size, dtype=dtype, requires_grad=True)
     h0 = torch.randn(rows, batch, lstm.proj_size or hidden, dtype=dtype, requires_grad=True)
@@ -61,6 +64,7 @@ def compare_engines(engine, options, dtype=torch.float64, steps=5, batch=3, inpu
     for name in ("reference", engine):
         lstm.engine = name
         inputs = pack_padded_sequence(x, lengths, enforce_sorted=False) if packed else x
+        torch.manual_seed(1234)
         results[name] = run_and_differentiate(lstm, inputs, (h0, c0), x)
     for key, expected in results["reference"].items():
         assert_close(results[engine][key], expected, dtype, f"{engine} {options} {key}")
@@ -70,6 +74,15 @@ def compare_engines(engine, options, dtype=torch.float64, steps=5, batch=3, inpu
                          ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()) or "plain")
 def test_fused_matches_reference_float64(options):
     compare_engines("fused", options)
+
+
+@pytest.mark.parametrize("options", [dict(zoneout=0.3, peephole=True, proj_size=2, bidirectional=True),
+                                     dict(zoneout=(0.5, 0.1), weight_drop=0.3, layer_norm=True, num_layers=2)],
+                         ids=["zoneout-peephole-proj-bidirectional", "zoneout-weight_drop-layer_norm"])
+@pytest.mark.parametrize("training", [True, False], ids=["training", "eval"])
+@pytest.mark.parametrize("packed", [False, True], ids=["padded", "packed"])
+def test_fused_zoneout_matches_reference(options, training, packed):
+    compare_engines("fused", options, training=training, packed=packed, batch=4, steps=6)
 
 
 @pytest.mark.parametrize("options", [dict(), dict(peephole=True, bidirectional=True), dict(coupled=True, proj_size=2),
@@ -155,12 +168,7 @@ def test_auto_picks_fused_for_variants_and_trace_and_native_without():
     assert lstmlab.engines.select("auto", lstmlab.LSTM(2, 3).spec, need_trace=True)[0] == "fused"
     assert lstmlab.engines.select("auto", lstmlab.LSTM(2, 3, peephole=True).spec, need_trace=False)[0] == "fused"
     assert lstmlab.engines.select("auto", lstmlab.LSTM(2, 3, layer_norm=True).spec, need_trace=False)[0] == "fused"
-    assert lstmlab.engines.select("auto", lstmlab.LSTM(2, 3, zoneout=0.1).spec, need_trace=False)[0] == "reference"
-
-
-def test_fused_refuses_what_it_cannot_run():
-    with pytest.raises(ValueError, match="fused.*zoneout"):
-        lstmlab.LSTM(2, 3, zoneout=0.1, engine="fused")
+    assert lstmlab.engines.select("auto", lstmlab.LSTM(2, 3, zoneout=0.1).spec, need_trace=False)[0] == "fused"
 
 
 @pytest.mark.parametrize("options", [dict(), dict(num_layers=2, proj_size=3), dict(num_layers=2, layer_norm=True, peephole=True),

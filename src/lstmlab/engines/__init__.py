@@ -3,8 +3,8 @@
 - ``reference``: plain PyTorch time loop; every option, the trace; the specification.
 - ``native``: torch's fused kernel (oneDNN on CPU); plain cells (and weight drop); the
   trace is recomputed from the kernel's outputs with batched GEMMs.
-- ``fused``: lstmlab's C++ time loop (compiled at first use); plain, peephole, coupled
-  and layer-norm cells with the trace at no extra arithmetic.
+- ``fused``: lstmlab's C++ time loop (compiled at first use); every cell (peephole,
+  coupled, layer norm, zoneout) with the trace at no extra arithmetic; CPU float32/64.
 
 ``engine="auto"`` picks the fastest engine that can run the request and can say why
 (`describe`). Nothing falls back silently: asking a named engine for something it
@@ -66,8 +66,8 @@ def describe(module=None) -> str:
         lines = [f"engines available: {', '.join(available())}",
                  f"fused CPU engine: {'built for ' + fused.capability() if build is None else 'unavailable: ' + build}",
                  "auto: 'native' (torch's fused kernel, oneDNN on CPU) for plain cells without trace;",
-                 "      'fused' (lstmlab's C++ time loop) for plain cells with trace and for peephole,",
-                 "      coupled and layer_norm cells; 'reference' (PyTorch time loop) for zoneout"]
+                 "      'fused' (lstmlab's C++ time loop) for plain cells with trace and for every variant;",
+                 "      'reference' (PyTorch time loop) where the fused engine cannot run (not CPU float32/64)"]
         return "\n".join(lines)
     spec = module.spec
     like = next(module.parameters())

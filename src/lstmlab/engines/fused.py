@@ -9,9 +9,10 @@ the loop each step is one ``addmm`` into the step's gate block and one pass of g
 math, forward and backward, with no Python and no allocation per step. The gates it
 keeps for the backward pass are the trace, so the trace costs no extra arithmetic.
 
-Runs: plain, peephole, coupled and layer-norm cells (in any combination), projection,
-bidirectional, multi-layer, packed (valid lengths), weight drop and dropout between
-layers. Not yet: zoneout (`unsupported_reason` says so; `auto` then runs the reference).
+Runs every cell of `lstmlab.LSTM`: plain, peephole, coupled, layer norm and zoneout (in
+any combination), projection, bidirectional, multi-layer, packed (valid lengths), weight
+drop and dropout between layers. Zoneout's keep weights are drawn in Python exactly as
+the reference draws them, so with the same seed both engines give the same numbers.
 
 The extension is compiled at first use with torch.utils.cpp_extension (g++ and ninja)
 for the CPU's vector unit (AVX-512, AVX2 or generic, read from torch at run time) and
@@ -29,7 +30,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ..cell import CellSpec, LayerWeights, input_gates, recurrent_weight
+from ..cell import CellSpec, LayerWeights, input_gates, recurrent_weight, zoneout_keep
 from ..inputs import valid_mask
 from .base import EngineResult, SequenceBatch
 from .reference import forward_layers
@@ -93,9 +94,7 @@ SUPPORTED_DTYPES = (torch.float32, torch.float64)
 def unsupported_reason(spec: CellSpec, need_trace: bool, like: Tensor | None = None) -> str | None:
     """Why this engine cannot run the request (None when it can). like: a tensor of the call
     (its device and dtype matter: the loop is CPU code for float32 and float64)."""
-    del need_trace  # the trace is what the loop keeps anyway
-    if spec.zoneout_c or spec.zoneout_h:
-        return "the fused engine has no zoneout cell yet"
+    del need_trace, spec  # every cell; the trace is what the loop keeps anyway
     if like is not None and like.device.type != "cpu":
         return f"the fused engine runs on CPU tensors, these are on {like.device.type}"
     if like is not None and like.dtype not in SUPPORTED_DTYPES:
@@ -114,23 +113,25 @@ class FusedDirection(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x_gates, h0, c0, w_hh, w_hr, peephole, ln_hh, ln_c_weight, ln_c_bias, lengths, reverse, coupled):
+    def forward(ctx, x_gates, h0, c0, w_hh, w_hr, peephole, ln_hh, ln_c_weight, ln_c_bias, keep_c, keep_h, lengths,
+                reverse, coupled):
         like = w_hh
         w_hh = w_hh.contiguous()
-        optional = [_or_empty(t, like) for t in (w_hr, peephole, ln_hh, ln_c_weight, ln_c_bias)]
-        (gates, cells, hidden_pre, hiddens, h_n, c_n, r_hat, rstd_r, c_hat, rstd_c) = load_extension().forward(
-            x_gates.contiguous(), h0.contiguous(), c0.contiguous(), w_hh, *optional, lengths, reverse, coupled)
+        optional = [_or_empty(t, like) for t in (w_hr, peephole, ln_hh, ln_c_weight, ln_c_bias, keep_c, keep_h)]
+        (gates, cells, hidden_pre, hiddens, h_n, c_n, r_hat, rstd_r, c_hat, rstd_c, cells_fresh) = \
+            load_extension().forward(x_gates.contiguous(), h0.contiguous(), c0.contiguous(), w_hh, *optional, lengths,
+                                     reverse, coupled)
         ctx.save_for_backward(gates, cells, hidden_pre, hiddens, h0, c0, w_hh, *optional, r_hat, rstd_r, c_hat,
-                              rstd_c, lengths)
+                              rstd_c, cells_fresh, lengths)
         ctx.reverse, ctx.coupled = reverse, coupled
-        ctx.has = [t is not None for t in (w_hr, peephole, ln_hh)]
+        ctx.has = [t is not None for t in (w_hr, peephole, ln_hh, keep_c)]
         return gates, cells, hiddens, h_n, c_n
 
     @staticmethod
     def backward(ctx, d_gates, d_cells, d_hiddens, dh_n, dc_n):
         (gates, cells, hidden_pre, hiddens, h0, c0, w_hh, w_hr, peephole, ln_hh, ln_c_weight, ln_c_bias,
-         r_hat, rstd_r, c_hat, rstd_c, lengths) = ctx.saved_tensors
-        has_projection, has_peephole, has_layer_norm = ctx.has
+         keep_c, keep_h, r_hat, rstd_r, c_hat, rstd_c, cells_fresh, lengths) = ctx.saved_tensors
+        has_projection, has_peephole, has_layer_norm, has_cell_zoneout = ctx.has
         empty = w_hh.new_empty(0)
         valid = valid_mask(lengths, gates.shape[0]).unsqueeze(-1) if lengths.numel() else None
         c_prev = _previous_states(cells, c0, ctx.reverse, valid)  # (T, B, H)
@@ -139,7 +140,8 @@ class FusedDirection(torch.autograd.Function):
         dz, dh0, dc0, dh_total, d_rec, d_cell_ln = load_extension().backward(
             zeros_or(d_hiddens, hiddens), zeros_or(d_gates, gates), zeros_or(d_cells, cells),
             zeros_or(dh_n, h0), zeros_or(dc_n, c0), gates, cells, c_prev.contiguous(), w_hh, w_hr, peephole,
-            ln_hh, ln_c_weight, ln_c_bias, *saved_ln, lengths, ctx.reverse, ctx.coupled)
+            ln_hh, ln_c_weight, ln_c_bias, *saved_ln, keep_c, keep_h,
+            cells_fresh if has_cell_zoneout else empty, lengths, ctx.reverse, ctx.coupled)
         h_prev = _previous_states(hiddens, h0, ctx.reverse, valid)  # (T, B, P)
         d_recurrent = d_rec if has_layer_norm else dz  # gradient of W_hh h_{t-1}
         d_w_hh = d_recurrent.flatten(0, 1).T @ h_prev.flatten(0, 1)  # (4H, P)
@@ -147,12 +149,13 @@ class FusedDirection(torch.autograd.Function):
         d_peephole = None
         if has_peephole:
             dz_i, dz_f, _, dz_o = dz.chunk(4, dim=-1)
+            seen_by_o = cells_fresh if has_cell_zoneout else cells  # o's peephole sees c before zoneout
             d_peephole = torch.cat(((dz_i * c_prev).sum((0, 1)), (dz_f * c_prev).sum((0, 1)),
-                                    (dz_o * cells).sum((0, 1))))
+                                    (dz_o * seen_by_o).sum((0, 1))))
         d_ln = (None, None, None)
         if has_layer_norm:
             d_ln = ((dz * r_hat).sum((0, 1)), (d_cell_ln * c_hat).sum((0, 1)), d_cell_ln.sum((0, 1)))
-        return (dz, dh0, dc0, d_w_hh, d_w_hr, d_peephole, *d_ln, None, None, None)
+        return (dz, dh0, dc0, d_w_hh, d_w_hr, d_peephole, *d_ln, None, None, None, None, None)
 
 
 def run_direction(x: Tensor, h0: Tensor, c0: Tensor, weights: LayerWeights, spec: CellSpec,
@@ -161,9 +164,12 @@ def run_direction(x: Tensor, h0: Tensor, c0: Tensor, weights: LayerWeights, spec
     lengths = x.new_empty(0, dtype=torch.int64) if lengths is None else lengths.cpu().contiguous()
     x_gates = input_gates(x, weights, spec)  # (T, B, 4H): one GEMM for all steps
     w_hh = recurrent_weight(weights.w_hh, spec, training)
+    steps = x.shape[0]  # zoneout weights drawn as the reference draws them (same random stream)
+    keep_c = zoneout_keep(spec.zoneout_c, training, (steps, *c0.shape), c0)  # (T, B, H) or None
+    keep_h = zoneout_keep(spec.zoneout_h, training, (steps, *h0.shape), h0)  # (T, B, P) or None
     gates, cells, hiddens, h_n, c_n = FusedDirection.apply(
         x_gates, h0, c0, w_hh, weights.w_hr, weights.peephole, weights.ln_hh, weights.ln_c_weight,
-        weights.ln_c_bias, lengths, reverse, spec.coupled)
+        weights.ln_c_bias, keep_c, keep_h, lengths, reverse, spec.coupled)
     i, f, g, o = gates.chunk(4, dim=-1)
     return hiddens, h_n, c_n, dict(i=i, f=f, g=g, o=o, c=cells, h=hiddens)
 

@@ -154,6 +154,38 @@ inline scalar_t gate_backward(const scalar_t* __restrict gates, scalar_t cp, sca
   return dcp;
 }
 
+// Zoneout (Krueger et al. 2016) on one step's state, after the cell computed `fresh`:
+// state = keep * prev + (1 - keep) * fresh, for valid rows. `fresh` (B, W) holds the new
+// values and becomes the zoned-out state; `saved` (B, W), if given, keeps the fresh values.
+template <typename scalar_t>
+void zoneout_rows(scalar_t* fresh, const scalar_t* prev, const scalar_t* keep, scalar_t* saved, int64_t batch,
+                  int64_t width, const int64_t* lengths, int64_t t) {
+  for (int64_t b = 0; b < batch; ++b) {
+    if (!is_valid(lengths, b, t)) continue;
+    scalar_t* __restrict row = fresh + b * width;
+    const scalar_t* __restrict before = prev + b * width;
+    const scalar_t* __restrict k = keep + b * width;
+    if (saved) std::copy(row, row + width, saved + b * width);
+    for (int64_t j = 0; j < width; ++j) row[j] = k[j] * before[j] + (scalar_t(1) - k[j]) * row[j];
+  }
+}
+
+// Zoneout's backward split for valid rows: of the gradient d (B, W) reaching a zoned-out
+// state, (1 - keep) * d goes to the fresh value (written to `fresh_grad`) and keep * d
+// straight to the previous state (written to `carry`).
+template <typename scalar_t>
+void zoneout_backward_rows(const scalar_t* d, const scalar_t* keep, scalar_t* fresh_grad, scalar_t* carry,
+                           int64_t batch, int64_t width, const int64_t* lengths, int64_t t) {
+  for (int64_t b = 0; b < batch; ++b) {
+    if (!is_valid(lengths, b, t)) continue;
+    for (int64_t j = b * width; j < (b + 1) * width; ++j) {
+      const scalar_t grad = d[j];
+      carry[j] = keep[j] * grad;
+      fresh_grad[j] = (scalar_t(1) - keep[j]) * grad;
+    }
+  }
+}
+
 // Gradient of the gate pre-activations for one batch row of one step.
 // dm: dL/dm (H); dgt (4H) and dct (H): gradients arriving through the trace;
 // dc: running dL/dc (H), updated in place to dL/dc_{t-1}; dz: output (4H).

@@ -63,19 +63,26 @@ void layer_norm_rows(const scalar_t* x_gates, StepPointers<scalar_t> p, scalar_t
 }  // namespace
 
 // Returns {gates (T,B,4H), C (T,B,H), M (T,B,H), H (T,B,P), h_n (B,P), c_n (B,H)}, then for
-// layer norm {r_hat (T,B,4H), rstd_r (T,B), c_hat (T,B,H), rstd_c (T,B)} (empty otherwise).
+// layer norm {r_hat (T,B,4H), rstd_r (T,B), c_hat (T,B,H), rstd_c (T,B)} (empty otherwise), then
+// with zoneout on c the cells' fresh values before zoneout (T,B,H) (empty otherwise).
+// keep_c (T,B,H) / keep_h (T,B,P): zoneout's keep weights, or empty tensors.
 std::vector<torch::Tensor> fused_forward(torch::Tensor input_gates, torch::Tensor h0, torch::Tensor c0,
                                          torch::Tensor w_hh, torch::Tensor w_hr, torch::Tensor peephole,
                                          torch::Tensor ln_g_hh, torch::Tensor ln_g_c, torch::Tensor ln_b_c,
-                                         torch::Tensor lengths, bool reverse, bool coupled) {
+                                         torch::Tensor keep_c, torch::Tensor keep_h, torch::Tensor lengths,
+                                         bool reverse, bool coupled) {
   const LayerNormWeights ln{ln_g_hh, ln_g_c, ln_b_c};
   const int64_t steps = input_gates.size(0), batch = input_gates.size(1), hidden = c0.size(1);
   const bool project = w_hr.defined() && w_hr.numel() > 0;
+  const bool zone_c = keep_c.numel() > 0, zone_h = keep_h.numel() > 0;
   const int64_t width = h0.size(1), wide = batch * 4 * hidden, narrow = batch * hidden;
   auto gates = torch::empty_like(input_gates);
   auto cells = torch::empty({steps, batch, hidden}, c0.options());
   auto hidden_pre = torch::empty({steps, batch, hidden}, c0.options());
-  auto hiddens = project ? torch::empty({steps, batch, width}, h0.options()) : hidden_pre;
+  auto hiddens = (project || zone_h) ? torch::empty({steps, batch, width}, h0.options()) : hidden_pre;
+  // With zoneout the carried c_t differs from the cell's fresh value, which o, tanh and LN see.
+  auto cells_fresh = zone_c ? torch::empty_like(cells) : torch::Tensor();
+  auto c_before = zone_c ? torch::empty_like(c0) : torch::Tensor();
   auto h_state = h0.clone();
   auto c_state = c0.clone();
   const int64_t* len_ptr = lengths.numel() ? lengths.data_ptr<int64_t>() : nullptr;
@@ -94,6 +101,7 @@ std::vector<torch::Tensor> fused_forward(torch::Tensor input_gates, torch::Tenso
       const int64_t t = time_index(k, steps, reverse);
       StepPointers<scalar_t> p{gates.data_ptr<scalar_t>() + t * wide, cells.data_ptr<scalar_t>() + t * narrow,
                                hidden_pre.data_ptr<scalar_t>() + t * narrow, c_state.data_ptr<scalar_t>(), peep};
+      if (zone_c) std::copy(p.c_state, p.c_state + narrow, c_before.data_ptr<scalar_t>());
       if (ln.on()) {
         scalar_t* r = saved.r_hat.data_ptr<scalar_t>() + t * wide;
         gemm_bt(r, h_run, w_rec, batch, 4 * hidden, width, false, options);  // normalised in place below
@@ -115,14 +123,26 @@ std::vector<torch::Tensor> fused_forward(torch::Tensor input_gates, torch::Tenso
           });
         });
       }
+      if (zone_c) {  // c_t = keep * c_{t-1} + (1 - keep) * fresh, carried and traced
+        zoneout_rows(p.cell, c_before.data_ptr<scalar_t>(), keep_c.data_ptr<scalar_t>() + t * narrow,
+                     cells_fresh.data_ptr<scalar_t>() + t * narrow, batch, hidden, len_ptr, t);
+        update_hidden<scalar_t>(p.c_state, p.cell, batch, hidden, len_ptr, t);
+      }
       scalar_t* h_step = hiddens.data_ptr<scalar_t>() + t * batch * width;
       if (project) {  // (B, P); padded rows of M are 0, so are theirs
         gemm_bt(h_step, p.hidden_pre, w_hr.data_ptr<scalar_t>(), batch, width, hidden, false, options);
+      } else if (zone_h) {
+        std::copy(p.hidden_pre, p.hidden_pre + narrow, h_step);
+      }
+      if (zone_h) {
+        zoneout_rows(h_step, h_run, keep_h.data_ptr<scalar_t>() + t * batch * width, static_cast<scalar_t*>(nullptr),
+                     batch, width, len_ptr, t);
       }
       update_hidden<scalar_t>(h_run, h_step, batch, width, len_ptr, t);
     }
   });
-  return {gates, cells, hidden_pre, hiddens, h_state, c_state, saved.r_hat, saved.rstd_r, saved.c_hat, saved.rstd_c};
+  return {gates, cells, hidden_pre, hiddens, h_state, c_state, saved.r_hat, saved.rstd_r, saved.c_hat, saved.rstd_c,
+          cells_fresh};
 }
 
 // One step's slice of what the layer-norm forward saved.
@@ -169,7 +189,10 @@ std::vector<torch::Tensor> fused_backward(torch::Tensor d_hiddens, torch::Tensor
                                           torch::Tensor w_hh, torch::Tensor w_hr, torch::Tensor peephole,
                                           torch::Tensor ln_g_hh, torch::Tensor ln_g_c, torch::Tensor ln_b_c,
                                           torch::Tensor r_hat, torch::Tensor rstd_r, torch::Tensor c_hat,
-                                          torch::Tensor rstd_c, torch::Tensor lengths, bool reverse, bool coupled) {
+                                          torch::Tensor rstd_c, torch::Tensor keep_c, torch::Tensor keep_h,
+                                          torch::Tensor cells_fresh, torch::Tensor lengths, bool reverse,
+                                          bool coupled) {
+  const bool zone_c = keep_c.numel() > 0, zone_h = keep_h.numel() > 0;
   const LayerNormWeights ln{ln_g_hh, ln_g_c, ln_b_c};
   const LayerNormSaved saved{r_hat, rstd_r, c_hat, rstd_c};
   auto d_rec = ln.on() ? torch::empty_like(gates) : torch::Tensor();
@@ -186,6 +209,12 @@ std::vector<torch::Tensor> fused_backward(torch::Tensor d_hiddens, torch::Tensor
   const int64_t* len_ptr = lengths.numel() ? lengths.data_ptr<int64_t>() : nullptr;
   const auto options = dc_n.options();
   const int64_t wide = batch * 4 * hidden, narrow = batch * hidden, outer = batch * width;
+  // Zoneout: the share of a state's gradient that skips the cell and goes straight to the
+  // previous state; with zoneout on c, the trace's c gradient enters through that split.
+  auto carry_h = zone_h ? torch::zeros_like(dh_n) : torch::Tensor();
+  auto carry_c = zone_c ? torch::zeros_like(dc_n) : torch::Tensor();
+  auto dc_total = zone_c ? torch::empty_like(dc_n) : torch::Tensor();
+  auto no_trace_grad = zone_c ? torch::zeros_like(dc_n) : torch::Tensor();
   AT_DISPATCH_FLOATING_TYPES(gates.scalar_type(), "fused_backward", [&] {
     const scalar_t* peep = peephole.numel() ? peephole.data_ptr<scalar_t>() : nullptr;
     scalar_t* dh_run = dh_next.data_ptr<scalar_t>();
@@ -200,6 +229,10 @@ std::vector<torch::Tensor> fused_backward(torch::Tensor d_hiddens, torch::Tensor
         const bool valid = is_valid(len_ptr, b, t);
         for (int64_t j = b * width; j < (b + 1) * width; ++j) dh[j] = (valid ? d_out[j] : scalar_t(0)) + dh_run[j];
       }
+      if (zone_h) {  // dh becomes the fresh value's gradient; keep * dh skips to h_{t-1}
+        zoneout_backward_rows(dh, keep_h.data_ptr<scalar_t>() + t * outer, dh, carry_h.data_ptr<scalar_t>(), batch,
+                              width, len_ptr, t);
+      }
       const scalar_t* dm_ptr = dh;
       if (project) {
         gemm_b(d_hidden_pre.data_ptr<scalar_t>(), dh, w_hr.data_ptr<scalar_t>(), batch, width, hidden, options);
@@ -208,7 +241,14 @@ std::vector<torch::Tensor> fused_backward(torch::Tensor d_hiddens, torch::Tensor
       const scalar_t* dgt = d_gates_trace.data_ptr<scalar_t>() + t * wide;
       const scalar_t* dct = d_cells_trace.data_ptr<scalar_t>() + t * narrow;
       const scalar_t* g_ptr = gates.data_ptr<scalar_t>() + t * wide;
-      const scalar_t* c_ptr = cells.data_ptr<scalar_t>() + t * narrow;
+      const scalar_t* c_ptr = (zone_c ? cells_fresh : cells).data_ptr<scalar_t>() + t * narrow;
+      if (zone_c) {  // dL/dc_t (later steps + trace) splits into the fresh value's share and the carry
+        scalar_t* total = dc_total.data_ptr<scalar_t>();
+        for (int64_t j = 0; j < narrow; ++j) total[j] = dc_ptr[j] + dct[j];
+        zoneout_backward_rows(total, keep_c.data_ptr<scalar_t>() + t * narrow, dc_ptr, carry_c.data_ptr<scalar_t>(),
+                              batch, hidden, len_ptr, t);
+        dct = no_trace_grad.data_ptr<scalar_t>();  // already counted in the split
+      }
       const scalar_t* cp_ptr = c_prev.data_ptr<scalar_t>() + t * narrow;
       scalar_t* dz_ptr = dz.data_ptr<scalar_t>() + t * wide;
       const scalar_t* d_pre = dz_ptr;  // gradient of W_hh h_{t-1}
@@ -238,8 +278,15 @@ std::vector<torch::Tensor> fused_backward(torch::Tensor d_hiddens, torch::Tensor
       gemm_b(dh_rec, d_pre, w_hh.data_ptr<scalar_t>(), batch, 4 * hidden, width, options);  // (B, P)
       for (int64_t b = 0; b < batch; ++b) {
         scalar_t* row = dh_run + b * width;
-        if (is_valid(len_ptr, b, t)) std::copy(dh_rec + b * width, dh_rec + (b + 1) * width, row);
-        else std::fill(dh + b * width, dh + (b + 1) * width, scalar_t(0));  // no weight gradient from padding
+        if (!is_valid(len_ptr, b, t)) {
+          std::fill(dh + b * width, dh + (b + 1) * width, scalar_t(0));  // no weight gradient from padding
+          continue;
+        }
+        std::copy(dh_rec + b * width, dh_rec + (b + 1) * width, row);
+        if (zone_h)
+          for (int64_t j = b * width; j < (b + 1) * width; ++j) dh_run[j] += carry_h.data_ptr<scalar_t>()[j];
+        if (zone_c)
+          for (int64_t j = b * hidden; j < (b + 1) * hidden; ++j) dc_ptr[j] += carry_c.data_ptr<scalar_t>()[j];
       }
     }
   });
