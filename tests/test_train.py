@@ -136,6 +136,35 @@ def test_resume_gives_the_uninterrupted_loss_curve(tmp_path, optimizer):
         assert torch.equal(a, b)
 
 
+class CrashingBatches(RegressionBatches):
+    """Raises KeyboardInterrupt when batch number `crash_at` is requested (a killed run)."""
+
+    def __init__(self, crash_at: int):
+        super().__init__()
+        self.crash_at, self.served = crash_at, 0
+
+    def __next__(self):
+        self.served += 1
+        if self.served == self.crash_at:
+            raise KeyboardInterrupt
+        return super().__next__()
+
+
+def test_a_killed_run_resumes_from_its_last_evaluation(tmp_path):
+    whole = make_regression_trainer(tmp_path / "whole")
+    whole.fit()
+    crashed = make_regression_trainer(tmp_path / "crash", eval_interval=10)
+    crashed.batches = CrashingBatches(crash_at=14)
+    with pytest.raises(KeyboardInterrupt):
+        crashed.fit()
+    resumed = make_regression_trainer(tmp_path / "crash", eval_interval=10)
+    resumed.resume(tmp_path / "crash" / "latest.pt")
+    assert resumed.step == 10  # written by the step-10 evaluation
+    resumed.fit()
+    for a, b in zip(whole.model.parameters(), resumed.model.parameters()):
+        assert torch.equal(a, b)
+
+
 def test_ntasgd_switches_to_averaging_when_validation_stalls(tmp_path):
     trainer = make_regression_trainer(tmp_path, optimizer="ntasgd", nonmono=2, eval_interval=5, max_steps=40)
     scripted = iter([1.0, 0.9, 0.8, 0.85, 0.95, 0.7, 0.6, 0.5, 0.4])  # stalls at the 5th evaluation

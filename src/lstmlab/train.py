@@ -265,7 +265,7 @@ class Trainer:
     # ----------------------------------------------------------------- evaluation
     def evaluate(self) -> dict[str, Any]:
         """Run the evaluate function (on averaged weights once NT-ASGD averages), log,
-        keep ``best.pt``, and decide the NT-ASGD switch."""
+        keep ``best.pt``, decide the NT-ASGD switch, and save ``latest.pt``."""
         with self._averaged_weights():
             self.model.eval()
             with torch.no_grad():
@@ -277,6 +277,7 @@ class Trainer:
             with self._averaged_weights():
                 self.save("best.pt")
         self._maybe_start_averaging()
+        self.save("latest.pt")  # an interrupted run loses at most one evaluation interval
         return record
 
     def _maybe_start_averaging(self) -> None:
