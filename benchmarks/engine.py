@@ -128,11 +128,12 @@ def engine_name(shape, options, variant_options, trace) -> str:
 
 
 def streaming(rounds, steps=200):
-    """µs per step: lstmlab.LSTM.step vs torch.nn.LSTMCell, batch 1."""
+    """µs per step, batch 1: torch.nn.LSTMCell vs lstmlab.LSTM.step (no_grad) and lstmlab.Stream."""
     rows = []
     for hidden in (64, 512):
         cell = torch.nn.LSTMCell(hidden, hidden)
-        lstm = lstmlab.LSTM(hidden, hidden)
+        lstm = lstmlab.LSTM(hidden, hidden).eval()
+        stream = lstmlab.Stream(lstm)
         xs = torch.randn(steps, 1, hidden)
 
         def run_cell():
@@ -140,15 +141,21 @@ def streaming(rounds, steps=200):
             for x in xs:
                 state = cell(x, state)
 
-        def run_lstm():
+        def run_step():
             state = None
             for x in xs:
                 _, state = lstm.step(x, state)
 
+        def run_stream():
+            stream.reset()
+            for x in xs:
+                stream(x)
+
         with torch.no_grad():
-            times = interleaved({"torch.nn.LSTMCell": run_cell, "lstmlab step": run_lstm}, rounds)
-        rows.append((hidden, {k: v / steps * 1e6 for k, v in times.items()}))
-        print(f"  streaming H={hidden}: " + ", ".join(f"{k} {v / steps * 1e6:.1f} µs" for k, v in times.items()))
+            times = interleaved({"torch.nn.LSTMCell": run_cell, "LSTM.step": run_step, "Stream": run_stream}, rounds)
+        per_step = {k: v / steps * 1e6 for k, v in times.items()}
+        rows.append((hidden, per_step))
+        print(f"  streaming H={hidden}: " + ", ".join(f"{k} {v:.1f} µs" for k, v in per_step.items()))
     return rows
 
 
@@ -198,11 +205,12 @@ def main(argv=None) -> int:
              f"{peak:.0f} GFLOP/s.", ""]
     for mode, rows in sections.items():
         lines += table(rows, peak, mode)
-    lines += ["### streaming (batch 1, µs per step)", "", "| H | torch.nn.LSTMCell | lstmlab LSTM.step | ratio |",
-              "|---|---|---|---|"]
+    lines += ["### streaming (batch 1, µs per step, no autograd)", "",
+              "| H | torch.nn.LSTMCell | lstmlab LSTM.step | lstmlab Stream | Stream / LSTMCell |", "|---|---|---|---|---|"]
     for hidden, times in stream:
-        lines.append(f"| {hidden} | {times['torch.nn.LSTMCell']:.1f} | {times['lstmlab step']:.1f} | "
-                     f"{times['lstmlab step'] / times['torch.nn.LSTMCell']:.2f}x |")
+        base = times["torch.nn.LSTMCell"]
+        lines.append(f"| {hidden} | {base:.1f} | {times['LSTM.step']:.1f} | {times['Stream']:.1f} | "
+                     f"{times['Stream'] / base:.2f}x |")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
     print(f"wrote {args.out}")

@@ -27,6 +27,7 @@ def test_readme_python_examples_run_in_order():
     trace = namespace["trace"]
     assert len(trace) == 2 and tuple(trace[1].f.shape) == (3, 5, 1, 20)
     assert tuple(namespace["y_t"].shape) == (3, 20)
+    assert namespace["stream"].state[0].shape == (2, 3, 20)
 
 
 def test_readme_describe_output_is_current():

@@ -187,17 +187,23 @@ def step_supported(spec: CellSpec, training: bool, dropout: float) -> bool:
     return not (spec.zoneout_c or spec.zoneout_h or random_in_training) and build_error() is None
 
 
+def step_weights(layers: list[LayerWeights], like: Tensor) -> list[Tensor]:
+    """The C++ step's flat weight list: per layer w_ih, w_hh, b_ih + b_hh, w_hr, peephole,
+    ln_ih, ln_hh, ln_c_weight, ln_c_bias (empty tensors where the cell has none)."""
+    empty = like.new_empty(0)
+    flat = []
+    for weights in layers:
+        bias = empty if weights.b_ih is None else weights.b_ih + weights.b_hh
+        flat += [weights.w_ih.contiguous(), weights.w_hh.contiguous(), bias,
+                 *(_or_empty(t, like) for t in (weights.w_hr, weights.peephole, weights.ln_ih, weights.ln_hh,
+                                                weights.ln_c_weight, weights.ln_c_bias))]
+    return flat
+
+
 def stream_step(x: Tensor, h: Tensor, c: Tensor, layers: list[LayerWeights], spec: CellSpec) -> Tensor:
     """One step of a unidirectional stack without autograd, in C++; updates h, c in place.
 
     x: (B, I); h: (L, B, P); c: (L, B, H), both contiguous and owned by the caller.
     Returns the top layer's new h (B, P).
     """
-    empty = x.new_empty(0)
-    flat = []
-    for weights in layers:
-        bias = empty if weights.b_ih is None else weights.b_ih + weights.b_hh
-        flat += [weights.w_ih.contiguous(), weights.w_hh.contiguous(), bias,
-                 *(_or_empty(t, x) for t in (weights.w_hr, weights.peephole, weights.ln_ih, weights.ln_hh,
-                                             weights.ln_c_weight, weights.ln_c_bias))]
-    return load_extension().step(x.contiguous(), h, c, flat, spec.coupled)
+    return load_extension().step(x.contiguous(), h, c, step_weights(layers, x), spec.coupled)
