@@ -8,6 +8,7 @@ with 2 cores, `jobs=2` runs two jobs side by side instead of splitting each one.
 from __future__ import annotations
 
 import multiprocessing
+import threading
 from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
@@ -82,6 +83,9 @@ def result_line(result: dict) -> str:
 def run_jobs(jobs: list[dict], workers: int, show_progress: bool = True) -> list[dict]:
     """Run all jobs; with workers > 1 in a pool of spawned processes. Order is kept."""
     results: list[dict | None] = [None] * len(jobs)
+    # tqdm's default lock is a multiprocessing lock, which the spawn pool's resource tracker
+    # then reports as leaked at exit; bars are only drawn in this process, a thread lock will do
+    tqdm.set_lock(threading.RLock())
     with tqdm(total=len(jobs), desc="runs", disable=not show_progress, dynamic_ncols=True) as bar:
         if workers <= 1:
             for index, job in enumerate(jobs):
