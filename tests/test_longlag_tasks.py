@@ -1,7 +1,6 @@
 """The long-lag generators match the definitions of Hochreiter & Schmidhuber (1997) and the modern tasks."""
 
 import math
-import re
 
 import pytest
 import torch
@@ -146,9 +145,6 @@ def test_very_long_lag_follows_the_paper():
 
 def test_embedded_reber_strings_are_grammatical_and_targets_legal():
     task = make_task("reber")
-    inner = r"B(T(S)*X(X(T)*V|X(T)*V)*(P(X(T)*V)*)*.*)"  # loose shape check follows below
-    reber = re.compile(r"^B(TS*X(XT*V|XT*V)*|PT*V)(PX?T*V?)*.*E$")
-    assert inner and reber
     strings = task.strings("train") + task.strings("test")
     assert len(strings) == 512
     for text, legal in strings:
