@@ -24,5 +24,8 @@ def test_demo_trains_reports_samples_and_writes_its_run_folder(tmp_path, capsys)
     assert (tmp_path / "demo" / "loss_curve.png").read_bytes()[:4] == b"\x89PNG"
     summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
     assert 0 < summary["validation_nats_per_char"] < 5 and summary["training_seconds"] >= 3
+    report = tmp_path / "demo" / "inspect" / "report.html"  # the gate report of `lstmlab inspect`
+    assert report.is_file() and "saturat" in report.read_text(encoding="utf-8").lower()
+    assert f"Gate report: {report}" in out
     model, tokenizer = load_language_model(tmp_path / "demo")
     assert tokenizer.vocab_size > 70 and model.lstm.hidden_size == 256

