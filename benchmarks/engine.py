@@ -175,7 +175,8 @@ def table(rows, peak, mode) -> list[str]:
     for row in rows:
         base, ours, naive = row["torch.nn.LSTM"], row["lstmlab"], row["naive"]
         gflops = row["flops"] / ours / 1e9
-        lines.append(f"| {row['label']} {row['shape']} | {row['variant']} | {row['engine']} | {base * 1e3:.2f} | "
+        case = row["label"] if row["label"] == str(row["shape"]) else f"{row['label']} {row['shape']}"
+        lines.append(f"| {case} | {row['variant']} | {row['engine']} | {base * 1e3:.2f} | "
                      f"{ours * 1e3:.2f} | {ours / base:.2f}x | {naive * 1e3:.2f} | {naive / base:.2f}x | "
                      f"{naive / ours:.1f}x faster | {gflops:.1f} | {100 * gflops / peak:.0f}% |")
     return lines + [""]
