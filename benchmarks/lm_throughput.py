@@ -123,7 +123,7 @@ def write_results(args: argparse.Namespace, rates: dict[str, list[float]], ratio
         f"Command: `.venv/bin/python benchmarks/lm_throughput.py --rounds {args.rounds} --steps {args.steps}"
         + (f" --threads {args.threads}`" if args.threads else "`"), "",
         f"Machine: {platform.machine()}, {torch.get_num_threads()} torch thread(s), torch {torch.__version__}, "
-        f"commit {commit}, load average at the end {' '.join(load)} (a shared machine: other jobs ran).", "",
+        f"commit {commit}, load average at the end {' '.join(load)}.", "",
         "| runner | median chars/s | min | max |", "|---|---:|---:|---:|",
     ]
     for name, values in rates.items():
