@@ -60,7 +60,7 @@ def test_inspect_rejects_what_it_cannot_read(tmp_path, capsys):
 
 
 def test_inspect_long_lag_checkpoint(tmp_path):
-    longlag = pytest.importorskip("lstmlab.experiments.longlag_models")
+    from lstmlab.experiments import longlag_models as longlag
     from lstmlab.experiments.longlag_registry import make_task
 
     task = make_task("adding", 20)
