@@ -221,3 +221,12 @@ def test_auto_keeps_the_fused_engine_to_cpu_float32_and_float64():
     assert name == "reference" and "CPU" in reason
     with pytest.raises(ValueError, match="expected|fused engine computes in float32 or float64"):
         lstmlab.LSTM(2, 3, engine="fused", dtype=torch.bfloat16)
+
+
+def test_streaming_step_without_autograd_in_bfloat16_uses_a_path_that_can():
+    lstm = lstmlab.LSTM(3, 4).to(torch.bfloat16).eval()
+    x = torch.randn(2, 3, dtype=torch.bfloat16)
+    with torch.no_grad():
+        y, (h, c) = lstm.step(x)
+        output, _ = lstm(x.unsqueeze(0))
+    assert y.dtype == torch.bfloat16 and torch.equal(y, output[0])

@@ -182,8 +182,10 @@ class LSTM(nn.Module):
         """One time step, for streaming: ``y_t, state = lstm.step(x_t, state)``.
 
         x_t: (B, I) or (I,); state: (h, c) shaped like hx, (L, B, P) and (L, B, H), zeros
-        if None. Returns y_t (B, P) (the top layer's h) and the new state. The numbers
-        are the sequence call's (it runs the same engine on a one-step sequence).
+        if None. Returns y_t (B, P) (the top layer's h) and the new state, with the
+        sequence call's numbers. Under torch.no_grad() it runs the fused engine's C++ step
+        (where it can: see `engines.fused.step_supported`); otherwise a one-step sequence
+        through the differentiable engines.
         """
         if self.bidirectional:
             raise ValueError("step: expected a unidirectional LSTM (the reverse direction needs the "
@@ -194,8 +196,7 @@ class LSTM(nn.Module):
         check_features(x_t, self.input_size)
         unbatched = x_t.dim() == 1
         x = x_t.reshape(1, 1, -1) if unbatched else x_t.unsqueeze(0)  # (1, B, I)
-        if not torch.is_grad_enabled() and x.device.type == "cpu" and \
-                engines.fused.step_supported(self.spec, self.training, self.dropout):
+        if not torch.is_grad_enabled() and engines.fused.step_supported(self.spec, self.training, self.dropout, x):
             return self._stream_step(x[0], state, unbatched)
         output, state = self._run(ParsedInput(x, None, None, unbatched), state, trace=False, batch_first=False)
         return output[0], state

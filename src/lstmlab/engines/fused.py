@@ -181,10 +181,13 @@ def forward(batch: SequenceBatch, need_trace: bool) -> EngineResult:
     return forward_layers(batch, need_trace, run_direction)
 
 
-def step_supported(spec: CellSpec, training: bool, dropout: float) -> bool:
-    """Whether `stream_step` computes what the module's step would (no randomness, no zoneout)."""
+def step_supported(spec: CellSpec, training: bool, dropout: float, like: Tensor) -> bool:
+    """Whether the C++ step computes what the module's step would: no randomness, no
+    zoneout, and a call this engine can run (CPU, float32/float64; `like` is the input)."""
     random_in_training = training and (dropout > 0 or spec.weight_drop > 0)
-    return not (spec.zoneout_c or spec.zoneout_h or random_in_training) and build_error() is None
+    if spec.zoneout_c or spec.zoneout_h or random_in_training:
+        return False
+    return unsupported_reason(spec, False, like) is None
 
 
 def step_weights(layers: list[LayerWeights], like: Tensor) -> list[Tensor]:
