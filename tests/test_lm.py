@@ -23,13 +23,7 @@ from lstmlab.models.locked_dropout import LockedDropout
 from lstmlab.models.lm_task import train_language_model
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine two threads stall each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")  # small models: see conftest
 
 
 @pytest.fixture(scope="module")

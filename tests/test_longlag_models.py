@@ -89,16 +89,7 @@ def test_loading_something_else_is_a_clear_error(tmp_path):
         load_longlag_checkpoint(path)
 
 
-@pytest.fixture
-def one_thread():
-    """The runner trains with one torch thread (fastest for small models on a busy machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def test_training_is_reproducible_and_learns_a_short_lag(one_thread):
+def test_training_is_reproducible_and_learns_a_short_lag(single_thread):  # as the runner trains
     task = make_task("temporal-order-6a", 20)
     config = model_configs(task, ["lstm"], 16, {}, chrono_init=task.horizon())[0]
     train = TrainConfig(max_steps=400, eval_every=50, eval_size=256, max_seconds=60)

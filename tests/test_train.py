@@ -15,13 +15,7 @@ from lstmlab.models.lm_config import LMConfig
 from lstmlab.train import LossOutput, TrainConfig, Trainer, learning_rate, seed_everything
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine two threads stall each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")  # small models: see conftest
 
 
 # ------------------------------------------------------------------------- config
