@@ -56,7 +56,8 @@ class Stream:
         c = like.new_zeros(rows, batch, lstm.hidden_size)
         if state is not None:
             for name, given, target in (("h", state[0], h), ("c", state[1], c)):
-                expected = tuple(target.shape[::2] if self.batch_size is None else target.shape)
+                rows, batch_rows, width = target.shape  # unbatched states leave out the batch dim
+                expected = (rows, width) if self.batch_size is None else (rows, batch_rows, width)
                 if tuple(given.shape) != expected:
                     raise ValueError(f"Stream state {name}: expected shape {expected}, got {tuple(given.shape)}")
                 target.copy_(given.reshape(target.shape))

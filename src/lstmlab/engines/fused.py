@@ -34,7 +34,7 @@ from ..cell import CellSpec, LayerWeights, input_gates, recurrent_weight, zoneou
 from ..inputs import valid_mask
 from .base import EngineResult, SequenceBatch
 from .reference import forward_layers
-from .native import _previous_states
+from .native import previous_states
 
 SOURCE = Path(__file__).with_name("csrc") / "fused_lstm.cpp"
 ARCH_FLAGS = {
@@ -134,7 +134,7 @@ class FusedDirection(torch.autograd.Function):
         has_projection, has_peephole, has_layer_norm, has_cell_zoneout = ctx.has
         empty = w_hh.new_empty(0)
         valid = valid_mask(lengths, gates.shape[0]).unsqueeze(-1) if lengths.numel() else None
-        c_prev = _previous_states(cells, c0, ctx.reverse, valid)  # (T, B, H)
+        c_prev = previous_states(cells, c0, ctx.reverse, valid)  # (T, B, H)
         zeros_or = lambda grad, like: torch.zeros_like(like) if grad is None else grad.contiguous()  # noqa: E731
         saved_ln = [t if has_layer_norm else empty for t in (r_hat, rstd_r, c_hat, rstd_c)]
         dz, dh0, dc0, dh_total, d_rec, d_cell_ln = load_extension().backward(
@@ -142,7 +142,7 @@ class FusedDirection(torch.autograd.Function):
             zeros_or(dh_n, h0), zeros_or(dc_n, c0), gates, cells, c_prev.contiguous(), w_hh, w_hr, peephole,
             ln_hh, ln_c_weight, ln_c_bias, *saved_ln, keep_c, keep_h,
             cells_fresh if has_cell_zoneout else empty, lengths, ctx.reverse, ctx.coupled)
-        h_prev = _previous_states(hiddens, h0, ctx.reverse, valid)  # (T, B, P)
+        h_prev = previous_states(hiddens, h0, ctx.reverse, valid)  # (T, B, P)
         d_recurrent = d_rec if has_layer_norm else dz  # gradient of W_hh h_{t-1}
         d_w_hh = d_recurrent.flatten(0, 1).T @ h_prev.flatten(0, 1)  # (4H, P)
         d_w_hr = dh_total.flatten(0, 1).T @ hidden_pre.flatten(0, 1) if has_projection else None  # (P, H)

@@ -63,7 +63,7 @@ def _fused(x: Tensor, h0: Tensor, c0: Tensor, layers: list[list[LayerWeights]], 
     return output, h_n.index_select(1, unsort), c_n.index_select(1, unsort)
 
 
-def _previous_states(hs: Tensor, h0: Tensor, reverse: bool, valid: Tensor | None) -> Tensor:
+def previous_states(hs: Tensor, h0: Tensor, reverse: bool, valid: Tensor | None) -> Tensor:
     """h_{t-1} as seen by step t: (T, B, P). Reverse runs from each sequence's own end."""
     if not reverse:
         return torch.cat((h0.unsqueeze(0), hs[:-1]), dim=0)
@@ -96,7 +96,7 @@ def recompute_trace(x: Tensor, output: Tensor, h0: Tensor, c0: Tensor, direction
     for direction, weights in enumerate(directions):
         reverse = direction == 1
         hs = output[..., direction * width:(direction + 1) * width]  # (T, B, P)
-        h_prev = _previous_states(hs, h0[direction], reverse, valid)
+        h_prev = previous_states(hs, h0[direction], reverse, valid)
         z = input_gates(x, weights, spec) + h_prev @ weights.w_hh.T  # (T, B, 4H)
         z_i, z_f, z_g, z_o = z.chunk(4, dim=-1)
         i, f, g, o = torch.sigmoid(z_i), torch.sigmoid(z_f), torch.tanh(z_g), torch.sigmoid(z_o)
