@@ -6,7 +6,7 @@ import pytest
 
 from lstmlab.cli import main
 from lstmlab.experiments.longlag_models import load_longlag_checkpoint
-from lstmlab.experiments.longlag_suites import quick_suite
+from lstmlab.experiments.longlag_suites import long_suite, paper_suite, quick_suite
 
 
 def test_cli_single_task_writes_table_json_png_and_checkpoint(tmp_path, capsys):
@@ -53,3 +53,10 @@ def test_quick_suite_runs_end_to_end(tmp_path, capsys):
     assert len(results["runs"]) == len(quick_suite()) * 3
     assert results["wall_seconds"] < 180, "the quick suite must finish in 3 minutes"
     assert len(list((out / "checkpoints").glob("*-lstm-seed0.pt"))) == len(quick_suite())
+
+
+def test_paper_and_long_suites_cover_the_papers_lags():
+    paper = {experiment.task.label for experiment in paper_suite()}
+    assert {"noise-free-p100", "adding-T100", "multiplication-T100", "temporal-order-6a"} <= paper
+    long = {experiment.task.label for experiment in long_suite()}
+    assert long == {"adding-T500", "adding-T1000", "multiplication-T500", "multiplication-T1000"}

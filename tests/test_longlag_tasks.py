@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from lstmlab.experiments.longlag_base import last_step
 from lstmlab.experiments.longlag_registry import TASKS, make_task, task_from_config
 from lstmlab.experiments.longlag_reber import REBER_SYMBOLS
+from lstmlab.experiments.longlag_tasks import NoiseFreeLongLag
 
 
 def generator(seed=0):
@@ -123,6 +124,32 @@ def test_noise_free_sequences_are_the_papers_two():
     assert not task.wrong(outputs, batch).any()
     outputs[-1, 0, x], outputs[-1, 0, y] = 0.0, 0.0  # no memory of the first symbol at the end
     assert task.wrong(outputs, batch).tolist() == [True, False]
+
+
+def test_noise_free_training_batches_hold_both_sequences_equally():
+    task = make_task("noise-free", 20)
+    first_is_y = lambda batch: batch.inputs[0].argmax(-1) == 20  # noqa: E731
+    for size in (2, 8, 32):
+        batch = task.sample(size, generator(size))
+        assert int(first_is_y(batch).sum()) == size // 2
+    odd = [int(first_is_y(task.sample(5, generator(seed))).sum()) for seed in range(40)]
+    assert set(odd) == {2, 3}, "the odd one out is either sequence"
+    orders = {tuple(first_is_y(task.sample(8, generator(seed))).tolist()) for seed in range(10)}
+    assert len(orders) > 1, "the order within a batch is random"
+
+
+def test_noise_free_loss_weights_the_last_prediction():
+    task = make_task("noise-free", 10)
+    batch = task.sample(4, generator())
+    outputs = torch.randn(10, 4, 11, generator=generator(1))
+    per_step = F.cross_entropy(outputs.flatten(0, 1), batch.targets.flatten(), reduction="none").view(10, 4)
+    expected = (per_step[:-1].sum() + 9 * per_step[-1].sum()) / (18 * 4)  # default weight p − 1
+    assert torch.allclose(task.loss(outputs, batch), expected)
+    uniform = NoiseFreeLongLag(10, final_step_weight=1.0)
+    assert torch.allclose(uniform.loss(outputs, batch), per_step.mean())
+    assert task_from_config(uniform.config()) == uniform
+    with pytest.raises(ValueError, match="final_step_weight must be a positive number"):
+        NoiseFreeLongLag(10, final_step_weight=0)
 
 
 def test_very_long_lag_follows_the_paper():

@@ -3,6 +3,7 @@
     lstmlab longlag --task adding --length 200 --models lstm,gru,rnn --seeds 5 --out DIR
     lstmlab longlag --suite quick          # every task at toy size, ≤ 3 minutes
     lstmlab longlag --suite paper --jobs 2 # the 1997 table, CPU-sized, ~30 minutes on 2 cores
+    lstmlab longlag --suite long --jobs 2  # adding / multiplication at T = 500 and 1000, ~45 minutes
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from .longlag_suites import SUITES
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--task", choices=list(TASKS), help="one task: " + "; ".join(f"{k}: {v[3]}" for k, v in TASKS.items()))
-    what.add_argument("--suite", choices=list(SUITES), help="quick: smoke test (≤ 3 min); paper: the 1997 table, CPU-sized")
+    what.add_argument("--suite", choices=list(SUITES), help="quick: smoke test (≤ 3 min); paper: the 1997 table, CPU-sized (≤ 30 min); "
+                      "long: adding and multiplication at T = 500 and 1000 (~45 min)")
     parser.add_argument("--length", default=None, help="the task's lag/length; a comma list runs several (e.g. 50,100,200)")
     parser.add_argument("--models", default="lstm,gru,rnn", help="comma list of lstm, gru, rnn (default: all three)")
     parser.add_argument("--seeds", type=int, default=None, help="seeds per model (default 3; a suite sets its own)")

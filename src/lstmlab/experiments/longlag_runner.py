@@ -104,6 +104,7 @@ def run_jobs(jobs: list[dict], workers: int, show_progress: bool = True) -> list
 
 def _indexed_job(item: tuple[int, dict]) -> tuple[int, dict]:
     index, job = item
+    tqdm.set_lock(threading.RLock())  # in the worker too: no multiprocessing lock left behind at exit
     return index, run_job(job)
 
 

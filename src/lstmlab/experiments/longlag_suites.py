@@ -1,4 +1,5 @@
-"""Named sets of experiments: `quick` (a smoke test, ≤ 3 min) and `paper` (the 1997 table, CPU-sized).
+"""Named sets of experiments: `quick` (a smoke test, ≤ 3 min), `paper` (the 1997 table,
+CPU-sized, ≤ 30 min) and `long` (adding and multiplication at the paper's T = 500 and 1000).
 
 The `paper` suite keeps the paper's lags where the CPU budget allows (Reber, 2a p = 100,
 adding / multiplication T = 100, temporal order 6a / 6b at the paper's lengths) and
@@ -37,7 +38,7 @@ def paper_suite() -> list[Experiment]:
 
     return [
         experiment("reber", None, hidden=16, eval_size=512),
-        experiment("noise-free", 100, max_steps=1000),
+        experiment("noise-free", 100, batch_size=8, max_steps=4000),  # 32,000 sequences, more updates
         experiment("very-long-lag", 50, max_steps=1500),
         experiment("adding", 100),
         experiment("multiplication", 100),
@@ -48,4 +49,15 @@ def paper_suite() -> list[Experiment]:
     ]
 
 
-SUITES = {"quick": quick_suite, "paper": paper_suite}
+def long_suite() -> list[Experiment]:
+    """Exp. 4 and 5 at the paper's longer lags, T = 500 and 1000 (~45 minutes on 2 cores).
+
+    Kept out of `paper` so that it stays within 30 minutes: a failing run uses its whole
+    budget, and at T = 1000 every update costs ten times one at T = 100.
+    """
+    return [Experiment(make_task(name, length), lstm_hidden=32, seeds=3,
+                       train=replace(PAPER_TRAIN, max_seconds=180))
+            for name in ("adding", "multiplication") for length in (500, 1000)]
+
+
+SUITES = {"quick": quick_suite, "paper": paper_suite, "long": long_suite}
