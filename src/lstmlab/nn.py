@@ -207,8 +207,7 @@ class LSTM(nn.Module):
         shapes = ((self.num_layers, self.proj_size or self.hidden_size), (self.num_layers, self.hidden_size))
         h0, c0 = initial_state(state, x.shape[0], shapes, unbatched, x)
         h, c = h0.clone(memory_format=torch.contiguous_format), c0.clone(memory_format=torch.contiguous_format)
-        layers = [layer_weights(self, suffix) for suffix in self._suffixes]
-        y = engines.fused.stream_step(x, h, c, layers, self.spec)  # updates h, c
+        y = engines.fused.stream_step(self, x, h, c)  # updates h, c; weights packed once per module
         if unbatched:
             return y[0], (h[:, 0], c[:, 0])
         return y, (h, c)
