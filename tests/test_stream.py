@@ -160,7 +160,8 @@ def test_stream_and_step_follow_weight_changes(change):
     assert not torch.allclose(step_after, step_before)
 
 
-@pytest.mark.parametrize("options", [dict(), dict(num_layers=2, proj_size=3, layer_norm=True)], ids=["plain", "ln-proj"])
+@pytest.mark.parametrize("options", [dict(), dict(num_layers=2, proj_size=3, layer_norm=True)],
+                         ids=["plain", "ln-proj"])
 def test_lstm_step_equals_stream_and_sequence(options):
     lstm = lstmlab.LSTM(5, 7, **options).eval()
     x = torch.randn(6, 2, 5)
@@ -238,3 +239,12 @@ def test_stream_on_the_avx2_build(tmp_path):
                PYTHONPATH=str(Path(lstmlab.__file__).parents[1]))
     done = subprocess.run([sys.executable, "-c", AVX2_CHECK], env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-2000:]
+
+
+def test_bench_streaming_writes_its_own_table(tmp_path):
+    from lstmlab.cli import main
+
+    out = tmp_path / "stream.md"
+    assert main(["bench", "engine", "--streaming", "--quick", "--rounds", "1", "--out", str(out)]) == 0
+    table = out.read_text()
+    assert "| 64 |" in table and "| 512 |" in table and "Stream / LSTMCell" in table

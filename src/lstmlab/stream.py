@@ -11,13 +11,14 @@ parameter changes (an optimiser step, `load_state_dict`, `p.data = ...`, a repla
 parameter): the check reads each parameter's version counter, in C++. The numbers are
 those of the sequence call `lstm(x)` in evaluation mode (up to the order of float sums).
 
-Each call returns a new tensor (it stays valid after later steps: collect them freely).
-Measured at H=64, batch 1: the fresh (1, 64) output costs ~0.2 µs of a step of ~2 µs.
+Each call returns a new tensor: it stays valid after later steps, so outputs can be
+collected freely. Measured at H=64, batch 1, the fresh output costs ~0.45 µs of a
+~1.8 µs step (returning one reused tensor would take ~1.3 µs per step, and silently
+overwrite what a caller kept).
 """
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
 from . import engines

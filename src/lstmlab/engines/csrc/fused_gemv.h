@@ -162,7 +162,8 @@ void gemv_packed(scalar_t* out, int64_t ldo, const scalar_t* init, GemvInput<sca
       }
     }
   };
-  if (panels > 1 && batch * k_total * w.cols >= kParallelMacs && at::get_num_threads() > 1 && !at::in_parallel_region()) {
+  const bool large = batch * k_total * w.cols >= kParallelMacs;
+  if (panels > 1 && large && at::get_num_threads() > 1 && !at::in_parallel_region()) {
     at::parallel_for(0, panels, 1, run);
   } else {
     run(0, panels);
