@@ -86,11 +86,11 @@ inline void panel_f32(float* out, int64_t ldo, const float* init, const GemvInpu
   auto segment = [&](const float* a, int64_t lda, int64_t begin, int64_t end) {
     for (int64_t k = begin; k < end; ++k) {
       const float* row = w + k * (16 * V);
-      __m512 wv[V];
-      for (int v = 0; v < V; ++v) wv[v] = _mm512_loadu_ps(row + 16 * v);
-      for (int r = 0; r < R; ++r) {
-        const __m512 s = _mm512_set1_ps(a[r * lda + (k - begin)]);
-        for (int v = 0; v < V; ++v) acc[r][v] = _mm512_fmadd_ps(s, wv[v], acc[r][v]);
+      __m512 s[R];  // R broadcasts + one weight register + R * V sums: at most 3 + 1 + 24 of 32 registers
+      for (int r = 0; r < R; ++r) s[r] = _mm512_set1_ps(a[r * lda + (k - begin)]);
+      for (int v = 0; v < V; ++v) {
+        const __m512 weight = _mm512_loadu_ps(row + 16 * v);
+        for (int r = 0; r < R; ++r) acc[r][v] = _mm512_fmadd_ps(s[r], weight, acc[r][v]);
       }
     }
   };
