@@ -92,8 +92,8 @@ class PackedStack {
   int64_t num_layers() const { return static_cast<int64_t>(layers_.size()); }
   const StreamLayer& layer(int64_t l) const { return layers_[l]; }
 
-  // x (B, I) (or (I,) when B = 1); h (L, B, P) and c (L, B, H) updated in place; y (B, P) gets the top layer's h.
-  // All contiguous, of this stack's dtype and shapes (the callers check).
+  // x (B, I) (or (I,) when B = 1); h (L, B, P) and c (L, B, H) updated in place; y (B, P)
+  // gets the top layer's h. All contiguous, of this stack's dtype and shapes (callers check).
   void run(const torch::Tensor& x, torch::Tensor& h, torch::Tensor& c, torch::Tensor& y) const {
     AT_DISPATCH_FLOATING_TYPES(dtype_, "stream_step", [&] {
       dispatch_variant(layers_[0].peephole.numel() > 0, coupled_, [&](auto peephole_flag, auto coupled_flag) {
