@@ -184,8 +184,9 @@ class LSTM(nn.Module):
         x_t: (B, I) or (I,); state: (h, c) shaped like hx, (L, B, P) and (L, B, H), zeros
         if None. Returns y_t (B, P) (the top layer's h) and the new state, with the
         sequence call's numbers. Under torch.no_grad() it runs the fused engine's C++ step
-        (where it can: see `engines.fused.step_supported`); otherwise a one-step sequence
-        through the differentiable engines.
+        (where it can: see `engines.fused.step_supported`) on weights packed once per module
+        and re-packed when a parameter changes (`engines.fused.packed_step_weights`);
+        otherwise a one-step sequence through the differentiable engines.
         """
         if self.bidirectional:
             raise ValueError("step: expected a unidirectional LSTM (the reverse direction needs the "

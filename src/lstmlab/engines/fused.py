@@ -223,7 +223,8 @@ def packed_step_weights(module):
     """The C++ `StepWeights` of a unidirectional `lstmlab.LSTM`: its weights packed once for
     one-step products (csrc/fused_gemv.h), re-packed by the step itself when a parameter
     changed (replaced, changed in place or given other storage). One per module, shared
-    by `LSTM.step` and every `lstmlab.Stream` of that module."""
+    by `LSTM.step` and every `lstmlab.Stream` of that module; it holds a packed copy of
+    the weights (their size again) for as long as the module lives."""
     packed = _packed_weights.get(module)
     if packed is None:  # the pack callable holds the module weakly: the cache entry dies with it
         pack = functools.partial(_module_step_weights, weakref.ref(module))

@@ -6,8 +6,9 @@
 // a multiple of kLanes). Panel p holds rows k = 0..K-1 of its columns, contiguous, as
 // W^T[k, cols]. One panel of a 1024-row product is 512 KiB, so it stays in L2 while every
 // batch row uses it. The kernel broadcasts a[r, k] and multiplies one contiguous panel
-// row: with AVX-512, 8 registers of 16 floats per batch row, the sums stay in registers
-// for the whole K loop. The input can come in two segments (x, then h), which lets one
+// row: with AVX-512, 8 registers of 16 floats per batch row (up to 3 rows at once), the
+// sums stay in registers for the whole K loop; with AVX2, blocks of 64 columns of one row.
+// float64 (the test dtype) and other builds take a plain loop that the compiler vectorises. The input can come in two segments (x, then h), which lets one
 // product cover [W_ih | W_hh] without copying x and h next to each other.
 #pragma once
 
@@ -18,7 +19,7 @@
 #include <cstdint>
 #include <cstring>
 
-#if defined(__AVX512F__)
+#if defined(__AVX512F__) || defined(__AVX2__)
 #include <immintrin.h>
 #endif
 
@@ -116,6 +117,41 @@ inline void panel_f32_rows(float* out, int64_t ldo, const float* init, const Gem
 }
 #endif
 
+#if defined(__AVX2__) && !defined(__AVX512F__)
+// Columns [0, 8 V) of one panel (row stride `width`) for one batch row, float, AVX2 (16
+// registers: V = 8 sums, one weight, one broadcast).
+template <int V>
+inline void panel_f32_avx2(float* out, const float* init, const GemvInput<float>& in, const float* w,
+                           int64_t k_total, int64_t width) {
+  __m256 acc[V];
+  for (int v = 0; v < V; ++v) acc[v] = init ? _mm256_loadu_ps(init + 8 * v) : _mm256_setzero_ps();
+  for (int64_t k = 0; k < k_total; ++k) {
+    const __m256 s = _mm256_set1_ps(k < in.k0 ? in.a0[k] : in.a1[k - in.k0]);
+    const float* row = w + k * width;
+    for (int v = 0; v < V; ++v) acc[v] = _mm256_fmadd_ps(s, _mm256_loadu_ps(row + 8 * v), acc[v]);
+  }
+  for (int v = 0; v < V; ++v) _mm256_storeu_ps(out + 8 * v, acc[v]);
+}
+
+// One panel for `rows` batch rows: column blocks of 64 (the last one 16, 32 or 48 wide).
+inline void panel_f32_avx2_rows(float* out, int64_t ldo, const float* init, const GemvInput<float>& in,
+                                const float* w, int64_t k_total, int64_t width, int64_t rows) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const GemvInput<float> row_in{in.a0 + r * in.lda0, in.lda0, in.k0, in.a1 + r * in.lda1, in.lda1};
+    for (int64_t col = 0; col < width; col += 64) {
+      const float* block_init = init ? init + col : nullptr;
+      float* block_out = out + r * ldo + col;
+      switch (std::min<int64_t>(64, width - col) / 16) {
+        case 1: panel_f32_avx2<2>(block_out, block_init, row_in, w + col, k_total, width); break;
+        case 2: panel_f32_avx2<4>(block_out, block_init, row_in, w + col, k_total, width); break;
+        case 3: panel_f32_avx2<6>(block_out, block_init, row_in, w + col, k_total, width); break;
+        default: panel_f32_avx2<8>(block_out, block_init, row_in, w + col, k_total, width);
+      }
+    }
+  }
+}
+#endif
+
 // One panel for `rows` batch rows, any type: the compiler vectorises the j loops.
 template <typename scalar_t>
 inline void panel_generic(scalar_t* out, int64_t ldo, const scalar_t* init, const GemvInput<scalar_t>& in,
@@ -155,6 +191,11 @@ void gemv_packed(scalar_t* out, int64_t ldo, const scalar_t* init, GemvInput<sca
           else panel_f32_rows<1>(out_rows, ldo, panel_init, part, panel, k_total, width);
           r += take;
           continue;
+        }
+#elif defined(__AVX2__)
+        if constexpr (std::is_same_v<scalar_t, float>) {
+          panel_f32_avx2_rows(out_rows, ldo, panel_init, part, panel, k_total, width, batch - r);
+          break;
         }
 #endif
         panel_generic(out_rows, ldo, panel_init, part, panel, k_total, width, 1);
