@@ -219,9 +219,9 @@ def test_stream_errors_name_what_was_expected():
     assert stream(torch.randn(2, 4).T.contiguous().T).shape == (2, 6)  # any strides are fine
 
 
-AVX2_CHECK = """
-import torch, lstmlab
-assert lstmlab.engines.fused.capability() == "AVX2", lstmlab.engines.fused.capability()
+OTHER_BUILD_CHECK = """
+import sys, torch, lstmlab
+assert lstmlab.engines.fused.capability() == sys.argv[1], lstmlab.engines.fused.capability()
 lstm = lstmlab.LSTM(70, 40, num_layers=2, proj_size=20, peephole=True).eval()
 x = torch.randn(5, 4, 70)
 stream = lstmlab.Stream(lstm, batch_size=4)
@@ -233,11 +233,13 @@ print("ok")
 
 
 @pytest.mark.slow
-def test_stream_on_the_avx2_build(tmp_path):
-    """The step's generic kernels (no AVX-512), in a process whose torch reports AVX2."""
-    env = dict(os.environ, ATEN_CPU_CAPABILITY="avx2", LSTMLAB_CACHE=str(tmp_path),
+@pytest.mark.parametrize("capability", ["AVX2", "DEFAULT"])
+def test_stream_on_the_other_builds(tmp_path, capability):
+    """The step's AVX2 and plain-loop kernels, in a process whose torch reports that capability."""
+    env = dict(os.environ, ATEN_CPU_CAPABILITY=capability.lower(), LSTMLAB_CACHE=str(tmp_path),
                PYTHONPATH=str(Path(lstmlab.__file__).parents[1]))
-    done = subprocess.run([sys.executable, "-c", AVX2_CHECK], env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run([sys.executable, "-c", OTHER_BUILD_CHECK, capability], env=env, capture_output=True,
+                          text=True, timeout=600)
     assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-2000:]
 
 
