@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import os
 import platform
 import statistics
 import subprocess
@@ -184,7 +185,9 @@ def streaming_main(args) -> int:
     lines = ["# Streaming benchmark (CPU)", "", f"Machine: {machine_line(args.threads)}.", "",
              f"Command: `python benchmarks/engine.py --streaming{' --quick' if args.quick else ''} --rounds "
              f"{args.rounds} --threads {args.threads}`. Medians of {args.rounds} interleaved rounds after warm-up "
-             "(each round runs 200 steps, 2000 for H <= 128); Stream / LSTMCell < 1 is faster.", "",
+             "(each round runs 200 steps, 2000 for H <= 128); Stream / LSTMCell < 1 is faster. Load average "
+             f"(1, 5, 15 min) when the run ended: {', '.join(f'{v:.1f}' for v in os.getloadavg())} on "
+             f"{os.cpu_count()} CPUs: wall-clock times grow when other processes share the cores.", "",
              *streaming_table(rows)]
     out = STREAM_RESULTS if args.out == RESULTS else args.out
     out.parent.mkdir(parents=True, exist_ok=True)
