@@ -160,9 +160,20 @@ def streaming(rounds, steps=200):
             for x in xs:
                 stream(x)
 
+        cpu = {"torch.nn.LSTMCell": [], "LSTM.step": [], "Stream": []}  # process CPU time, all threads
+
+        def with_cpu(name, fn):
+            def run():
+                start = time.process_time()
+                fn()
+                cpu[name].append(time.process_time() - start)
+            return run
+
+        contenders = {"torch.nn.LSTMCell": run_cell, "LSTM.step": run_step, "Stream": run_stream}
         with torch.no_grad():
-            times = interleaved({"torch.nn.LSTMCell": run_cell, "LSTM.step": run_step, "Stream": run_stream}, rounds)
+            times = interleaved({name: with_cpu(name, fn) for name, fn in contenders.items()}, rounds)
         per_step = {k: v / count * 1e6 for k, v in times.items()}
+        per_step.update({f"{k} CPU": statistics.median(v[-rounds:]) / count * 1e6 for k, v in cpu.items()})
         rows.append((hidden, per_step))
         print(f"  streaming H={hidden}: " + ", ".join(f"{k} {v:.1f} µs" for k, v in per_step.items()), flush=True)
     return rows
@@ -170,23 +181,28 @@ def streaming(rounds, steps=200):
 
 def streaming_table(rows) -> list[str]:
     lines = ["### streaming (batch 1, I = H, µs per step, no autograd)", "",
-             "| H | torch.nn.LSTMCell | lstmlab LSTM.step | lstmlab Stream | Stream / LSTMCell |", "|---|---|---|---|---|"]
+             "Wall-clock medians; CPU = the process's CPU time per step (all its threads), which other "
+             "processes on the shared cores do not inflate.", "",
+             "| H | torch.nn.LSTMCell | lstmlab LSTM.step | lstmlab Stream | Stream / LSTMCell | LSTMCell CPU "
+             "| Stream CPU |", "|---|---|---|---|---|---|---|"]
     for hidden, times in rows:
         base = times["torch.nn.LSTMCell"]
         lines.append(f"| {hidden} | {base:.1f} | {times['LSTM.step']:.1f} | {times['Stream']:.1f} | "
-                     f"{times['Stream'] / base:.2f}x |")
+                     f"{times['Stream'] / base:.2f}x | {times['torch.nn.LSTMCell CPU']:.1f} | "
+                     f"{times['Stream CPU']:.1f} |")
     return lines + [""]
 
 
 def streaming_main(args) -> int:
     """`--streaming`: the streaming section alone, written to results/stream-cpu.md."""
     print(machine_line(args.threads))
-    rows = streaming(args.rounds, steps=20 if args.quick else 200)
+    steps = 20 if args.quick else 200
+    rows = streaming(args.rounds, steps=steps)
     lines = ["# Streaming benchmark (CPU)", "", f"Machine: {machine_line(args.threads)}.", "",
              f"Command: `python benchmarks/engine.py --streaming{' --quick' if args.quick else ''} --rounds "
              f"{args.rounds} --threads {args.threads}`. Medians of {args.rounds} interleaved rounds after warm-up "
-             "(each round runs 200 steps, 2000 for H <= 128); Stream / LSTMCell < 1 is faster. Load average "
-             f"(1, 5, 15 min) when the run ended: {', '.join(f'{v:.1f}' for v in os.getloadavg())} on "
+             f"(each round runs {steps} steps, {10 * steps} for H <= 128); Stream / LSTMCell < 1 is faster. "
+             f"Load average (1, 5, 15 min) when the run ended: {', '.join(f'{v:.1f}' for v in os.getloadavg())} on "
              f"{os.cpu_count()} CPUs: wall-clock times grow when other processes share the cores.", "",
              *streaming_table(rows)]
     out = STREAM_RESULTS if args.out == RESULTS else args.out
