@@ -2,6 +2,7 @@
 
     python benchmarks/engine.py            # full table -> benchmarks/results/engine-cpu.md
     python benchmarks/engine.py --quick    # fewer shapes and rounds (smoke run)
+    python benchmarks/engine.py --streaming  # the streaming section alone -> benchmarks/results/stream-cpu.md
 
 Method: one process, `--threads` threads (default 2), every case warmed up, then
 `--rounds` interleaved rounds (each round times every contender once, in turn, so load
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import os
 import platform
 import statistics
 import subprocess
@@ -127,14 +129,21 @@ def engine_name(shape, options, variant_options, trace) -> str:
     return lstmlab.engines.select(module.engine, module.spec, need_trace=trace)[0]
 
 
+STREAM_RESULTS = RESULTS.with_name("stream-cpu.md")
+STREAM_HIDDEN = (64, 256, 512)
+
+
 def streaming(rounds, steps=200):
-    """µs per step, batch 1: torch.nn.LSTMCell vs lstmlab.LSTM.step (no_grad) and lstmlab.Stream."""
+    """µs per step, batch 1: torch.nn.LSTMCell vs lstmlab.LSTM.step (no_grad) and lstmlab.Stream.
+
+    Each timing runs `steps` steps (10x as many for H <= 128, whose steps take microseconds)."""
     rows = []
-    for hidden in (64, 512):
+    for hidden in STREAM_HIDDEN:
+        count = steps * 10 if hidden <= 128 else steps
         cell = torch.nn.LSTMCell(hidden, hidden)
         lstm = lstmlab.LSTM(hidden, hidden).eval()
         stream = lstmlab.Stream(lstm)
-        xs = torch.randn(steps, 1, hidden)
+        xs = list(torch.randn(count, 1, hidden))
 
         def run_cell():
             state = None
@@ -151,12 +160,56 @@ def streaming(rounds, steps=200):
             for x in xs:
                 stream(x)
 
+        cpu = {"torch.nn.LSTMCell": [], "LSTM.step": [], "Stream": []}  # process CPU time, all threads
+
+        def with_cpu(name, fn):
+            def run():
+                start = time.process_time()
+                fn()
+                cpu[name].append(time.process_time() - start)
+            return run
+
+        contenders = {"torch.nn.LSTMCell": run_cell, "LSTM.step": run_step, "Stream": run_stream}
         with torch.no_grad():
-            times = interleaved({"torch.nn.LSTMCell": run_cell, "LSTM.step": run_step, "Stream": run_stream}, rounds)
-        per_step = {k: v / steps * 1e6 for k, v in times.items()}
+            times = interleaved({name: with_cpu(name, fn) for name, fn in contenders.items()}, rounds)
+        per_step = {k: v / count * 1e6 for k, v in times.items()}
+        per_step.update({f"{k} CPU": statistics.median(v[-rounds:]) / count * 1e6 for k, v in cpu.items()})
         rows.append((hidden, per_step))
-        print(f"  streaming H={hidden}: " + ", ".join(f"{k} {v:.1f} µs" for k, v in per_step.items()))
+        print(f"  streaming H={hidden}: " + ", ".join(f"{k} {v:.1f} µs" for k, v in per_step.items()), flush=True)
     return rows
+
+
+def streaming_table(rows) -> list[str]:
+    lines = ["### streaming (batch 1, I = H, µs per step, no autograd)", "",
+             "Wall-clock medians; CPU = the process's CPU time per step (all its threads), which other "
+             "processes on the shared cores do not inflate.", "",
+             "| H | torch.nn.LSTMCell | lstmlab LSTM.step | lstmlab Stream | Stream / LSTMCell | LSTMCell CPU "
+             "| Stream CPU |", "|---|---|---|---|---|---|---|"]
+    for hidden, times in rows:
+        base = times["torch.nn.LSTMCell"]
+        lines.append(f"| {hidden} | {base:.1f} | {times['LSTM.step']:.1f} | {times['Stream']:.1f} | "
+                     f"{times['Stream'] / base:.2f}x | {times['torch.nn.LSTMCell CPU']:.1f} | "
+                     f"{times['Stream CPU']:.1f} |")
+    return lines + [""]
+
+
+def streaming_main(args) -> int:
+    """`--streaming`: the streaming section alone, written to results/stream-cpu.md."""
+    print(machine_line(args.threads))
+    steps = 20 if args.quick else 200
+    rows = streaming(args.rounds, steps=steps)
+    lines = ["# Streaming benchmark (CPU)", "", f"Machine: {machine_line(args.threads)}.", "",
+             f"Command: `python benchmarks/engine.py --streaming{' --quick' if args.quick else ''} --rounds "
+             f"{args.rounds} --threads {args.threads}`. Medians of {args.rounds} interleaved rounds after warm-up "
+             f"(each round runs {steps} steps, {10 * steps} for H <= 128); Stream / LSTMCell < 1 is faster. "
+             f"Load average (1, 5, 15 min) when the run ended: {', '.join(f'{v:.1f}' for v in os.getloadavg())} on "
+             f"{os.cpu_count()} CPUs: wall-clock times grow when other processes share the cores.", "",
+             *streaming_table(rows)]
+    out = STREAM_RESULTS if args.out == RESULTS else args.out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines), encoding="utf-8")
+    print(f"wrote {out}")
+    return 0
 
 
 def machine_line(threads) -> str:
@@ -188,9 +241,12 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     parser.add_argument("--quick", action="store_true", help="two tiny shapes, short streaming (smoke run)")
     parser.add_argument("--out", type=Path, default=RESULTS, help=f"results file (default {RESULTS})")
+    parser.add_argument("--streaming", action="store_true", help=f"the streaming section only -> {STREAM_RESULTS.name}")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    if args.streaming:
+        return streaming_main(args)
     shapes = [(str(s), s, {}) for s in SHAPES] + EXTRA
     if args.quick:  # a smoke run: tiny shapes, the same code paths
         shapes = [(str(s), s, {}) for s in ((20, 4, 16, 32), (30, 1, 8, 16))]
@@ -206,12 +262,7 @@ def main(argv=None) -> int:
              f"{peak:.0f} GFLOP/s.", ""]
     for mode, rows in sections.items():
         lines += table(rows, peak, mode)
-    lines += ["### streaming (batch 1, µs per step, no autograd)", "",
-              "| H | torch.nn.LSTMCell | lstmlab LSTM.step | lstmlab Stream | Stream / LSTMCell |", "|---|---|---|---|---|"]
-    for hidden, times in stream:
-        base = times["torch.nn.LSTMCell"]
-        lines.append(f"| {hidden} | {base:.1f} | {times['LSTM.step']:.1f} | {times['Stream']:.1f} | "
-                     f"{times['Stream'] / base:.2f}x |")
+    lines += streaming_table(stream)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
     print(f"wrote {args.out}")

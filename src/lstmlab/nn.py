@@ -184,8 +184,9 @@ class LSTM(nn.Module):
         x_t: (B, I) or (I,); state: (h, c) shaped like hx, (L, B, P) and (L, B, H), zeros
         if None. Returns y_t (B, P) (the top layer's h) and the new state, with the
         sequence call's numbers. Under torch.no_grad() it runs the fused engine's C++ step
-        (where it can: see `engines.fused.step_supported`); otherwise a one-step sequence
-        through the differentiable engines.
+        (where it can: see `engines.fused.step_supported`) on weights packed once per module
+        and re-packed when a parameter changes (`engines.fused.packed_step_weights`);
+        otherwise a one-step sequence through the differentiable engines.
         """
         if self.bidirectional:
             raise ValueError("step: expected a unidirectional LSTM (the reverse direction needs the "
@@ -207,8 +208,7 @@ class LSTM(nn.Module):
         shapes = ((self.num_layers, self.proj_size or self.hidden_size), (self.num_layers, self.hidden_size))
         h0, c0 = initial_state(state, x.shape[0], shapes, unbatched, x)
         h, c = h0.clone(memory_format=torch.contiguous_format), c0.clone(memory_format=torch.contiguous_format)
-        layers = [layer_weights(self, suffix) for suffix in self._suffixes]
-        y = engines.fused.stream_step(x, h, c, layers, self.spec)  # updates h, c
+        y = engines.fused.stream_step(self, x, h, c)  # updates h, c; weights packed once per module
         if unbatched:
             return y[0], (h[:, 0], c[:, 0])
         return y, (h, c)

@@ -21,10 +21,12 @@ cached under ``$LSTMLAB_CACHE`` (default ``~/.cache/lstmlab``).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import sys
 import warnings
+import weakref
 from pathlib import Path
 
 import torch
@@ -32,6 +34,7 @@ from torch import Tensor
 
 from ..cell import CellSpec, LayerWeights, input_gates, recurrent_weight, zoneout_keep
 from ..inputs import valid_mask
+from ..parameters import layer_weights
 from .base import EngineResult, SequenceBatch
 from .reference import forward_layers
 from .native import previous_states
@@ -203,10 +206,37 @@ def step_weights(layers: list[LayerWeights], like: Tensor) -> list[Tensor]:
     return flat
 
 
-def stream_step(x: Tensor, h: Tensor, c: Tensor, layers: list[LayerWeights], spec: CellSpec) -> Tensor:
-    """One step of a unidirectional stack without autograd, in C++; updates h, c in place.
+def _module_step_weights(module_ref) -> list[Tensor]:
+    """`step_weights` of the module behind a weak reference (what `StepWeights` re-packs from)."""
+    module = module_ref()
+    if module is None:
+        raise RuntimeError("the LSTM of this step was garbage-collected")
+    with torch.no_grad():
+        layers = [layer_weights(module, suffix) for suffix in module._suffixes]
+        return step_weights(layers, module.weight_ih_l0)
+
+
+_packed_weights: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def packed_step_weights(module):
+    """The C++ `StepWeights` of a unidirectional `lstmlab.LSTM`: its weights packed once for
+    one-step products (csrc/fused_gemv.h), re-packed by the step itself when a parameter
+    changed (replaced, changed in place or given other storage). One per module, shared
+    by `LSTM.step` and every `lstmlab.Stream` of that module; it holds a packed copy of
+    the weights (their size again) for as long as the module lives."""
+    packed = _packed_weights.get(module)
+    if packed is None:  # the pack callable holds the module weakly: the cache entry dies with it
+        pack = functools.partial(_module_step_weights, weakref.ref(module))
+        packed = load_extension().StepWeights(module._parameters, pack, module.spec.coupled)
+        _packed_weights[module] = packed
+    return packed
+
+
+def stream_step(module, x: Tensor, h: Tensor, c: Tensor) -> Tensor:
+    """One step of a unidirectional `lstmlab.LSTM` without autograd, in C++; updates h, c in place.
 
     x: (B, I); h: (L, B, P); c: (L, B, H), both contiguous and owned by the caller.
-    Returns the top layer's new h (B, P).
+    Returns the top layer's new h (B, P), a new tensor.
     """
-    return load_extension().step(x.contiguous(), h, c, step_weights(layers, x), spec.coupled)
+    return packed_step_weights(module).step(x.contiguous(), h, c)

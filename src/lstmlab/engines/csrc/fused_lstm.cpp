@@ -296,5 +296,5 @@ std::vector<torch::Tensor> fused_backward(torch::Tensor d_hiddens, torch::Tensor
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("forward", &fused_forward, "fused LSTM layer-direction forward");
   m.def("backward", &fused_backward, "fused LSTM layer-direction backward");
-  m.def("step", &fused_step, "one streaming step of a unidirectional stack (inference, in place)");
+  lstmlab_fused::bind_stream(m);  // StepWeights, StreamState: the streaming step (fused_step.h)
 }
