@@ -106,6 +106,29 @@ def test_fused_odd_sizes(sizes, variant):
     compare_engines("fused", variant, **sizes)
 
 
+# Sizes where the packed, thread-team loops (csrc/fused_recurrent.h) split the work: at least
+# 2^16 multiply-adds per step (B * 4H * H); H=45 is not a multiple of a vector's lanes, B=9
+# and B=7 not multiples of the kernel's row block, and B=1 gives tiles of one row.
+TEAM_SIZES = [dict(batch=9, hidden=45, input_size=7), dict(batch=7, hidden=61, steps=7),
+              dict(batch=1, hidden=131, input_size=3)]
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3], ids=lambda n: f"threads={n}")
+@pytest.mark.parametrize("sizes", TEAM_SIZES, ids=["B9-H45", "B7-H61", "B1-H131"])
+@pytest.mark.parametrize("variant", [dict(), dict(peephole=True), dict(coupled=True, bidirectional=True)],
+                         ids=["plain", "peephole", "coupled-bidirectional"])
+def test_fused_packed_loops_with_a_thread_team(variant, sizes, threads):
+    """1 thread runs the loop serially; 2 split each step; 3 is more threads than this
+    machine's cores (parts are then claimed by whichever thread comes first)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        compare_engines("fused", variant, **sizes)
+        compare_engines("fused", variant, packed=True, **sizes)
+    finally:
+        torch.set_num_threads(previous)
+
+
 def engine_errors_float32(engine, options, steps=20, batch=64, input_size=40, hidden=96):
     """Max abs error vs the float64 reference, per compared tensor, of float32 `engine` and
     of the float32 reference (the rounding any float32 engine must live with)."""

@@ -19,6 +19,7 @@
 #include "fused_kernels.h"
 #include "fused_layer_norm.h"
 #include "fused_math.h"
+#include "fused_recurrent.h"
 #include "fused_step.h"
 
 namespace {
@@ -60,6 +61,67 @@ void layer_norm_rows(const scalar_t* x_gates, StepPointers<scalar_t> p, scalar_t
   }
 }
 
+// The packed-weight, thread-team loops (fused_recurrent.h) run the cells without layer
+// norm, projection or zoneout; the others take the per-step loops below.
+bool packed_loops(bool layer_norm, bool project, bool zone_c, bool zone_h) {
+  return !layer_norm && !project && !zone_c && !zone_h;
+}
+
+// Forward on the packed loop: fills gates, cells, hiddens (T,B,H) and h_state, c_state.
+void forward_packed(const torch::Tensor& input_gates, const torch::Tensor& w_hh, const torch::Tensor& peephole,
+                    const torch::Tensor& lengths, torch::Tensor& gates, torch::Tensor& cells, torch::Tensor& hiddens,
+                    torch::Tensor& h_state, torch::Tensor& c_state, bool reverse, bool coupled) {
+  const int64_t steps = input_gates.size(0), batch = input_gates.size(1), hidden = c_state.size(1);
+  auto h_other = torch::empty_like(h_state);
+  AT_DISPATCH_FLOATING_TYPES(input_gates.scalar_type(), "forward_packed", [&] {
+    auto packed = pack_forward<scalar_t>(w_hh, hidden);
+    ForwardLoop<scalar_t> loop{input_gates.data_ptr<scalar_t>(),
+                               gates.data_ptr<scalar_t>(),
+                               cells.data_ptr<scalar_t>(),
+                               hiddens.data_ptr<scalar_t>(),
+                               {h_state.data_ptr<scalar_t>(), h_other.data_ptr<scalar_t>()},
+                               c_state.data_ptr<scalar_t>(),
+                               peephole.numel() ? peephole.data_ptr<scalar_t>() : nullptr,
+                               packed.data_ptr<scalar_t>(),
+                               lengths.numel() ? lengths.data_ptr<int64_t>() : nullptr,
+                               steps, batch, hidden, reverse};
+    dispatch_variant(peephole.numel() > 0, coupled, [&](auto peephole_flag, auto coupled_flag) {
+      forward_loop<scalar_t, decltype(peephole_flag)::value, decltype(coupled_flag)::value>(loop);
+    });
+  });
+  if (steps % 2) h_state.copy_(h_other);  // the last step wrote the other buffer
+}
+
+// Backward on the packed loop: fills dz, dh_total and turns dh_next, dc_next (dL/dh_n,
+// dL/dc_n) into dL/dh_0, dL/dc_0.
+void backward_packed(const torch::Tensor& d_hiddens, const torch::Tensor& d_gates_trace,
+                     const torch::Tensor& d_cells_trace, const torch::Tensor& gates, const torch::Tensor& cells,
+                     const torch::Tensor& c_prev, const torch::Tensor& w_hh, const torch::Tensor& peephole,
+                     const torch::Tensor& lengths, torch::Tensor& dz, torch::Tensor& dh_total, torch::Tensor& dh_next,
+                     torch::Tensor& dc_next, bool reverse, bool coupled) {
+  const int64_t steps = gates.size(0), batch = gates.size(1), hidden = cells.size(2);
+  AT_DISPATCH_FLOATING_TYPES(gates.scalar_type(), "backward_packed", [&] {
+    auto packed = pack_backward<scalar_t>(w_hh);
+    BackwardLoop<scalar_t> loop{d_hiddens.data_ptr<scalar_t>(),
+                                d_gates_trace.data_ptr<scalar_t>(),
+                                d_cells_trace.data_ptr<scalar_t>(),
+                                gates.data_ptr<scalar_t>(),
+                                cells.data_ptr<scalar_t>(),
+                                c_prev.data_ptr<scalar_t>(),
+                                peephole.numel() ? peephole.data_ptr<scalar_t>() : nullptr,
+                                packed.data_ptr<scalar_t>(),
+                                lengths.numel() ? lengths.data_ptr<int64_t>() : nullptr,
+                                dz.data_ptr<scalar_t>(),
+                                dh_total.data_ptr<scalar_t>(),
+                                dh_next.data_ptr<scalar_t>(),
+                                dc_next.data_ptr<scalar_t>(),
+                                steps, batch, hidden, reverse};
+    dispatch_variant(peephole.numel() > 0, coupled, [&](auto peephole_flag, auto coupled_flag) {
+      backward_loop<scalar_t, decltype(peephole_flag)::value, decltype(coupled_flag)::value>(loop);
+    });
+  });
+}
+
 }  // namespace
 
 // Returns {gates (T,B,4H), C (T,B,H), M (T,B,H), H (T,B,P), h_n (B,P), c_n (B,H)}, then for
@@ -90,6 +152,11 @@ std::vector<torch::Tensor> fused_forward(torch::Tensor input_gates, torch::Tenso
   if (ln.on()) {
     saved = {torch::empty_like(input_gates), torch::empty({steps, batch}, c0.options()),
              torch::empty({steps, batch, hidden}, c0.options()), torch::empty({steps, batch}, c0.options())};
+  }
+  if (packed_loops(ln.on(), project, zone_c, zone_h)) {
+    forward_packed(input_gates, w_hh, peephole, lengths, gates, cells, hidden_pre, h_state, c_state, reverse, coupled);
+    return {gates, cells, hidden_pre, hiddens, h_state, c_state, saved.r_hat, saved.rstd_r, saved.c_hat,
+            saved.rstd_c, cells_fresh};
   }
   const auto options = c0.options();
   AT_DISPATCH_FLOATING_TYPES(input_gates.scalar_type(), "fused_forward", [&] {
@@ -215,6 +282,11 @@ std::vector<torch::Tensor> fused_backward(torch::Tensor d_hiddens, torch::Tensor
   auto carry_c = zone_c ? torch::zeros_like(dc_n) : torch::Tensor();
   auto dc_total = zone_c ? torch::empty_like(dc_n) : torch::Tensor();
   auto no_trace_grad = zone_c ? torch::zeros_like(dc_n) : torch::Tensor();
+  if (packed_loops(ln.on(), project, zone_c, zone_h)) {
+    backward_packed(d_hiddens, d_gates_trace, d_cells_trace, gates, cells, c_prev, w_hh, peephole, lengths, dz,
+                    dh_total, dh_next, dc_next, reverse, coupled);
+    return {dz, dh_next, dc_next, dh_total, d_rec, d_cell_ln};
+  }
   AT_DISPATCH_FLOATING_TYPES(gates.scalar_type(), "fused_backward", [&] {
     const scalar_t* peep = peephole.numel() ? peephole.data_ptr<scalar_t>() : nullptr;
     scalar_t* dh_run = dh_next.data_ptr<scalar_t>();

@@ -1,0 +1,95 @@
+// A thread team for a sequence of dependent rounds (the time steps of an LSTM loop),
+// with one wait per round and no deadlock whatever the thread pool does.
+//
+// Each round's work is cut into `parts` (e.g. ranges of hidden units); round r+1 may
+// read anything round r wrote. The team is torch's own pool (at::parallel_for over the
+// thread count), so the extension needs no OpenMP runtime of its own (a second runtime
+// would spin against torch's libgomp on the same cores).
+//
+// Why not a plain barrier: at::parallel_for may give one invocation several indices, run
+// the invocations one after another (nested in another parallel region, or one thread),
+// or start one late on a busy machine. A barrier that counts threads would deadlock or
+// stall there. Instead parts are *claimed*: a part of round r is taken by whichever thread
+// claims it first (each thread tries its own part first, so on a quiet machine every
+// thread keeps its own weights in its own cache), and round r+1 starts once all parts of
+// round r are *done*. A thread only ever waits for parts that a running thread has
+// claimed, so one thread alone finishes everything, and a descheduled thread's part is
+// taken over instead of waited for.
+#pragma once
+
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <thread>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
+
+namespace lstmlab_fused {
+
+constexpr int64_t kMaxParts = 64;
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  _mm_pause();
+#endif
+}
+
+// Shared state of one team run: per part, the last round claimed; overall, parts done.
+struct TeamState {
+  std::atomic<int64_t> claimed[kMaxParts];
+  std::atomic<int64_t> done{0};
+  explicit TeamState(int64_t parts) {
+    for (int64_t p = 0; p < parts; ++p) claimed[p].store(-1, std::memory_order_relaxed);
+  }
+};
+
+// Spins until at least `target` parts are done; yields the core now and then, since the
+// thread it waits for may need this very core (2 cores shared with other processes).
+inline void wait_done(const TeamState& state, int64_t target) {
+  for (int64_t spins = 0; state.done.load(std::memory_order_acquire) < target; ++spins) {
+    if (spins < 256) cpu_relax();  // ~10-40 us (a pause costs 40-140 cycles), then give the core away
+    else std::this_thread::yield();
+  }
+}
+
+// One thread's share: every round, wait for the previous one, then claim and run parts,
+// starting with part `first` (this thread's own).
+template <typename Work>
+void team_member(TeamState& state, int64_t rounds, int64_t parts, int64_t first, const Work& work) {
+  for (int64_t round = state.done.load(std::memory_order_acquire) / parts; round < rounds; ++round) {
+    wait_done(state, round * parts);
+    for (int64_t k = 0; k < parts; ++k) {
+      const int64_t part = (first + k) % parts;
+      int64_t expected = round - 1;
+      if (!state.claimed[part].compare_exchange_strong(expected, round, std::memory_order_acq_rel)) continue;
+      work(part, round);
+      state.done.fetch_add(1, std::memory_order_acq_rel);
+    }
+  }
+}
+
+// Runs work(part, round) for every round in order and every part of it, on up to
+// `threads` threads (the caller's pool); serially when threads <= 1, parts <= 1, or when
+// already inside a parallel region. Returns after everything is done.
+template <typename Work>
+void run_rounds(int64_t rounds, int64_t parts, int64_t threads, const Work& work) {
+  parts = std::min(parts, kMaxParts);
+  if (threads <= 1 || parts <= 1 || at::in_parallel_region()) {
+    for (int64_t round = 0; round < rounds; ++round)
+      for (int64_t part = 0; part < parts; ++part) work(part, round);
+    return;
+  }
+  TeamState state(parts);
+  at::parallel_for(0, threads, 1, [&](int64_t begin, int64_t end) {
+    (void)end;
+    team_member(state, rounds, parts, begin % parts, work);
+  });
+  // Every invocation has returned, and a round ends only when all its parts are done; a
+  // pool that ran fewer invocations than asked still finished everything (see above).
+}
+
+}  // namespace lstmlab_fused
