@@ -113,10 +113,11 @@ TEAM_SIZES = [dict(batch=9, hidden=45, input_size=7), dict(batch=7, hidden=61, s
               dict(batch=1, hidden=131, input_size=3)]
 
 
-@pytest.mark.parametrize("threads", [1, 2, 3], ids=lambda n: f"threads={n}")
+@pytest.mark.parametrize("threads", [1, 2, 3], ids=lambda n: f"{n}threads")
 @pytest.mark.parametrize("sizes", TEAM_SIZES, ids=["B9-H45", "B7-H61", "B1-H131"])
-@pytest.mark.parametrize("variant", [dict(), dict(peephole=True), dict(coupled=True, bidirectional=True)],
-                         ids=["plain", "peephole", "coupled-bidirectional"])
+@pytest.mark.parametrize("variant", [dict(), dict(peephole=True), dict(coupled=True, bidirectional=True),
+                                     dict(layer_norm=True), dict(layer_norm=True, peephole=True, coupled=True)],
+                         ids=["plain", "peephole", "coupled-bidirectional", "layer_norm", "layer_norm-peephole-coupled"])
 def test_fused_packed_loops_with_a_thread_team(variant, sizes, threads):
     """1 thread runs the loop serially; 2 split each step; 3 is more threads than this
     machine's cores (parts are then claimed by whichever thread comes first)."""
@@ -127,6 +128,28 @@ def test_fused_packed_loops_with_a_thread_team(variant, sizes, threads):
         compare_engines("fused", variant, packed=True, **sizes)
     finally:
         torch.set_num_threads(previous)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("capability", ["avx2", "default"])
+def test_fused_engine_on_a_cpu_without_avx512(capability):
+    """The AVX2 and the generic builds (narrower vectors, smaller row block) pass the
+    reference checks: torch is told the CPU has less (ATEN_CPU_CAPABILITY) in a fresh
+    process, which builds and loads the extension for that capability (cached)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {**os.environ, "ATEN_CPU_CAPABILITY": capability}
+    selection = ("test_fused_engine_builds or test_fused_matches_reference_float64 or test_fused_odd_sizes "
+                 "or (test_fused_packed_loops_with_a_thread_team and not 3threads) or float32")
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__, "-k", selection],
+                            env=env, capture_output=True, text=True, cwd=Path(__file__).parent.parent)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    probe = subprocess.run([sys.executable, "-c", "from lstmlab.engines import fused; print(fused.capability())"],
+                           env=env, capture_output=True, text=True)
+    assert probe.stdout.strip() == capability.upper(), probe.stdout + probe.stderr
 
 
 def engine_errors_float32(engine, options, steps=20, batch=64, input_size=40, hidden=96):

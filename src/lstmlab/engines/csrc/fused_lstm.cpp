@@ -20,61 +20,48 @@
 #include "fused_layer_norm.h"
 #include "fused_math.h"
 #include "fused_recurrent.h"
+#include "fused_recurrent_ln.h"
 #include "fused_step.h"
 
 namespace {
 
 using namespace lstmlab_fused;
 
-// Layer-norm weights of one layer-direction (all empty for the plain cell).
-struct LayerNormWeights {
-  torch::Tensor g_hh, g_c, b_c;  // (4H,), (H,), (H,)
-  bool on() const { return g_hh.numel() > 0; }
-};
-
-// Saved by the layer-norm forward for its backward: normalised r and c, and their rstd.
-struct LayerNormSaved {
-  torch::Tensor r_hat, rstd_r, c_hat, rstd_c;  // (T,B,4H), (T,B), (T,B,H), (T,B)
-};
-
-// One layer-norm step for batch rows [begin, end); padded rows are zeroed, state kept.
-template <typename scalar_t, bool Peephole, bool Coupled>
-void layer_norm_rows(const scalar_t* x_gates, StepPointers<scalar_t> p, scalar_t* r, scalar_t* c_hat,
-                     scalar_t* rstd_r, scalar_t* rstd_c, const LayerNormWeights& w, int64_t hidden,
-                     const int64_t* lengths, int64_t t, int64_t begin, int64_t end) {
-  const scalar_t* g_hh = w.g_hh.data_ptr<scalar_t>();
-  const scalar_t* g_c = w.g_c.data_ptr<scalar_t>();
-  const scalar_t* b_c = w.b_c.data_ptr<scalar_t>();
-  for (int64_t b = begin; b < end; ++b) {
-    const int64_t wide = b * 4 * hidden, narrow = b * hidden;
-    if (!is_valid(lengths, b, t)) {
-      std::fill(p.gates + wide, p.gates + wide + 4 * hidden, scalar_t(0));
-      std::fill(r + wide, r + wide + 4 * hidden, scalar_t(0));
-      for (scalar_t* row : {p.cell + narrow, p.hidden_pre + narrow, c_hat + narrow})
-        std::fill(row, row + hidden, scalar_t(0));
-      rstd_r[b] = rstd_c[b] = 0;
-      continue;
-    }
-    activate_row_ln<scalar_t, Peephole, Coupled>(x_gates + wide, r + wide, p.gates + wide, p.cell + narrow,
-                                                 c_hat + narrow, p.hidden_pre + narrow, p.c_state + narrow,
-                                                 rstd_r + b, rstd_c + b, p.peephole, g_hh, g_c, b_c, hidden);
-  }
-}
-
-// The packed-weight, thread-team loops (fused_recurrent.h) run the cells without layer
-// norm, projection or zoneout; the others take the per-step loops below.
-bool packed_loops(bool layer_norm, bool project, bool zone_c, bool zone_h) {
-  return !layer_norm && !project && !zone_c && !zone_h;
-}
+// The packed-weight, thread-team loops (fused_recurrent.h, fused_recurrent_ln.h) run the
+// cells without projection or zoneout; the others take the per-step loops below.
+bool packed_loops(bool project, bool zone_c, bool zone_h) { return !project && !zone_c && !zone_h; }
 
 // Forward on the packed loop: fills gates, cells, hiddens (T,B,H) and h_state, c_state.
+// With layer norm also fills `saved`.
 void forward_packed(const torch::Tensor& input_gates, const torch::Tensor& w_hh, const torch::Tensor& peephole,
-                    const torch::Tensor& lengths, torch::Tensor& gates, torch::Tensor& cells, torch::Tensor& hiddens,
-                    torch::Tensor& h_state, torch::Tensor& c_state, bool reverse, bool coupled) {
+                    const LayerNormWeights& ln, const torch::Tensor& lengths, torch::Tensor& gates,
+                    torch::Tensor& cells, torch::Tensor& hiddens, torch::Tensor& h_state, torch::Tensor& c_state,
+                    LayerNormSaved& saved, bool reverse, bool coupled) {
   const int64_t steps = input_gates.size(0), batch = input_gates.size(1), hidden = c_state.size(1);
-  auto h_other = torch::empty_like(h_state);
+  auto h_other = ln.on() ? h_state : torch::empty_like(h_state);
   AT_DISPATCH_FLOATING_TYPES(input_gates.scalar_type(), "forward_packed", [&] {
     auto packed = pack_forward<scalar_t>(w_hh, hidden);
+    if (ln.on()) {
+      LayerNormForwardLoop<scalar_t> loop{input_gates.data_ptr<scalar_t>(),
+                                          gates.data_ptr<scalar_t>(),
+                                          cells.data_ptr<scalar_t>(),
+                                          hiddens.data_ptr<scalar_t>(),
+                                          saved.r_hat.data_ptr<scalar_t>(),
+                                          saved.rstd_r.data_ptr<scalar_t>(),
+                                          saved.c_hat.data_ptr<scalar_t>(),
+                                          saved.rstd_c.data_ptr<scalar_t>(),
+                                          h_state.data_ptr<scalar_t>(),
+                                          c_state.data_ptr<scalar_t>(),
+                                          peephole.numel() ? peephole.data_ptr<scalar_t>() : nullptr,
+                                          &ln,
+                                          packed.data_ptr<scalar_t>(),
+                                          lengths.numel() ? lengths.data_ptr<int64_t>() : nullptr,
+                                          steps, batch, hidden, reverse};
+      dispatch_variant(peephole.numel() > 0, coupled, [&](auto peephole_flag, auto coupled_flag) {
+        ln_forward_loop<scalar_t, decltype(peephole_flag)::value, decltype(coupled_flag)::value>(loop);
+      });
+      return;
+    }
     ForwardLoop<scalar_t> loop{input_gates.data_ptr<scalar_t>(),
                                gates.data_ptr<scalar_t>(),
                                cells.data_ptr<scalar_t>(),
@@ -89,19 +76,46 @@ void forward_packed(const torch::Tensor& input_gates, const torch::Tensor& w_hh,
       forward_loop<scalar_t, decltype(peephole_flag)::value, decltype(coupled_flag)::value>(loop);
     });
   });
-  if (steps % 2) h_state.copy_(h_other);  // the last step wrote the other buffer
+  if (!ln.on() && steps % 2) h_state.copy_(h_other);  // the last step wrote the other buffer
 }
 
 // Backward on the packed loop: fills dz, dh_total and turns dh_next, dc_next (dL/dh_n,
-// dL/dc_n) into dL/dh_0, dL/dc_0.
+// dL/dc_n) into dL/dh_0, dL/dc_0; with layer norm also d_rec and d_cell_ln.
 void backward_packed(const torch::Tensor& d_hiddens, const torch::Tensor& d_gates_trace,
                      const torch::Tensor& d_cells_trace, const torch::Tensor& gates, const torch::Tensor& cells,
                      const torch::Tensor& c_prev, const torch::Tensor& w_hh, const torch::Tensor& peephole,
-                     const torch::Tensor& lengths, torch::Tensor& dz, torch::Tensor& dh_total, torch::Tensor& dh_next,
-                     torch::Tensor& dc_next, bool reverse, bool coupled) {
+                     const LayerNormWeights& ln, const LayerNormSaved& saved, const torch::Tensor& lengths,
+                     torch::Tensor& dz, torch::Tensor& dh_total, torch::Tensor& dh_next, torch::Tensor& dc_next,
+                     torch::Tensor& d_rec, torch::Tensor& d_cell_ln, bool reverse, bool coupled) {
   const int64_t steps = gates.size(0), batch = gates.size(1), hidden = cells.size(2);
   AT_DISPATCH_FLOATING_TYPES(gates.scalar_type(), "backward_packed", [&] {
     auto packed = pack_backward<scalar_t>(w_hh);
+    if (ln.on()) {
+      LayerNormBackwardLoop<scalar_t> loop{d_hiddens.data_ptr<scalar_t>(),
+                                           d_gates_trace.data_ptr<scalar_t>(),
+                                           d_cells_trace.data_ptr<scalar_t>(),
+                                           gates.data_ptr<scalar_t>(),
+                                           c_prev.data_ptr<scalar_t>(),
+                                           saved.r_hat.data_ptr<scalar_t>(),
+                                           saved.rstd_r.data_ptr<scalar_t>(),
+                                           saved.c_hat.data_ptr<scalar_t>(),
+                                           saved.rstd_c.data_ptr<scalar_t>(),
+                                           peephole.numel() ? peephole.data_ptr<scalar_t>() : nullptr,
+                                           &ln,
+                                           packed.data_ptr<scalar_t>(),
+                                           lengths.numel() ? lengths.data_ptr<int64_t>() : nullptr,
+                                           dz.data_ptr<scalar_t>(),
+                                           d_rec.data_ptr<scalar_t>(),
+                                           d_cell_ln.data_ptr<scalar_t>(),
+                                           dh_total.data_ptr<scalar_t>(),
+                                           dh_next.data_ptr<scalar_t>(),
+                                           dc_next.data_ptr<scalar_t>(),
+                                           steps, batch, hidden, reverse};
+      dispatch_variant(peephole.numel() > 0, coupled, [&](auto peephole_flag, auto coupled_flag) {
+        ln_backward_loop<scalar_t, decltype(peephole_flag)::value, decltype(coupled_flag)::value>(loop);
+      });
+      return;
+    }
     BackwardLoop<scalar_t> loop{d_hiddens.data_ptr<scalar_t>(),
                                 d_gates_trace.data_ptr<scalar_t>(),
                                 d_cells_trace.data_ptr<scalar_t>(),
@@ -153,8 +167,9 @@ std::vector<torch::Tensor> fused_forward(torch::Tensor input_gates, torch::Tenso
     saved = {torch::empty_like(input_gates), torch::empty({steps, batch}, c0.options()),
              torch::empty({steps, batch, hidden}, c0.options()), torch::empty({steps, batch}, c0.options())};
   }
-  if (packed_loops(ln.on(), project, zone_c, zone_h)) {
-    forward_packed(input_gates, w_hh, peephole, lengths, gates, cells, hidden_pre, h_state, c_state, reverse, coupled);
+  if (packed_loops(project, zone_c, zone_h)) {
+    forward_packed(input_gates, w_hh, peephole, ln, lengths, gates, cells, hidden_pre, h_state, c_state, saved, reverse,
+                   coupled);
     return {gates, cells, hidden_pre, hiddens, h_state, c_state, saved.r_hat, saved.rstd_r, saved.c_hat,
             saved.rstd_c, cells_fresh};
   }
@@ -212,41 +227,6 @@ std::vector<torch::Tensor> fused_forward(torch::Tensor input_gates, torch::Tenso
           cells_fresh};
 }
 
-// One step's slice of what the layer-norm forward saved.
-template <typename scalar_t>
-struct LayerNormStep {
-  const scalar_t* r_hat;   // (B, 4H)
-  const scalar_t* c_hat;   // (B, H)
-  const scalar_t* rstd_r;  // (B,)
-  const scalar_t* rstd_c;  // (B,)
-};
-
-// One layer-norm backward step for batch rows [begin, end); padded rows pass the state through.
-template <typename scalar_t, bool Peephole, bool Coupled>
-void layer_norm_backward_rows(const scalar_t* gates, const scalar_t* c_prev, LayerNormStep<scalar_t> saved,
-                              const LayerNormWeights& w, const scalar_t* dm, const scalar_t* dgt, const scalar_t* dct,
-                              const scalar_t* peephole, scalar_t* dz, scalar_t* dc_next, scalar_t* dc_ln,
-                              scalar_t* dr, int64_t hidden, const int64_t* lengths, int64_t t, int64_t begin,
-                              int64_t end) {
-  const scalar_t* r_hat = saved.r_hat;
-  const scalar_t* c_hat = saved.c_hat;
-  const scalar_t* rstd_r = saved.rstd_r;
-  const scalar_t* rstd_c = saved.rstd_c;
-  for (int64_t b = begin; b < end; ++b) {
-    const int64_t wide = b * 4 * hidden, narrow = b * hidden;
-    if (!is_valid(lengths, b, t)) {
-      std::fill(dz + wide, dz + wide + 4 * hidden, scalar_t(0));
-      std::fill(dr + wide, dr + wide + 4 * hidden, scalar_t(0));
-      std::fill(dc_ln + narrow, dc_ln + narrow + hidden, scalar_t(0));
-      continue;
-    }
-    backward_row_ln<scalar_t, Peephole, Coupled>(
-        gates + wide, c_prev + narrow, c_hat + narrow, rstd_c[b], r_hat + wide, rstd_r[b], dm + narrow,
-        dgt + wide, dct + narrow, peephole, w.g_hh.data_ptr<scalar_t>(), w.g_c.data_ptr<scalar_t>(),
-        w.b_c.data_ptr<scalar_t>(), dz + wide, dc_next + narrow, dc_ln + narrow, dr + wide, hidden);
-  }
-}
-
 // Returns {dZ (T,B,4H) = d input_gates, dh0 (B,P), dc0 (B,H), dH_total (T,B,P)}, where dH_total
 // is dL/dh_t including the recurrent part (for dW_hr = dH_total^T M); then, for layer norm,
 // {dR (T,B,4H) = d(W_hh h_{t-1}), dC_ln (T,B,H) = d(LN(c) g_c + b_c)} (empty otherwise).
@@ -282,9 +262,9 @@ std::vector<torch::Tensor> fused_backward(torch::Tensor d_hiddens, torch::Tensor
   auto carry_c = zone_c ? torch::zeros_like(dc_n) : torch::Tensor();
   auto dc_total = zone_c ? torch::empty_like(dc_n) : torch::Tensor();
   auto no_trace_grad = zone_c ? torch::zeros_like(dc_n) : torch::Tensor();
-  if (packed_loops(ln.on(), project, zone_c, zone_h)) {
-    backward_packed(d_hiddens, d_gates_trace, d_cells_trace, gates, cells, c_prev, w_hh, peephole, lengths, dz,
-                    dh_total, dh_next, dc_next, reverse, coupled);
+  if (packed_loops(project, zone_c, zone_h)) {
+    backward_packed(d_hiddens, d_gates_trace, d_cells_trace, gates, cells, c_prev, w_hh, peephole, ln, saved, lengths,
+                    dz, dh_total, dh_next, dc_next, d_rec, d_cell_ln, reverse, coupled);
     return {dz, dh_next, dc_next, dh_total, d_rec, d_cell_ln};
   }
   AT_DISPATCH_FLOATING_TYPES(gates.scalar_type(), "fused_backward", [&] {
