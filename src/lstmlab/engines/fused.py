@@ -133,29 +133,76 @@ class FusedDirection(torch.autograd.Function):
          keep_c, keep_h, r_hat, rstd_r, c_hat, rstd_c, cells_fresh, lengths) = ctx.saved_tensors
         has_projection, has_peephole, has_layer_norm, has_cell_zoneout = ctx.has
         empty = w_hh.new_empty(0)
-        valid = valid_mask(lengths, gates.shape[0]).unsqueeze(-1) if lengths.numel() else None
-        c_prev = previous_states(cells, c0, ctx.reverse, valid)  # (T, B, H)
         zeros_or = lambda grad, like: torch.zeros_like(like) if grad is None else grad.contiguous()  # noqa: E731
+        # The packed loops (no projection, no zoneout) find c_{t-1} in cells and c0 and take
+        # absent trace gradients as zeros; the per-step loops want them materialised.
+        packed_loops = not (has_projection or has_cell_zoneout or keep_h.numel())
+        if packed_loops:
+            c_prev = None
+            d_gates_in, d_cells_in = (empty if g is None else g.contiguous() for g in (d_gates, d_cells))
+        else:
+            valid = valid_mask(lengths, gates.shape[0]).unsqueeze(-1) if lengths.numel() else None
+            c_prev = previous_states(cells, c0, ctx.reverse, valid).contiguous()  # (T, B, H)
+            h_prev = previous_states(hiddens, h0, ctx.reverse, valid)  # (T, B, P)
+            d_gates_in, d_cells_in = zeros_or(d_gates, gates), zeros_or(d_cells, cells)
         saved_ln = [t if has_layer_norm else empty for t in (r_hat, rstd_r, c_hat, rstd_c)]
         dz, dh0, dc0, dh_total, d_rec, d_cell_ln = load_extension().backward(
-            zeros_or(d_hiddens, hiddens), zeros_or(d_gates, gates), zeros_or(d_cells, cells),
-            zeros_or(dh_n, h0), zeros_or(dc_n, c0), gates, cells, c_prev.contiguous(), w_hh, w_hr, peephole,
-            ln_hh, ln_c_weight, ln_c_bias, *saved_ln, keep_c, keep_h,
-            cells_fresh if has_cell_zoneout else empty, lengths, ctx.reverse, ctx.coupled)
-        h_prev = previous_states(hiddens, h0, ctx.reverse, valid)  # (T, B, P)
+            zeros_or(d_hiddens, hiddens), d_gates_in, d_cells_in, zeros_or(dh_n, h0), zeros_or(dc_n, c0), gates,
+            cells, empty if c_prev is None else c_prev, c0, w_hh, w_hr, peephole, ln_hh, ln_c_weight, ln_c_bias,
+            *saved_ln, keep_c, keep_h, cells_fresh if has_cell_zoneout else empty, lengths, ctx.reverse, ctx.coupled)
         d_recurrent = d_rec if has_layer_norm else dz  # gradient of W_hh h_{t-1}
-        d_w_hh = d_recurrent.flatten(0, 1).T @ h_prev.flatten(0, 1)  # (4H, P)
+        if packed_loops:  # sum_t d_t^T h_{t-1} without a shifted copy of the hidden states
+            d_w_hh = sum_with_previous(d_recurrent, hiddens, h0, ctx.reverse, lengths)  # (4H, P)
+        else:
+            d_w_hh = d_recurrent.flatten(0, 1).T @ h_prev.flatten(0, 1)  # (4H, P)
         d_w_hr = dh_total.flatten(0, 1).T @ hidden_pre.flatten(0, 1) if has_projection else None  # (P, H)
         d_peephole = None
         if has_peephole:
             dz_i, dz_f, _, dz_o = dz.chunk(4, dim=-1)
             seen_by_o = cells_fresh if has_cell_zoneout else cells  # o's peephole sees c before zoneout
-            d_peephole = torch.cat(((dz_i * c_prev).sum((0, 1)), (dz_f * c_prev).sum((0, 1)),
-                                    (dz_o * seen_by_o).sum((0, 1))))
+            if packed_loops:
+                d_i, d_f = (weighted_previous(d, cells, c0, ctx.reverse, lengths) for d in (dz_i, dz_f))
+            else:
+                d_i, d_f = (dz_i * c_prev).sum((0, 1)), (dz_f * c_prev).sum((0, 1))
+            d_peephole = torch.cat((d_i, d_f, (dz_o * seen_by_o).sum((0, 1))))
         d_ln = (None, None, None)
         if has_layer_norm:
             d_ln = ((dz * r_hat).sum((0, 1)), (d_cell_ln * c_hat).sum((0, 1)), d_cell_ln.sum((0, 1)))
         return (dz, dh0, dc0, d_w_hh, d_w_hr, d_peephole, *d_ln, None, None, None, None, None)
+
+
+def _shifted(d: Tensor, states: Tensor, reverse: bool) -> tuple[Tensor, Tensor]:
+    """d (T, B, ...) at the steps whose previous state is in `states`, and those states: views.
+
+    Padded steps need no care: d is 0 there, and so are the states a row's first step
+    would meet (a reversed row starts at its last valid step, where states[t + 1] is padding).
+    """
+    return (d[:-1], states[1:]) if reverse else (d[1:], states[:-1])
+
+
+def _first_steps(d: Tensor, reverse: bool, lengths: Tensor) -> Tensor:
+    """d (T, B, ...) at each row's first step (B, ...): t = 0, or reversed its last valid t."""
+    if not reverse:
+        return d[0]
+    if not lengths.numel():
+        return d[-1]
+    return d[lengths - 1, torch.arange(d.shape[1])]
+
+
+def sum_with_previous(d: Tensor, states: Tensor, initial: Tensor, reverse: bool, lengths: Tensor) -> Tensor:
+    """sum over t of d_t^T s_{t-1}, with s_{t-1} = `initial` at each row's first step: (N, W).
+
+    d: (T, B, N); states: (T, B, W) (0 at padded steps); initial: (B, W).
+    """
+    later, before = _shifted(d, states, reverse)
+    first = _first_steps(d, reverse, lengths)  # (B, N)
+    return torch.addmm(first.T @ initial, later.flatten(0, 1).T, before.flatten(0, 1))
+
+
+def weighted_previous(d: Tensor, states: Tensor, initial: Tensor, reverse: bool, lengths: Tensor) -> Tensor:
+    """sum over t and b of d_t * s_{t-1} (elementwise), s_{t-1} as in `sum_with_previous`: (W,)."""
+    later, before = _shifted(d, states, reverse)
+    return (later * before).sum((0, 1)) + (_first_steps(d, reverse, lengths) * initial).sum(0)
 
 
 def run_direction(x: Tensor, h0: Tensor, c0: Tensor, weights: LayerWeights, spec: CellSpec,

@@ -81,20 +81,30 @@ void forward_packed(const torch::Tensor& input_gates, const torch::Tensor& w_hh,
 
 // Backward on the packed loop: fills dz, dh_total and turns dh_next, dc_next (dL/dh_n,
 // dL/dc_n) into dL/dh_0, dL/dc_0; with layer norm also d_rec and d_cell_ln.
-void backward_packed(const torch::Tensor& d_hiddens, const torch::Tensor& d_gates_trace,
-                     const torch::Tensor& d_cells_trace, const torch::Tensor& gates, const torch::Tensor& cells,
-                     const torch::Tensor& c_prev, const torch::Tensor& w_hh, const torch::Tensor& peephole,
+// Absent trace gradients (empty tensors) count as zeros; c_{t-1} comes from cells and c0.
+void backward_packed(const torch::Tensor& d_hiddens, const torch::Tensor& d_gates_in,
+                     const torch::Tensor& d_cells_in, const torch::Tensor& gates, const torch::Tensor& cells,
+                     const torch::Tensor& c0, const torch::Tensor& w_hh, const torch::Tensor& peephole,
                      const LayerNormWeights& ln, const LayerNormSaved& saved, const torch::Tensor& lengths,
                      torch::Tensor& dz, torch::Tensor& dh_total, torch::Tensor& dh_next, torch::Tensor& dc_next,
                      torch::Tensor& d_rec, torch::Tensor& d_cell_ln, bool reverse, bool coupled) {
   const int64_t steps = gates.size(0), batch = gates.size(1), hidden = cells.size(2);
+  const bool has_d_gates = d_gates_in.numel() > 0, has_d_cells = d_cells_in.numel() > 0;
+  auto d_gates_trace = has_d_gates ? d_gates_in : torch::zeros({1, batch, 4 * hidden}, gates.options());
+  auto d_cells_trace = has_d_cells ? d_cells_in : torch::zeros({1, batch, hidden}, gates.options());
+  const int64_t d_gates_step = has_d_gates ? batch * 4 * hidden : 0, d_cells_step = has_d_cells ? batch * hidden : 0;
   AT_DISPATCH_FLOATING_TYPES(gates.scalar_type(), "backward_packed", [&] {
     auto packed = pack_backward<scalar_t>(w_hh);
     if (ln.on()) {
+      auto c_prev = torch::empty_like(c0);
       LayerNormBackwardLoop<scalar_t> loop{d_hiddens.data_ptr<scalar_t>(),
                                            d_gates_trace.data_ptr<scalar_t>(),
                                            d_cells_trace.data_ptr<scalar_t>(),
+                                           d_gates_step,
+                                           d_cells_step,
                                            gates.data_ptr<scalar_t>(),
+                                           cells.data_ptr<scalar_t>(),
+                                           c0.data_ptr<scalar_t>(),
                                            c_prev.data_ptr<scalar_t>(),
                                            saved.r_hat.data_ptr<scalar_t>(),
                                            saved.rstd_r.data_ptr<scalar_t>(),
@@ -119,9 +129,11 @@ void backward_packed(const torch::Tensor& d_hiddens, const torch::Tensor& d_gate
     BackwardLoop<scalar_t> loop{d_hiddens.data_ptr<scalar_t>(),
                                 d_gates_trace.data_ptr<scalar_t>(),
                                 d_cells_trace.data_ptr<scalar_t>(),
+                                d_gates_step,
+                                d_cells_step,
                                 gates.data_ptr<scalar_t>(),
                                 cells.data_ptr<scalar_t>(),
-                                c_prev.data_ptr<scalar_t>(),
+                                c0.data_ptr<scalar_t>(),
                                 peephole.numel() ? peephole.data_ptr<scalar_t>() : nullptr,
                                 packed.data_ptr<scalar_t>(),
                                 lengths.numel() ? lengths.data_ptr<int64_t>() : nullptr,
@@ -230,10 +242,13 @@ std::vector<torch::Tensor> fused_forward(torch::Tensor input_gates, torch::Tenso
 // Returns {dZ (T,B,4H) = d input_gates, dh0 (B,P), dc0 (B,H), dH_total (T,B,P)}, where dH_total
 // is dL/dh_t including the recurrent part (for dW_hr = dH_total^T M); then, for layer norm,
 // {dR (T,B,4H) = d(W_hh h_{t-1}), dC_ln (T,B,H) = d(LN(c) g_c + b_c)} (empty otherwise).
+// c_prev (T,B,H): c_{t-1} of each step, needed only with projection or zoneout (the packed
+// loops derive it from cells and c0; pass an empty tensor there). The packed loops also
+// take empty d_gates_trace / d_cells_trace as zeros.
 std::vector<torch::Tensor> fused_backward(torch::Tensor d_hiddens, torch::Tensor d_gates_trace,
                                           torch::Tensor d_cells_trace, torch::Tensor dh_n, torch::Tensor dc_n,
                                           torch::Tensor gates, torch::Tensor cells, torch::Tensor c_prev,
-                                          torch::Tensor w_hh, torch::Tensor w_hr, torch::Tensor peephole,
+                                          torch::Tensor c0, torch::Tensor w_hh, torch::Tensor w_hr, torch::Tensor peephole,
                                           torch::Tensor ln_g_hh, torch::Tensor ln_g_c, torch::Tensor ln_b_c,
                                           torch::Tensor r_hat, torch::Tensor rstd_r, torch::Tensor c_hat,
                                           torch::Tensor rstd_c, torch::Tensor keep_c, torch::Tensor keep_h,
@@ -263,7 +278,7 @@ std::vector<torch::Tensor> fused_backward(torch::Tensor d_hiddens, torch::Tensor
   auto dc_total = zone_c ? torch::empty_like(dc_n) : torch::Tensor();
   auto no_trace_grad = zone_c ? torch::zeros_like(dc_n) : torch::Tensor();
   if (packed_loops(project, zone_c, zone_h)) {
-    backward_packed(d_hiddens, d_gates_trace, d_cells_trace, gates, cells, c_prev, w_hh, peephole, ln, saved, lengths,
+    backward_packed(d_hiddens, d_gates_trace, d_cells_trace, gates, cells, c0, w_hh, peephole, ln, saved, lengths,
                     dz, dh_total, dh_next, dc_next, d_rec, d_cell_ln, reverse, coupled);
     return {dz, dh_next, dc_next, dh_total, d_rec, d_cell_ln};
   }

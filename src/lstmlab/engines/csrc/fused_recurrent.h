@@ -49,6 +49,16 @@ inline void prefetch_gates(const scalar_t* row, int64_t hidden, int64_t n) {
   for (int64_t k = 0; k < 4; ++k) prefetch<Write>(row + k * hidden, n);
 }
 
+// c_{t-1} (H) of batch row b at step t: c_0 at the row's first step (t = 0, or its last
+// valid t when reversed), else the cell state of the step before. Saves materialising
+// a (T, B, H) copy of the cells shifted by one step.
+template <typename scalar_t>
+inline const scalar_t* previous_cell(const scalar_t* cells, const scalar_t* c0, const int64_t* lengths, int64_t b,
+                                     int64_t t, int64_t steps, int64_t batch, int64_t hidden, bool reverse) {
+  const bool first = reverse ? t == (lengths ? lengths[b] - 1 : steps - 1) : t == 0;
+  return first ? c0 + b * hidden : cells + ((reverse ? t + 1 : t - 1) * batch + b) * hidden;
+}
+
 // Contiguous share [first, last) of `blocks` for part `part` of `parts`.
 inline void share(int64_t blocks, int64_t parts, int64_t part, int64_t& first, int64_t& last) {
   first = blocks * part / parts;
@@ -129,11 +139,12 @@ void forward_loop(const ForwardLoop<scalar_t>& f) {
 template <typename scalar_t>
 struct BackwardLoop {
   const scalar_t* d_hiddens;  // (T, B, H) dL/dh_t from outside (output, trace)
-  const scalar_t* d_gates;    // (T, B, 4H) dL/d gates via the trace
-  const scalar_t* d_cells;    // (T, B, H) dL/dc_t via the trace
+  const scalar_t* d_gates;    // (T, B, 4H) dL/d gates via the trace, or (1, B, 4H) zeros
+  const scalar_t* d_cells;    // (T, B, H) dL/dc_t via the trace, or (1, B, H) zeros
+  int64_t d_gates_step, d_cells_step;  // their stride in t: B*4H and B*H, or 0 for the zeros
   const scalar_t* gates;      // (T, B, 4H) forward's activated gates
   const scalar_t* cells;      // (T, B, H)
-  const scalar_t* c_prev;     // (T, B, H) c_{t-1} of each step
+  const scalar_t* c0;         // (B, H): c_{t-1} of each row's first step
   const scalar_t* peephole;   // (3H) or nullptr
   const scalar_t* packed;     // pack_backward(W_hh)
   const int64_t* lengths;     // (B) or nullptr
@@ -162,9 +173,9 @@ void backward_part(const BackwardLoop<scalar_t>& d, int64_t round, int64_t first
       for (int r = 0; has_step && r < rows; ++r) {
         const int64_t wide = (t * B + r0 + r) * 4 * H + u0, narrow = (t * B + r0 + r) * H + u0;
         prefetch_gates<0>(d.gates + wide, H, n);
-        prefetch_gates<0>(d.d_gates + wide, H, n);
+        prefetch_gates<0>(d.d_gates + t * d.d_gates_step + (r0 + r) * 4 * H + u0, H, n);
         prefetch_gates<1>(d.dz + wide, H, n);
-        for (const scalar_t* p : {d.d_hiddens, d.d_cells, d.cells, d.c_prev}) prefetch<0>(p + narrow, n);
+        for (const scalar_t* p : {d.d_hiddens, d.cells}) prefetch<0>(p + narrow, n);
         prefetch<1>(d.dh_total + narrow, n);
       }
       if (has_later) {  // dh_{t} += dZ_{t+1} W_hh for rows that ran at t+1 (others pass dh through)
@@ -183,8 +194,10 @@ void backward_part(const BackwardLoop<scalar_t>& d, int64_t round, int64_t first
           continue;
         }
         for (int64_t j = 0; j < n; ++j) dh[j] = d.d_hiddens[narrow + j] + d.dh_run[b * H + u0 + j];
-        backward_units<scalar_t, Peephole, Coupled>(d.gates + wide, d.cells + narrow, d.c_prev + narrow, dh,
-                                                    d.d_gates + wide, d.d_cells + narrow,
+        const scalar_t* c_prev = previous_cell(d.cells, d.c0, d.lengths, b, t, T, B, H, d.reverse) + u0;
+        backward_units<scalar_t, Peephole, Coupled>(d.gates + wide, d.cells + narrow, c_prev, dh,
+                                                    d.d_gates + t * d.d_gates_step + b * 4 * H + u0,
+                                                    d.d_cells + t * d.d_cells_step + b * H + u0,
                                                     Peephole ? d.peephole + u0 : nullptr, d.dz + wide,
                                                     d.dc_run + b * H + u0, n, H);
       }

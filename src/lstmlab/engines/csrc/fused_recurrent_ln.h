@@ -92,10 +92,13 @@ void ln_forward_loop(const LayerNormForwardLoop<scalar_t>& f) {
 template <typename scalar_t>
 struct LayerNormBackwardLoop {
   const scalar_t* d_hiddens;  // (T, B, H)
-  const scalar_t* d_gates;    // (T, B, 4H) via the trace
-  const scalar_t* d_cells;    // (T, B, H) via the trace
+  const scalar_t* d_gates;    // (T, B, 4H) via the trace, or (1, B, 4H) zeros
+  const scalar_t* d_cells;    // (T, B, H) via the trace, or (1, B, H) zeros
+  int64_t d_gates_step, d_cells_step;  // their stride in t (0 for the zeros)
   const scalar_t* gates;      // (T, B, 4H)
-  const scalar_t* c_prev;     // (T, B, H)
+  const scalar_t* cells;      // (T, B, H)
+  const scalar_t* c0;         // (B, H)
+  scalar_t* c_prev;           // (B, H) scratch: this step's c_{t-1}, row by row
   const scalar_t* r_hat;      // (T, B, 4H)
   const scalar_t* rstd_r;     // (T, B)
   const scalar_t* c_hat;      // (T, B, H)
@@ -149,8 +152,13 @@ template <typename scalar_t, bool Peephole, bool Coupled>
 void ln_backward_rows(const LayerNormBackwardLoop<scalar_t>& d, int64_t t, int64_t first, int64_t last) {
   const int64_t H = d.hidden, B = d.batch, wide = t * B * 4 * H, narrow = t * B * H;
   LayerNormStep<scalar_t> step{d.r_hat + wide, d.c_hat + narrow, d.rstd_r + t * B, d.rstd_c + t * B};
+  for (int64_t b = first; b < last; ++b) {
+    const scalar_t* row = previous_cell(d.cells, d.c0, d.lengths, b, t, d.steps, B, H, d.reverse);
+    std::copy(row, row + H, d.c_prev + b * H);
+  }
   layer_norm_backward_rows<scalar_t, Peephole, Coupled>(
-      d.gates + wide, d.c_prev + narrow, step, *d.weights, d.dh_total + narrow, d.d_gates + wide, d.d_cells + narrow,
+      d.gates + wide, d.c_prev, step, *d.weights, d.dh_total + narrow, d.d_gates + t * d.d_gates_step,
+      d.d_cells + t * d.d_cells_step,
       d.peephole, d.dz + wide, d.dc_run, d.d_cell_ln + narrow, d.d_rec + wide, H, d.lengths, t, first, last);
 }
 
