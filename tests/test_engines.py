@@ -130,6 +130,29 @@ def test_fused_packed_loops_with_a_thread_team(variant, sizes, threads):
         torch.set_num_threads(previous)
 
 
+@pytest.mark.parametrize("packed", [False, True], ids=["padded", "packed"])
+@pytest.mark.parametrize("variant", [dict(), dict(peephole=True, bidirectional=True), dict(layer_norm=True, num_layers=2),
+                                     dict(layer_norm=True, coupled=True, proj_size=3)],
+                         ids=["plain", "peephole-bidirectional", "layer_norm-2-layers", "layer_norm-coupled-proj"])
+def test_fused_inference_without_trace_matches_reference(variant, packed):
+    """Without trace and autograd the loops keep one step of gates and cells (scratch):
+    output, h_n and c_n must not change."""
+    lstm = lstmlab.LSTM(7, 45, **variant).double().eval()
+    rows = lstm.num_layers * lstm.num_directions
+    x = torch.randn(6, 9, 7, dtype=torch.double)
+    hx = (torch.randn(rows, 9, lstm.proj_size or 45, dtype=torch.double), torch.randn(rows, 9, 45, dtype=torch.double))
+    lengths = torch.tensor([6, 3, 1, 5, 6, 2, 4, 6, 1])
+    inputs = pack_padded_sequence(x, lengths, enforce_sorted=False) if packed else x
+    results = {}
+    for engine in ("reference", "fused"):
+        lstm.engine = engine
+        with torch.no_grad():
+            output, (h_n, c_n) = lstm(inputs, hx)
+        results[engine] = (output if isinstance(output, torch.Tensor) else output.data, h_n, c_n)
+    for name, actual, expected in zip(("output", "h_n", "c_n"), results["fused"], results["reference"]):
+        assert_close(actual, expected, torch.float64, f"{variant} {name}")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("capability", ["avx2", "default"])
 def test_fused_engine_on_a_cpu_without_avx512(capability):

@@ -21,6 +21,7 @@ cached under ``$LSTMLAB_CACHE`` (default ``~/.cache/lstmlab``).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import sys
@@ -114,13 +115,13 @@ class FusedDirection(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x_gates, h0, c0, w_hh, w_hr, peephole, ln_hh, ln_c_weight, ln_c_bias, keep_c, keep_h, lengths,
-                reverse, coupled):
+                reverse, coupled, keep_trace):
         like = w_hh
         w_hh = w_hh.contiguous()
         optional = [_or_empty(t, like) for t in (w_hr, peephole, ln_hh, ln_c_weight, ln_c_bias, keep_c, keep_h)]
         (gates, cells, hidden_pre, hiddens, h_n, c_n, r_hat, rstd_r, c_hat, rstd_c, cells_fresh) = \
             load_extension().forward(x_gates.contiguous(), h0.contiguous(), c0.contiguous(), w_hh, *optional, lengths,
-                                     reverse, coupled)
+                                     reverse, coupled, keep_trace)
         ctx.save_for_backward(gates, cells, hidden_pre, hiddens, h0, c0, w_hh, *optional, r_hat, rstd_r, c_hat,
                               rstd_c, cells_fresh, lengths)
         ctx.reverse, ctx.coupled = reverse, coupled
@@ -168,7 +169,7 @@ class FusedDirection(torch.autograd.Function):
         d_ln = (None, None, None)
         if has_layer_norm:
             d_ln = ((dz * r_hat).sum((0, 1)), (d_cell_ln * c_hat).sum((0, 1)), d_cell_ln.sum((0, 1)))
-        return (dz, dh0, dc0, d_w_hh, d_w_hr, d_peephole, *d_ln, None, None, None, None, None)
+        return (dz, dh0, dc0, d_w_hh, d_w_hr, d_peephole, *d_ln, None, None, None, None, None, None)
 
 
 def _shifted(d: Tensor, states: Tensor, reverse: bool) -> tuple[Tensor, Tensor]:
@@ -206,17 +207,24 @@ def weighted_previous(d: Tensor, states: Tensor, initial: Tensor, reverse: bool,
 
 
 def run_direction(x: Tensor, h0: Tensor, c0: Tensor, weights: LayerWeights, spec: CellSpec,
-                  lengths: Tensor | None, reverse: bool, training: bool) -> tuple[Tensor, Tensor, Tensor, dict]:
-    """Same contract as `reference.run_direction`: hs (T, B, P), h_n, c_n, trace fields."""
+                  lengths: Tensor | None, reverse: bool, training: bool,
+                  need_trace: bool = True) -> tuple[Tensor, Tensor, Tensor, dict]:
+    """Same contract as `reference.run_direction`: hs (T, B, P), h_n, c_n, trace fields.
+
+    need_trace False: the trace fields are not wanted; without autograd either, the loop
+    may then keep only one step of gates and cells (the fields hold that step only).
+    """
     lengths = x.new_empty(0, dtype=torch.int64) if lengths is None else lengths.cpu().contiguous()
     x_gates = input_gates(x, weights, spec)  # (T, B, 4H): one GEMM for all steps
     w_hh = recurrent_weight(weights.w_hh, spec, training)
     steps = x.shape[0]  # zoneout weights drawn as the reference draws them (same random stream)
     keep_c = zoneout_keep(spec.zoneout_c, training, (steps, *c0.shape), c0)  # (T, B, H) or None
     keep_h = zoneout_keep(spec.zoneout_h, training, (steps, *h0.shape), h0)  # (T, B, P) or None
-    gates, cells, hiddens, h_n, c_n = FusedDirection.apply(
-        x_gates, h0, c0, w_hh, weights.w_hr, weights.peephole, weights.ln_hh, weights.ln_c_weight,
-        weights.ln_c_bias, keep_c, keep_h, lengths, reverse, spec.coupled)
+    inputs = (x_gates, h0, c0, w_hh, weights.w_hr, weights.peephole, weights.ln_hh, weights.ln_c_weight,
+              weights.ln_c_bias)
+    differentiable = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs)
+    gates, cells, hiddens, h_n, c_n = FusedDirection.apply(*inputs, keep_c, keep_h, lengths, reverse, spec.coupled,
+                                                           need_trace or differentiable)
     i, f, g, o = gates.chunk(4, dim=-1)
     return hiddens, h_n, c_n, dict(i=i, f=f, g=g, o=o, c=cells, h=hiddens)
 
@@ -225,7 +233,7 @@ def forward(batch: SequenceBatch, need_trace: bool) -> EngineResult:
     reason = unsupported_reason(batch.spec, need_trace)
     if reason is not None:
         raise ValueError(f"engine 'fused' cannot run this: {reason}; use engine='reference' or 'auto'")
-    return forward_layers(batch, need_trace, run_direction)
+    return forward_layers(batch, need_trace, functools.partial(run_direction, need_trace=need_trace))
 
 
 def step_supported(spec: CellSpec, training: bool, dropout: float, like: Tensor) -> bool:

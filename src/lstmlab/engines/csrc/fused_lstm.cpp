@@ -36,16 +36,16 @@ bool packed_loops(bool project, bool zone_c, bool zone_h) { return !project && !
 void forward_packed(const torch::Tensor& input_gates, const torch::Tensor& w_hh, const torch::Tensor& peephole,
                     const LayerNormWeights& ln, const torch::Tensor& lengths, torch::Tensor& gates,
                     torch::Tensor& cells, torch::Tensor& hiddens, torch::Tensor& h_state, torch::Tensor& c_state,
-                    LayerNormSaved& saved, bool reverse, bool coupled) {
+                    LayerNormSaved& saved, bool reverse, bool coupled, bool keep) {
   const int64_t steps = input_gates.size(0), batch = input_gates.size(1), hidden = c_state.size(1);
   auto h_other = ln.on() ? h_state : torch::empty_like(h_state);
   AT_DISPATCH_FLOATING_TYPES(input_gates.scalar_type(), "forward_packed", [&] {
     auto packed = pack_forward<scalar_t>(w_hh, hidden);
     if (ln.on()) {
       LayerNormForwardLoop<scalar_t> loop{input_gates.data_ptr<scalar_t>(),
+                                          hiddens.data_ptr<scalar_t>(),
                                           gates.data_ptr<scalar_t>(),
                                           cells.data_ptr<scalar_t>(),
-                                          hiddens.data_ptr<scalar_t>(),
                                           saved.r_hat.data_ptr<scalar_t>(),
                                           saved.rstd_r.data_ptr<scalar_t>(),
                                           saved.c_hat.data_ptr<scalar_t>(),
@@ -56,7 +56,7 @@ void forward_packed(const torch::Tensor& input_gates, const torch::Tensor& w_hh,
                                           &ln,
                                           packed.data_ptr<scalar_t>(),
                                           lengths.numel() ? lengths.data_ptr<int64_t>() : nullptr,
-                                          steps, batch, hidden, reverse};
+                                          steps, batch, hidden, reverse, keep};
       dispatch_variant(peephole.numel() > 0, coupled, [&](auto peephole_flag, auto coupled_flag) {
         ln_forward_loop<scalar_t, decltype(peephole_flag)::value, decltype(coupled_flag)::value>(loop);
       });
@@ -71,7 +71,7 @@ void forward_packed(const torch::Tensor& input_gates, const torch::Tensor& w_hh,
                                peephole.numel() ? peephole.data_ptr<scalar_t>() : nullptr,
                                packed.data_ptr<scalar_t>(),
                                lengths.numel() ? lengths.data_ptr<int64_t>() : nullptr,
-                               steps, batch, hidden, reverse};
+                               steps, batch, hidden, reverse, keep};
     dispatch_variant(peephole.numel() > 0, coupled, [&](auto peephole_flag, auto coupled_flag) {
       forward_loop<scalar_t, decltype(peephole_flag)::value, decltype(coupled_flag)::value>(loop);
     });
@@ -154,18 +154,24 @@ void backward_packed(const torch::Tensor& d_hiddens, const torch::Tensor& d_gate
 // layer norm {r_hat (T,B,4H), rstd_r (T,B), c_hat (T,B,H), rstd_c (T,B)} (empty otherwise), then
 // with zoneout on c the cells' fresh values before zoneout (T,B,H) (empty otherwise).
 // keep_c (T,B,H) / keep_h (T,B,P): zoneout's keep weights, or empty tensors.
+// keep_trace false (no trace, no backward): gates, C and the LN tensors may hold only one
+// step (T = 1 in their shapes); M, H, h_n and c_n are complete.
 std::vector<torch::Tensor> fused_forward(torch::Tensor input_gates, torch::Tensor h0, torch::Tensor c0,
                                          torch::Tensor w_hh, torch::Tensor w_hr, torch::Tensor peephole,
                                          torch::Tensor ln_g_hh, torch::Tensor ln_g_c, torch::Tensor ln_b_c,
                                          torch::Tensor keep_c, torch::Tensor keep_h, torch::Tensor lengths,
-                                         bool reverse, bool coupled) {
+                                         bool reverse, bool coupled, bool keep_trace) {
   const LayerNormWeights ln{ln_g_hh, ln_g_c, ln_b_c};
   const int64_t steps = input_gates.size(0), batch = input_gates.size(1), hidden = c0.size(1);
   const bool project = w_hr.defined() && w_hr.numel() > 0;
   const bool zone_c = keep_c.numel() > 0, zone_h = keep_h.numel() > 0;
   const int64_t width = h0.size(1), wide = batch * 4 * hidden, narrow = batch * hidden;
-  auto gates = torch::empty_like(input_gates);
-  auto cells = torch::empty({steps, batch, hidden}, c0.options());
+  // Without trace and autograd the packed loops keep one step of gates, cells and LN
+  // statistics (scratch): the full (T, B, 4H) would cost memory traffic and page faults.
+  const bool packed = packed_loops(project, zone_c, zone_h), keep = keep_trace || !packed;
+  const int64_t kept = keep ? steps : 1;
+  auto gates = torch::empty({kept, batch, 4 * hidden}, c0.options());
+  auto cells = torch::empty({kept, batch, hidden}, c0.options());
   auto hidden_pre = torch::empty({steps, batch, hidden}, c0.options());
   auto hiddens = (project || zone_h) ? torch::empty({steps, batch, width}, h0.options()) : hidden_pre;
   // With zoneout the carried c_t differs from the cell's fresh value, which o, tanh and LN see.
@@ -176,12 +182,12 @@ std::vector<torch::Tensor> fused_forward(torch::Tensor input_gates, torch::Tenso
   const int64_t* len_ptr = lengths.numel() ? lengths.data_ptr<int64_t>() : nullptr;
   LayerNormSaved saved;
   if (ln.on()) {
-    saved = {torch::empty_like(input_gates), torch::empty({steps, batch}, c0.options()),
-             torch::empty({steps, batch, hidden}, c0.options()), torch::empty({steps, batch}, c0.options())};
+    saved = {torch::empty_like(gates), torch::empty({kept, batch}, c0.options()),
+             torch::empty({kept, batch, hidden}, c0.options()), torch::empty({kept, batch}, c0.options())};
   }
-  if (packed_loops(project, zone_c, zone_h)) {
+  if (packed) {
     forward_packed(input_gates, w_hh, peephole, ln, lengths, gates, cells, hidden_pre, h_state, c_state, saved, reverse,
-                   coupled);
+                   coupled, keep);
     return {gates, cells, hidden_pre, hiddens, h_state, c_state, saved.r_hat, saved.rstd_r, saved.c_hat,
             saved.rstd_c, cells_fresh};
   }

@@ -69,8 +69,8 @@ inline void share(int64_t blocks, int64_t parts, int64_t part, int64_t& first, i
 template <typename scalar_t>
 struct ForwardLoop {
   const scalar_t* x_gates;  // (T, B, 4H) input share of the pre-activations
-  scalar_t* gates;          // (T, B, 4H) out: activated gates
-  scalar_t* cells;          // (T, B, H) out: c_t
+  scalar_t* gates;          // (T, B, 4H) out: activated gates; (1, B, 4H) scratch unless keep
+  scalar_t* cells;          // (T, B, H) out: c_t; (1, B, H) scratch unless keep
   scalar_t* hiddens;        // (T, B, H) out: h_t (0 on padded steps)
   scalar_t* h_run[2];       // (B, H) x 2: running h, alternately read and written; [0] holds h_0
   scalar_t* c_run;          // (B, H) running c, in/out
@@ -79,6 +79,7 @@ struct ForwardLoop {
   const int64_t* lengths;   // (B) or nullptr
   int64_t steps, batch, hidden;
   bool reverse;
+  bool keep;                // keep every step's gates and cells (trace, backward), or only the last
 };
 
 // Step `round` of the forward for the unit blocks [first, last).
@@ -86,6 +87,7 @@ template <typename scalar_t, bool Peephole, bool Coupled>
 void forward_part(const ForwardLoop<scalar_t>& f, int64_t round, int64_t first, int64_t last) {
   constexpr int L = kLanes<scalar_t>;
   const int64_t H = f.hidden, B = f.batch, t = time_index(round, f.steps, f.reverse);
+  const int64_t slot = f.keep ? t : 0;  // where this step's gates and cells go
   const scalar_t* h_prev = f.h_run[round % 2];
   scalar_t* h_next = f.h_run[(round + 1) % 2];
   alignas(64) scalar_t tile[kRowBlock * 4 * L];
@@ -94,27 +96,22 @@ void forward_part(const ForwardLoop<scalar_t>& f, int64_t round, int64_t first, 
     const scalar_t* panel = f.packed + u * H * 4 * L;
     for (int64_t r0 = 0; r0 < B; r0 += kRowBlock) {
       const int rows = static_cast<int>(std::min<int64_t>(kRowBlock, B - r0));
-      for (int r = 0; r < rows; ++r) {
-        const int64_t wide = (t * B + r0 + r) * 4 * H + u0, narrow = (t * B + r0 + r) * H + u0;
-        prefetch_gates<0>(f.x_gates + wide, H, n);
-        prefetch_gates<1>(f.gates + wide, H, n);
-        prefetch<1>(f.cells + narrow, n);
-        prefetch<1>(f.hiddens + narrow, n);
-      }
+      for (int r = 0; r < rows; ++r) prefetch_gates<0>(f.x_gates + (t * B + r0 + r) * 4 * H + u0, H, n);
       tile_forward_rows(rows, tile, h_prev + r0 * H, H, panel, H);
       for (int r = 0; r < rows; ++r) {
         const int64_t b = r0 + r, wide = (t * B + b) * 4 * H + u0, narrow = (t * B + b) * H + u0;
-        scalar_t* z = f.gates + wide;
+        const int64_t kept = (slot * B + b) * H + u0;  // offset in cells; gates: 4x
+        scalar_t* z = f.gates + 4 * (slot * B + b) * H + u0;
         if (!is_valid(f.lengths, b, t)) {  // padded: outputs 0, state kept
           for (int64_t k = 0; k < 4; ++k) std::fill(z + k * H, z + k * H + n, scalar_t(0));
-          std::fill(f.cells + narrow, f.cells + narrow + n, scalar_t(0));
+          std::fill(f.cells + kept, f.cells + kept + n, scalar_t(0));
           std::fill(f.hiddens + narrow, f.hiddens + narrow + n, scalar_t(0));
           std::copy(h_prev + b * H + u0, h_prev + b * H + u0 + n, h_next + b * H + u0);
           continue;
         }
         for (int64_t k = 0; k < 4; ++k)
           for (int64_t j = 0; j < n; ++j) z[k * H + j] = f.x_gates[wide + k * H + j] + tile[(r * 4 + k) * L + j];
-        activate_units<scalar_t, Peephole, Coupled>(z, f.cells + narrow, f.hiddens + narrow, f.c_run + b * H + u0,
+        activate_units<scalar_t, Peephole, Coupled>(z, f.cells + kept, f.hiddens + narrow, f.c_run + b * H + u0,
                                                     Peephole ? f.peephole + u0 : nullptr, n, H);
         std::copy(f.hiddens + narrow, f.hiddens + narrow + n, h_next + b * H + u0);
       }
@@ -174,9 +171,7 @@ void backward_part(const BackwardLoop<scalar_t>& d, int64_t round, int64_t first
         const int64_t wide = (t * B + r0 + r) * 4 * H + u0, narrow = (t * B + r0 + r) * H + u0;
         prefetch_gates<0>(d.gates + wide, H, n);
         prefetch_gates<0>(d.d_gates + t * d.d_gates_step + (r0 + r) * 4 * H + u0, H, n);
-        prefetch_gates<1>(d.dz + wide, H, n);
         for (const scalar_t* p : {d.d_hiddens, d.cells}) prefetch<0>(p + narrow, n);
-        prefetch<1>(d.dh_total + narrow, n);
       }
       if (has_later) {  // dh_{t} += dZ_{t+1} W_hh for rows that ran at t+1 (others pass dh through)
         tile_backward_rows(rows, tile, d.dz + (t_later * B + r0) * 4 * H, 4 * H, d.packed + u * 4 * H * L, 4 * H);

@@ -23,9 +23,10 @@ namespace lstmlab_fused {
 template <typename scalar_t>
 struct LayerNormForwardLoop {
   const scalar_t* x_gates;  // (T, B, 4H)
+  scalar_t* hiddens;        // (T, B, H) out: h_t (0 on padded steps)
+  // Unless keep, the following hold one step (T = 1 in their shapes): scratch.
   scalar_t* gates;          // (T, B, 4H) out: activated gates
   scalar_t* cells;          // (T, B, H) out: c_t
-  scalar_t* hiddens;        // (T, B, H) out: h_t (0 on padded steps)
   scalar_t* r_hat;          // (T, B, 4H) out: W_hh h_{t-1}, normalised in place
   scalar_t* rstd_r;         // (T, B) out
   scalar_t* c_hat;          // (T, B, H) out
@@ -38,6 +39,7 @@ struct LayerNormForwardLoop {
   const int64_t* lengths;   // (B) or nullptr
   int64_t steps, batch, hidden;
   bool reverse;
+  bool keep;                // keep every step's gates, cells and LN statistics, or only the last
 };
 
 // Round 2s: W_hh h_{t-1} for the unit blocks [first, last) of every row, into r_hat[t].
@@ -52,7 +54,7 @@ void ln_forward_product(const LayerNormForwardLoop<scalar_t>& f, int64_t t, int6
       const int rows = static_cast<int>(std::min<int64_t>(kRowBlock, B - r0));
       tile_forward_rows(rows, tile, f.h_run + r0 * H, H, f.packed + u * H * 4 * L, H);
       for (int r = 0; r < rows; ++r) {
-        scalar_t* row = f.r_hat + (t * B + r0 + r) * 4 * H + u0;
+        scalar_t* row = f.r_hat + ((f.keep ? t : 0) * B + r0 + r) * 4 * H + u0;
         for (int64_t k = 0; k < 4; ++k) std::copy(tile + (r * 4 + k) * L, tile + (r * 4 + k) * L + n, row + k * H);
       }
     }
@@ -62,10 +64,12 @@ void ln_forward_product(const LayerNormForwardLoop<scalar_t>& f, int64_t t, int6
 // Round 2s+1: layer norm, gate math and the new h for batch rows [first, last).
 template <typename scalar_t, bool Peephole, bool Coupled>
 void ln_forward_rows(const LayerNormForwardLoop<scalar_t>& f, int64_t t, int64_t first, int64_t last) {
-  const int64_t H = f.hidden, B = f.batch, wide = t * B * 4 * H, narrow = t * B * H;
-  StepPointers<scalar_t> p{f.gates + wide, f.cells + narrow, f.hiddens + narrow, f.c_run, f.peephole};
-  layer_norm_rows<scalar_t, Peephole, Coupled>(f.x_gates + wide, p, f.r_hat + wide, f.c_hat + narrow, f.rstd_r + t * B,
-                                               f.rstd_c + t * B, *f.weights, H, f.lengths, t, first, last);
+  const int64_t H = f.hidden, B = f.batch, slot = f.keep ? t : 0;
+  StepPointers<scalar_t> p{f.gates + slot * B * 4 * H, f.cells + slot * B * H, f.hiddens + t * B * H, f.c_run,
+                           f.peephole};
+  layer_norm_rows<scalar_t, Peephole, Coupled>(f.x_gates + t * B * 4 * H, p, f.r_hat + slot * B * 4 * H,
+                                               f.c_hat + slot * B * H, f.rstd_r + slot * B, f.rstd_c + slot * B,
+                                               *f.weights, H, f.lengths, t, first, last);
   for (int64_t b = first; b < last; ++b)
     if (is_valid(f.lengths, b, t)) std::copy(p.hidden_pre + b * H, p.hidden_pre + (b + 1) * H, f.h_run + b * H);
 }
