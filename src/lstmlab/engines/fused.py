@@ -110,20 +110,24 @@ def _or_empty(tensor: Tensor | None, like: Tensor) -> Tensor:
 class FusedDirection(torch.autograd.Function):
     """One layer-direction: (x_gates, h0, c0, W_hh, W_hr, peephole, LN gains) -> gates, C, H, h_n, c_n.
 
-    Optional weights are None when the cell does not have them.
+    Optional weights are None when the cell does not have them. x_gates None: the loop
+    computes the input share itself from x (T, B, I), W_ih (4H, I) and bias (4H) (cells
+    without layer norm, projection or zoneout), and the backward returns their gradients.
     """
 
     @staticmethod
     def forward(ctx, x_gates, h0, c0, w_hh, w_hr, peephole, ln_hh, ln_c_weight, ln_c_bias, keep_c, keep_h, lengths,
-                reverse, coupled, keep_trace):
+                reverse, coupled, keep_trace, x, w_ih, bias):
         like = w_hh
         w_hh = w_hh.contiguous()
         optional = [_or_empty(t, like) for t in (w_hr, peephole, ln_hh, ln_c_weight, ln_c_bias, keep_c, keep_h)]
+        ctx.fuse_input = x_gates is None
+        input_share = [_or_empty(t, like) for t in (x_gates, x, w_ih, bias)]
         (gates, cells, hidden_pre, hiddens, h_n, c_n, r_hat, rstd_r, c_hat, rstd_c, cells_fresh) = \
-            load_extension().forward(x_gates.contiguous(), h0.contiguous(), c0.contiguous(), w_hh, *optional, lengths,
-                                     reverse, coupled, keep_trace)
+            load_extension().forward(input_share[0], h0.contiguous(), c0.contiguous(), w_hh, *optional, lengths,
+                                     reverse, coupled, keep_trace, *input_share[1:])
         ctx.save_for_backward(gates, cells, hidden_pre, hiddens, h0, c0, w_hh, *optional, r_hat, rstd_r, c_hat,
-                              rstd_c, cells_fresh, lengths)
+                              rstd_c, cells_fresh, lengths, *input_share[1:3])
         ctx.reverse, ctx.coupled = reverse, coupled
         ctx.has = [t is not None for t in (w_hr, peephole, ln_hh, keep_c)]
         return gates, cells, hiddens, h_n, c_n
@@ -131,7 +135,7 @@ class FusedDirection(torch.autograd.Function):
     @staticmethod
     def backward(ctx, d_gates, d_cells, d_hiddens, dh_n, dc_n):
         (gates, cells, hidden_pre, hiddens, h0, c0, w_hh, w_hr, peephole, ln_hh, ln_c_weight, ln_c_bias,
-         keep_c, keep_h, r_hat, rstd_r, c_hat, rstd_c, cells_fresh, lengths) = ctx.saved_tensors
+         keep_c, keep_h, r_hat, rstd_r, c_hat, rstd_c, cells_fresh, lengths, x, w_ih) = ctx.saved_tensors
         has_projection, has_peephole, has_layer_norm, has_cell_zoneout = ctx.has
         empty = w_hh.new_empty(0)
         zeros_or = lambda grad, like: torch.zeros_like(like) if grad is None else grad.contiguous()  # noqa: E731
@@ -169,7 +173,14 @@ class FusedDirection(torch.autograd.Function):
         d_ln = (None, None, None)
         if has_layer_norm:
             d_ln = ((dz * r_hat).sum((0, 1)), (d_cell_ln * c_hat).sum((0, 1)), d_cell_ln.sum((0, 1)))
-        return (dz, dh0, dc0, d_w_hh, d_w_hr, d_peephole, *d_ln, None, None, None, None, None, None)
+        d_input_share = (None, None, None)  # x, W_ih, bias
+        if ctx.fuse_input:  # what autograd would do for input_gates' GEMM
+            flat = dz.flatten(0, 1)  # (T*B, 4H)
+            needs = ctx.needs_input_grad[-3:]
+            d_input_share = (flat.mm(w_ih).view(x.shape) if needs[0] else None,
+                             flat.T.mm(x.flatten(0, 1)) if needs[1] else None, flat.sum(0) if needs[2] else None)
+        return (None if ctx.fuse_input else dz, dh0, dc0, d_w_hh, d_w_hr, d_peephole, *d_ln,
+                None, None, None, None, None, None, *d_input_share)
 
 
 def _shifted(d: Tensor, states: Tensor, reverse: bool) -> tuple[Tensor, Tensor]:
@@ -215,16 +226,23 @@ def run_direction(x: Tensor, h0: Tensor, c0: Tensor, weights: LayerWeights, spec
     may then keep only one step of gates and cells (the fields hold that step only).
     """
     lengths = x.new_empty(0, dtype=torch.int64) if lengths is None else lengths.cpu().contiguous()
-    x_gates = input_gates(x, weights, spec)  # (T, B, 4H): one GEMM for all steps
     w_hh = recurrent_weight(weights.w_hh, spec, training)
     steps = x.shape[0]  # zoneout weights drawn as the reference draws them (same random stream)
     keep_c = zoneout_keep(spec.zoneout_c, training, (steps, *c0.shape), c0)  # (T, B, H) or None
     keep_h = zoneout_keep(spec.zoneout_h, training, (steps, *h0.shape), h0)  # (T, B, P) or None
+    # The packed loops of the cells without layer norm, projection or zoneout compute the
+    # input share in the step's tile (no (T, B, 4H) buffer); the others get it from one GEMM.
+    fuse_input = not spec.layer_norm and weights.w_hr is None and keep_c is None and keep_h is None
+    x_gates = None if fuse_input else input_gates(x, weights, spec)  # (T, B, 4H)
+    input_share = (None, None, None)
+    if fuse_input:
+        bias = w_hh.new_zeros(w_hh.shape[0]) if weights.b_ih is None else weights.b_ih + weights.b_hh  # (4H,)
+        input_share = (x, weights.w_ih, bias)
     inputs = (x_gates, h0, c0, w_hh, weights.w_hr, weights.peephole, weights.ln_hh, weights.ln_c_weight,
               weights.ln_c_bias)
-    differentiable = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs)
+    differentiable = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs + input_share)
     gates, cells, hiddens, h_n, c_n = FusedDirection.apply(*inputs, keep_c, keep_h, lengths, reverse, spec.coupled,
-                                                           need_trace or differentiable)
+                                                           need_trace or differentiable, *input_share)
     i, f, g, o = gates.chunk(4, dim=-1)
     return hiddens, h_n, c_n, dict(i=i, f=f, g=g, o=o, c=cells, h=hiddens)
 

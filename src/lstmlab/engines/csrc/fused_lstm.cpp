@@ -33,14 +33,19 @@ bool packed_loops(bool project, bool zone_c, bool zone_h) { return !project && !
 
 // Forward on the packed loop: fills gates, cells, hiddens (T,B,H) and h_state, c_state.
 // With layer norm also fills `saved`.
-void forward_packed(const torch::Tensor& input_gates, const torch::Tensor& w_hh, const torch::Tensor& peephole,
+// The input share: input_gates (T,B,4H), or when that is empty, x (T,B,I), w_ih and bias.
+void forward_packed(const torch::Tensor& input_gates, const torch::Tensor& x, const torch::Tensor& w_ih,
+                    const torch::Tensor& bias, const torch::Tensor& w_hh, const torch::Tensor& peephole,
                     const LayerNormWeights& ln, const torch::Tensor& lengths, torch::Tensor& gates,
                     torch::Tensor& cells, torch::Tensor& hiddens, torch::Tensor& h_state, torch::Tensor& c_state,
                     LayerNormSaved& saved, bool reverse, bool coupled, bool keep) {
-  const int64_t steps = input_gates.size(0), batch = input_gates.size(1), hidden = c_state.size(1);
+  const int64_t steps = hiddens.size(0), batch = hiddens.size(1), hidden = c_state.size(1);
+  const bool fuse_input = input_gates.numel() == 0;
+  TORCH_CHECK(!fuse_input || !ln.on(), "fused_forward: layer norm needs input_gates");
   auto h_other = ln.on() ? h_state : torch::empty_like(h_state);
-  AT_DISPATCH_FLOATING_TYPES(input_gates.scalar_type(), "forward_packed", [&] {
+  AT_DISPATCH_FLOATING_TYPES(hiddens.scalar_type(), "forward_packed", [&] {
     auto packed = pack_forward<scalar_t>(w_hh, hidden);
+    auto packed_in = fuse_input ? pack_forward<scalar_t>(w_ih, hidden) : torch::Tensor();
     if (ln.on()) {
       LayerNormForwardLoop<scalar_t> loop{input_gates.data_ptr<scalar_t>(),
                                           hiddens.data_ptr<scalar_t>(),
@@ -62,7 +67,11 @@ void forward_packed(const torch::Tensor& input_gates, const torch::Tensor& w_hh,
       });
       return;
     }
-    ForwardLoop<scalar_t> loop{input_gates.data_ptr<scalar_t>(),
+    ForwardLoop<scalar_t> loop{fuse_input ? nullptr : input_gates.data_ptr<scalar_t>(),
+                               fuse_input ? x.data_ptr<scalar_t>() : nullptr,
+                               fuse_input ? packed_in.data_ptr<scalar_t>() : nullptr,
+                               fuse_input ? bias.data_ptr<scalar_t>() : nullptr,
+                               fuse_input ? x.size(2) : 0,
                                gates.data_ptr<scalar_t>(),
                                cells.data_ptr<scalar_t>(),
                                hiddens.data_ptr<scalar_t>(),
@@ -156,13 +165,17 @@ void backward_packed(const torch::Tensor& d_hiddens, const torch::Tensor& d_gate
 // keep_c (T,B,H) / keep_h (T,B,P): zoneout's keep weights, or empty tensors.
 // keep_trace false (no trace, no backward): gates, C and the LN tensors may hold only one
 // step (T = 1 in their shapes); M, H, h_n and c_n are complete.
+// x (T,B,I), w_ih (4H,I), bias (4H): with input_gates empty, the loop computes the input
+// share itself (cells without layer norm, projection or zoneout only).
 std::vector<torch::Tensor> fused_forward(torch::Tensor input_gates, torch::Tensor h0, torch::Tensor c0,
                                          torch::Tensor w_hh, torch::Tensor w_hr, torch::Tensor peephole,
                                          torch::Tensor ln_g_hh, torch::Tensor ln_g_c, torch::Tensor ln_b_c,
                                          torch::Tensor keep_c, torch::Tensor keep_h, torch::Tensor lengths,
-                                         bool reverse, bool coupled, bool keep_trace) {
+                                         bool reverse, bool coupled, bool keep_trace, torch::Tensor x,
+                                         torch::Tensor w_ih, torch::Tensor bias) {
   const LayerNormWeights ln{ln_g_hh, ln_g_c, ln_b_c};
-  const int64_t steps = input_gates.size(0), batch = input_gates.size(1), hidden = c0.size(1);
+  const auto& sized = input_gates.numel() ? input_gates : x;
+  const int64_t steps = sized.size(0), batch = sized.size(1), hidden = c0.size(1);
   const bool project = w_hr.defined() && w_hr.numel() > 0;
   const bool zone_c = keep_c.numel() > 0, zone_h = keep_h.numel() > 0;
   const int64_t width = h0.size(1), wide = batch * 4 * hidden, narrow = batch * hidden;
@@ -186,11 +199,12 @@ std::vector<torch::Tensor> fused_forward(torch::Tensor input_gates, torch::Tenso
              torch::empty({kept, batch, hidden}, c0.options()), torch::empty({kept, batch}, c0.options())};
   }
   if (packed) {
-    forward_packed(input_gates, w_hh, peephole, ln, lengths, gates, cells, hidden_pre, h_state, c_state, saved, reverse,
-                   coupled, keep);
+    forward_packed(input_gates, x, w_ih, bias, w_hh, peephole, ln, lengths, gates, cells, hidden_pre, h_state, c_state,
+                   saved, reverse, coupled, keep);
     return {gates, cells, hidden_pre, hiddens, h_state, c_state, saved.r_hat, saved.rstd_r, saved.c_hat,
             saved.rstd_c, cells_fresh};
   }
+  TORCH_CHECK(input_gates.numel() > 0, "fused_forward: projection and zoneout need input_gates");
   const auto options = c0.options();
   AT_DISPATCH_FLOATING_TYPES(input_gates.scalar_type(), "fused_forward", [&] {
     const scalar_t* peep = peephole.numel() ? peephole.data_ptr<scalar_t>() : nullptr;

@@ -59,7 +59,7 @@ inline int64_t blocks_of(int64_t n) {
   return (n + kLanes<scalar_t> - 1) / kLanes<scalar_t>;
 }
 
-// Forward panels of w (4H, P): (blocks(H), P, 4, L), zero-padded past H.
+// Forward panels of w (4H, P): (blocks(H), P, 4, L), zero-padded past H (also W_ih, P = I).
 template <typename scalar_t>
 torch::Tensor pack_forward(const torch::Tensor& w, int64_t hidden) {
   constexpr int L = kLanes<scalar_t>;
@@ -92,16 +92,16 @@ torch::Tensor pack_backward(const torch::Tensor& w) {
   return packed;
 }
 
-// tile (R, 4, L) = a[rows] (R, K) . panel (K, 4L): the four gates of one unit block for R
-// batch rows (a's rows `stride` apart). R accumulators x 4 gates stay in registers.
+// tile (R, 4, L) [+]= a[rows] (R, K) . panel (K, 4L): the four gates of one unit block for
+// R batch rows (a's rows `stride` apart). R accumulators x 4 gates stay in registers.
 template <typename scalar_t, int R>
 inline void tile_forward(scalar_t* __restrict tile, const scalar_t* __restrict a, int64_t stride,
-                         const scalar_t* __restrict panel, int64_t depth) {
+                         const scalar_t* __restrict panel, int64_t depth, bool accumulate) {
   using V = vec_t<scalar_t>;
   constexpr int L = kLanes<scalar_t>;
   V acc[R][4];
   for (int r = 0; r < R; ++r)
-    for (int k = 0; k < 4; ++k) acc[r][k] = V{};
+    for (int k = 0; k < 4; ++k) acc[r][k] = accumulate ? load(tile + (r * 4 + k) * L) : V{};
   for (int64_t q = 0; q < depth; ++q) {
     const scalar_t* w = panel + q * 4 * L;
     const V w0 = load(w), w1 = load(w + L), w2 = load(w + 2 * L), w3 = load(w + 3 * L);
@@ -144,15 +144,15 @@ inline void tile_backward(scalar_t* __restrict tile, const scalar_t* __restrict 
 // The tile kernels with R = rows (1 .. kRowBlock) as a compile-time constant.
 template <typename scalar_t>
 inline void tile_forward_rows(int rows, scalar_t* tile, const scalar_t* a, int64_t stride, const scalar_t* panel,
-                              int64_t depth) {
+                              int64_t depth, bool accumulate = false) {
   switch (rows) {
-    case 1: return tile_forward<scalar_t, 1>(tile, a, stride, panel, depth);
-    case 2: return tile_forward<scalar_t, 2>(tile, a, stride, panel, depth);
-    case 3: return tile_forward<scalar_t, 3>(tile, a, stride, panel, depth);
+    case 1: return tile_forward<scalar_t, 1>(tile, a, stride, panel, depth, accumulate);
+    case 2: return tile_forward<scalar_t, 2>(tile, a, stride, panel, depth, accumulate);
+    case 3: return tile_forward<scalar_t, 3>(tile, a, stride, panel, depth, accumulate);
 #if defined(__AVX512F__)
-    case 4: return tile_forward<scalar_t, 4>(tile, a, stride, panel, depth);
-    case 5: return tile_forward<scalar_t, 5>(tile, a, stride, panel, depth);
-    case 6: return tile_forward<scalar_t, 6>(tile, a, stride, panel, depth);
+    case 4: return tile_forward<scalar_t, 4>(tile, a, stride, panel, depth, accumulate);
+    case 5: return tile_forward<scalar_t, 5>(tile, a, stride, panel, depth, accumulate);
+    case 6: return tile_forward<scalar_t, 6>(tile, a, stride, panel, depth, accumulate);
 #endif
     default: TORCH_CHECK(false, "tile_forward_rows: rows out of range");
   }

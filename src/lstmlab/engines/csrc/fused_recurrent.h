@@ -68,7 +68,13 @@ inline void share(int64_t blocks, int64_t parts, int64_t part, int64_t& first, i
 // Tensors of one forward call (all contiguous, T = steps, P = H here).
 template <typename scalar_t>
 struct ForwardLoop {
-  const scalar_t* x_gates;  // (T, B, 4H) input share of the pre-activations
+  // The input share of the pre-activations: x_gates, or (x_gates null) computed per
+  // step from x, W_ih and bias inside the tile, saving the (T, B, 4H) buffer's traffic.
+  const scalar_t* x_gates;  // (T, B, 4H) or nullptr
+  const scalar_t* x;        // (T, B, I) when x_gates is null
+  const scalar_t* packed_in;  // pack_forward(W_ih) when x_gates is null
+  const scalar_t* bias;     // (4H) when x_gates is null
+  int64_t input_size;       // I
   scalar_t* gates;          // (T, B, 4H) out: activated gates; (1, B, 4H) scratch unless keep
   scalar_t* cells;          // (T, B, H) out: c_t; (1, B, H) scratch unless keep
   scalar_t* hiddens;        // (T, B, H) out: h_t (0 on padded steps)
@@ -96,8 +102,13 @@ void forward_part(const ForwardLoop<scalar_t>& f, int64_t round, int64_t first, 
     const scalar_t* panel = f.packed + u * H * 4 * L;
     for (int64_t r0 = 0; r0 < B; r0 += kRowBlock) {
       const int rows = static_cast<int>(std::min<int64_t>(kRowBlock, B - r0));
-      for (int r = 0; r < rows; ++r) prefetch_gates<0>(f.x_gates + (t * B + r0 + r) * 4 * H + u0, H, n);
-      tile_forward_rows(rows, tile, h_prev + r0 * H, H, panel, H);
+      if (f.x_gates) {
+        for (int r = 0; r < rows; ++r) prefetch_gates<0>(f.x_gates + (t * B + r0 + r) * 4 * H + u0, H, n);
+      } else {
+        const int64_t I = f.input_size;
+        tile_forward_rows(rows, tile, f.x + (t * B + r0) * I, I, f.packed_in + u * I * 4 * L, I);
+      }
+      tile_forward_rows(rows, tile, h_prev + r0 * H, H, panel, H, f.x_gates == nullptr);
       for (int r = 0; r < rows; ++r) {
         const int64_t b = r0 + r, wide = (t * B + b) * 4 * H + u0, narrow = (t * B + b) * H + u0;
         const int64_t kept = (slot * B + b) * H + u0;  // offset in cells; gates: 4x
@@ -109,8 +120,9 @@ void forward_part(const ForwardLoop<scalar_t>& f, int64_t round, int64_t first, 
           std::copy(h_prev + b * H + u0, h_prev + b * H + u0 + n, h_next + b * H + u0);
           continue;
         }
+        const scalar_t* input = f.x_gates ? f.x_gates + wide : f.bias + u0;  // bias: added once here
         for (int64_t k = 0; k < 4; ++k)
-          for (int64_t j = 0; j < n; ++j) z[k * H + j] = f.x_gates[wide + k * H + j] + tile[(r * 4 + k) * L + j];
+          for (int64_t j = 0; j < n; ++j) z[k * H + j] = input[k * H + j] + tile[(r * 4 + k) * L + j];
         activate_units<scalar_t, Peephole, Coupled>(z, f.cells + kept, f.hiddens + narrow, f.c_run + b * H + u0,
                                                     Peephole ? f.peephole + u0 : nullptr, n, H);
         std::copy(f.hiddens + narrow, f.hiddens + narrow + n, h_next + b * H + u0);
