@@ -45,6 +45,12 @@ ARCH_FLAGS = {
 # -ffast-math at compile time only (vectorised exp/tanh); never at link time, where gcc
 # would add crtfastmath and switch the whole process to flush-to-zero.
 COMPILE_FLAGS = ["-O3", "-ffast-math", "-fopenmp-simd"]
+# The loops' thread team is at::parallel_for, which is inline OpenMP code in torch's
+# headers: without _OPENMP it runs serially. So with torch's OpenMP backend, -fopenmp at
+# compile time only: the GOMP symbols then bind to the libgomp torch has loaded (one
+# thread pool), and no second OpenMP runtime is linked in.
+if "ATen parallel backend: OpenMP" in torch.__config__.parallel_info():
+    COMPILE_FLAGS.append("-fopenmp")
 
 _extension = None
 _build_error: str | None = None

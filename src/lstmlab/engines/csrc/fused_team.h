@@ -15,12 +15,18 @@
 // round r are *done*. A thread only ever waits for parts that a running thread has
 // claimed, so one thread alone finishes everything, and a descheduled thread's part is
 // taken over instead of waited for.
+// On a machine busier than its cores (other processes), a thread that holds a part can
+// still be descheduled for a whole time slice, and every round waits for it. So the team
+// counts stalls (a wait longer than the waiter's own work in that round); after a few,
+// it goes solo: the other threads leave at the next round and the caller's thread
+// finishes alone, which is then the faster choice.
 #pragma once
 
 #include <ATen/Parallel.h>
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <thread>
 
@@ -31,6 +37,8 @@
 namespace lstmlab_fused {
 
 constexpr int64_t kMaxParts = 64;
+constexpr int kStallsBeforeSolo = 4;
+constexpr int64_t kStallSlackNs = 20000;  // waits this much longer than the own work count as stalls
 
 inline void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)
@@ -42,6 +50,8 @@ inline void cpu_relax() {
 struct TeamState {
   std::atomic<int64_t> claimed[kMaxParts];
   std::atomic<int64_t> done{0};
+  std::atomic<int> stalls{0};
+  std::atomic<bool> solo{false};
   explicit TeamState(int64_t parts) {
     for (int64_t p = 0; p < parts; ++p) claimed[p].store(-1, std::memory_order_relaxed);
   }
@@ -56,12 +66,25 @@ inline void wait_done(const TeamState& state, int64_t target) {
   }
 }
 
+inline int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
 // One thread's share: every round, wait for the previous one, then claim and run parts,
-// starting with part `first` (this thread's own).
+// starting with part `first` (this thread's own). The caller's thread (`owner`) stays
+// to the end; the others leave once the team has gone solo.
 template <typename Work>
-void team_member(TeamState& state, int64_t rounds, int64_t parts, int64_t first, const Work& work) {
+void team_member(TeamState& state, int64_t rounds, int64_t parts, int64_t first, bool owner, const Work& work) {
+  int64_t worked_ns = 0;  // own work in the previous round
   for (int64_t round = state.done.load(std::memory_order_acquire) / parts; round < rounds; ++round) {
+    if (!owner && state.solo.load(std::memory_order_relaxed)) return;
+    const int64_t wait_start = now_ns();
     wait_done(state, round * parts);
+    const int64_t work_start = now_ns();
+    if (worked_ns > 0 && work_start - wait_start > worked_ns + kStallSlackNs &&
+        state.stalls.fetch_add(1, std::memory_order_relaxed) + 1 >= kStallsBeforeSolo)
+      state.solo.store(true, std::memory_order_relaxed);
     for (int64_t k = 0; k < parts; ++k) {
       const int64_t part = (first + k) % parts;
       int64_t expected = round - 1;
@@ -69,6 +92,7 @@ void team_member(TeamState& state, int64_t rounds, int64_t parts, int64_t first,
       work(part, round);
       state.done.fetch_add(1, std::memory_order_acq_rel);
     }
+    worked_ns = now_ns() - work_start;
   }
 }
 
@@ -86,7 +110,7 @@ void run_rounds(int64_t rounds, int64_t parts, int64_t threads, const Work& work
   TeamState state(parts);
   at::parallel_for(0, threads, 1, [&](int64_t begin, int64_t end) {
     (void)end;
-    team_member(state, rounds, parts, begin % parts, work);
+    team_member(state, rounds, parts, begin % parts, begin == 0, work);
   });
   // Every invocation has returned, and a round ends only when all its parts are done; a
   // pool that ran fewer invocations than asked still finished everything (see above).
