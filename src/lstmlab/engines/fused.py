@@ -1,13 +1,20 @@
 """The fused CPU engine: each layer-direction's time loop in C++ (csrc/fused_lstm.cpp;
-row kernels in csrc/fused_kernels.h and fused_layer_norm.h, the streaming step in
-csrc/fused_step.h).
+the packed-weight loops and their thread team in csrc/fused_recurrent.h,
+fused_recurrent_ln.h, fused_packed.h and fused_team.h; row kernels in fused_kernels.h
+and fused_layer_norm.h; the streaming step in csrc/fused_step.h).
 
-Around the loop, Python does the large GEMMs once per call: the input gates of all
-steps before it (``cell.input_gates``, autograd handles its backward) and, after the
-backward loop, dW_hh = dZ^T H_prev, dW_hr = dH^T M and the peephole gradients. Inside
-the loop each step is one ``addmm`` into the step's gate block and one pass of gate
-math, forward and backward, with no Python and no allocation per step. The gates it
-keeps for the backward pass are the trace, so the trace costs no extra arithmetic.
+Cells without projection or zoneout (plain, peephole, coupled, layer norm) run the
+packed loops: W_hh (and, without layer norm, W_ih) is packed once per call into panels
+for register-blocked tiles that compute all four gates of a block of hidden units, with
+the gate math right after each tile; one thread team (at::parallel_for) serves the whole
+sequence with one wait per step (two with layer norm). Without layer norm the input
+share x W_ih^T + b is computed inside the tile as well, so no (T, B, 4H) input-gates
+buffer exists; otherwise Python computes it in one GEMM (``cell.input_gates``) first.
+Projection and zoneout take a per-step loop (one GEMM per step and a pass of gate math).
+After the backward loop Python does the large GEMMs: dW_hh = sum_t dZ_t^T h_{t-1}, dX and
+dW_ih, dW_hr = dH^T M, and the peephole and layer-norm gradients. The gates the forward
+keeps for the backward pass are the trace, so the trace costs no extra arithmetic; with
+neither trace nor autograd, the loops keep only the current step's gates.
 
 Runs every cell of `lstmlab.LSTM`: plain, peephole, coupled, layer norm and zoneout (in
 any combination), projection, bidirectional, multi-layer, packed (valid lengths), weight

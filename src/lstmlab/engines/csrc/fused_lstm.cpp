@@ -2,9 +2,11 @@
 // in C++, with the gate math done in one pass over each step's (B, 4H) block.
 //
 // The math is lstmlab/cell.py's (plain, peephole, coupled; projection; valid lengths).
-// Python (engines/fused.py) does the big GEMMs around the loop: the input gates of all
-// steps before it, and dW, dX after it. Each step here is one GEMM (addmm into the
-// step's gate block) plus an elementwise pass, with no Python and no allocation.
+// Cells without projection or zoneout run the packed-weight loops with one thread team
+// (fused_recurrent.h, fused_recurrent_ln.h); the others the per-step loops below, where
+// each step is one GEMM (addmm into the step's gate block) plus an elementwise pass.
+// Python (engines/fused.py) does the big GEMMs around the loop (input gates before it
+// where the loop does not compute them, dW and dX after it).
 //
 // Layout: gates (T, B, 4H) hold the post-activation (i | f | g | o); C (T, B, H) the
 // cell states; M (T, B, H) = o * tanh(c) (the unprojected hidden state); H (T, B, P).
