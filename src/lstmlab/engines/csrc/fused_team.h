@@ -18,7 +18,7 @@
 // On a machine busier than its cores (other processes), a thread that holds a part can
 // still be descheduled for a whole time slice, and every round waits for it. So the team
 // counts stalls (a wait longer than the waiter's own work in that round); after a few,
-// it goes solo: the other threads leave at the next round and the caller's thread
+// if they are frequent, it goes solo: the other threads leave at the next round and the caller's thread
 // finishes alone, which is then the faster choice.
 #pragma once
 
@@ -82,9 +82,12 @@ void team_member(TeamState& state, int64_t rounds, int64_t parts, int64_t first,
     const int64_t wait_start = now_ns();
     wait_done(state, round * parts);
     const int64_t work_start = now_ns();
-    if (worked_ns > 0 && work_start - wait_start > worked_ns + kStallSlackNs &&
-        state.stalls.fetch_add(1, std::memory_order_relaxed) + 1 >= kStallsBeforeSolo)
-      state.solo.store(true, std::memory_order_relaxed);
+    if (worked_ns > 0 && work_start - wait_start > worked_ns + kStallSlackNs) {
+      // Solo once stalls are both several and frequent (1 round in 8): a rare hiccup on a
+      // quiet machine keeps the team.
+      const int stalls = state.stalls.fetch_add(1, std::memory_order_relaxed) + 1;
+      if (stalls >= kStallsBeforeSolo && 8 * stalls >= round + 1) state.solo.store(true, std::memory_order_relaxed);
+    }
     for (int64_t k = 0; k < parts; ++k) {
       const int64_t part = (first + k) % parts;
       int64_t expected = round - 1;
