@@ -130,6 +130,15 @@ def test_fused_packed_loops_with_a_thread_team(variant, sizes, threads):
         torch.set_num_threads(previous)
 
 
+@pytest.mark.parametrize("variant", [dict(), dict(peephole=True, coupled=True, bidirectional=True)],
+                         ids=["plain", "peephole-coupled-bidirectional"])
+def test_fused_packed_loops_with_the_input_gemm_outside(variant, monkeypatch):
+    """A large W_ih is not re-read every step: its GEMM runs before the loop (forced here)."""
+    monkeypatch.setattr(fused, "FUSED_INPUT_MAX_BYTES", 0)
+    compare_engines("fused", variant, **TEAM_SIZES[0])
+    compare_engines("fused", variant, packed=True, **TEAM_SIZES[0])
+
+
 @pytest.mark.parametrize("packed", [False, True], ids=["padded", "packed"])
 @pytest.mark.parametrize("variant", [dict(), dict(peephole=True, bidirectional=True), dict(layer_norm=True, num_layers=2),
                                      dict(layer_norm=True, coupled=True, proj_size=3)],

@@ -59,6 +59,10 @@ COMPILE_FLAGS = ["-O3", "-ffast-math", "-fopenmp-simd"]
 if "ATen parallel backend: OpenMP" in torch.__config__.parallel_info():
     COMPILE_FLAGS.append("-fopenmp")
 
+# Largest W_ih whose product the packed loops compute per step inside the tile (W_ih is
+# then re-read every step; ~half of a core's L2 here). Larger ones: one GEMM before the loop.
+FUSED_INPUT_MAX_BYTES = 1 << 20
+
 _extension = None
 _build_error: str | None = None
 
@@ -244,8 +248,11 @@ def run_direction(x: Tensor, h0: Tensor, c0: Tensor, weights: LayerWeights, spec
     keep_c = zoneout_keep(spec.zoneout_c, training, (steps, *c0.shape), c0)  # (T, B, H) or None
     keep_h = zoneout_keep(spec.zoneout_h, training, (steps, *h0.shape), h0)  # (T, B, P) or None
     # The packed loops of the cells without layer norm, projection or zoneout compute the
-    # input share in the step's tile (no (T, B, 4H) buffer); the others get it from one GEMM.
-    fuse_input = not spec.layer_norm and weights.w_hr is None and keep_c is None and keep_h is None
+    # input share in the step's tile (no (T, B, 4H) buffer) when W_ih is small; the others,
+    # and a large W_ih (re-read every step, it would stream from memory), get one GEMM.
+    small_w_ih = weights.w_ih.numel() * weights.w_ih.element_size() <= FUSED_INPUT_MAX_BYTES
+    fuse_input = (small_w_ih and not spec.layer_norm and weights.w_hr is None and keep_c is None
+                  and keep_h is None)
     x_gates = None if fuse_input else input_gates(x, weights, spec)  # (T, B, 4H)
     input_share = (None, None, None)
     if fuse_input:
