@@ -242,6 +242,7 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="two tiny shapes, short streaming (smoke run)")
     parser.add_argument("--out", type=Path, default=RESULTS, help=f"results file (default {RESULTS})")
     parser.add_argument("--streaming", action="store_true", help=f"the streaming section only -> {STREAM_RESULTS.name}")
+    parser.add_argument("--note", default="", help="a line for the results file, e.g. how busy the machine was")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -260,6 +261,8 @@ def main(argv=None) -> int:
              f"--threads {args.threads}`. Medians of {args.rounds} interleaved rounds after warm-up; ratio = "
              "time / torch.nn.LSTM time in the same rounds (< 1 is faster). GEMM peak measured in the same run: "
              f"{peak:.0f} GFLOP/s.", ""]
+    if args.note:
+        lines += [f"Note: {args.note}", ""]
     for mode, rows in sections.items():
         lines += table(rows, peak, mode)
     lines += streaming_table(stream)

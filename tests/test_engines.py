@@ -106,6 +106,84 @@ def test_fused_odd_sizes(sizes, variant):
     compare_engines("fused", variant, **sizes)
 
 
+# Sizes where the packed, thread-team loops (csrc/fused_recurrent.h) split the work: at least
+# 2^16 multiply-adds per step (B * 4H * H); H=45 is not a multiple of a vector's lanes, B=9
+# and B=7 not multiples of the kernel's row block, and B=1 gives tiles of one row.
+TEAM_SIZES = [dict(batch=9, hidden=45, input_size=7), dict(batch=7, hidden=61, steps=7),
+              dict(batch=1, hidden=131, input_size=3)]
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3], ids=lambda n: f"{n}threads")
+@pytest.mark.parametrize("sizes", TEAM_SIZES, ids=["B9-H45", "B7-H61", "B1-H131"])
+@pytest.mark.parametrize("variant", [dict(), dict(peephole=True), dict(coupled=True, bidirectional=True),
+                                     dict(layer_norm=True), dict(layer_norm=True, peephole=True, coupled=True)],
+                         ids=["plain", "peephole", "coupled-bidirectional", "layer_norm", "layer_norm-peephole-coupled"])
+def test_fused_packed_loops_with_a_thread_team(variant, sizes, threads):
+    """1 thread runs the loop serially; 2 split each step; 3 is more threads than this
+    machine's cores (parts are then claimed by whichever thread comes first)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        compare_engines("fused", variant, **sizes)
+        compare_engines("fused", variant, packed=True, **sizes)
+    finally:
+        torch.set_num_threads(previous)
+
+
+@pytest.mark.parametrize("variant", [dict(), dict(peephole=True, coupled=True, bidirectional=True)],
+                         ids=["plain", "peephole-coupled-bidirectional"])
+def test_fused_packed_loops_with_the_input_gemm_outside(variant, monkeypatch):
+    """A large W_ih is not re-read every step: its GEMM runs before the loop (forced here)."""
+    monkeypatch.setattr(fused, "FUSED_INPUT_MAX_BYTES", 0)
+    compare_engines("fused", variant, **TEAM_SIZES[0])
+    compare_engines("fused", variant, packed=True, **TEAM_SIZES[0])
+
+
+@pytest.mark.parametrize("packed", [False, True], ids=["padded", "packed"])
+@pytest.mark.parametrize("variant", [dict(), dict(peephole=True, bidirectional=True), dict(layer_norm=True, num_layers=2),
+                                     dict(layer_norm=True, coupled=True, proj_size=3)],
+                         ids=["plain", "peephole-bidirectional", "layer_norm-2-layers", "layer_norm-coupled-proj"])
+def test_fused_inference_without_trace_matches_reference(variant, packed):
+    """Without trace and autograd the loops keep one step of gates and cells (scratch):
+    output, h_n and c_n must not change."""
+    lstm = lstmlab.LSTM(7, 45, **variant).double().eval()
+    rows = lstm.num_layers * lstm.num_directions
+    x = torch.randn(6, 9, 7, dtype=torch.double)
+    hx = (torch.randn(rows, 9, lstm.proj_size or 45, dtype=torch.double), torch.randn(rows, 9, 45, dtype=torch.double))
+    lengths = torch.tensor([6, 3, 1, 5, 6, 2, 4, 6, 1])
+    inputs = pack_padded_sequence(x, lengths, enforce_sorted=False) if packed else x
+    results = {}
+    for engine in ("reference", "fused"):
+        lstm.engine = engine
+        with torch.no_grad():
+            output, (h_n, c_n) = lstm(inputs, hx)
+        results[engine] = (output if isinstance(output, torch.Tensor) else output.data, h_n, c_n)
+    for name, actual, expected in zip(("output", "h_n", "c_n"), results["fused"], results["reference"]):
+        assert_close(actual, expected, torch.float64, f"{variant} {name}")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("capability", ["avx2", "default"])
+def test_fused_engine_on_a_cpu_without_avx512(capability):
+    """The AVX2 and the generic builds (narrower vectors, smaller row block) pass the
+    reference checks: torch is told the CPU has less (ATEN_CPU_CAPABILITY) in a fresh
+    process, which builds and loads the extension for that capability (cached)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {**os.environ, "ATEN_CPU_CAPABILITY": capability}
+    selection = ("test_fused_engine_builds or test_fused_matches_reference_float64 or test_fused_odd_sizes "
+                 "or (test_fused_packed_loops_with_a_thread_team and not 3threads) or float32")
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__, "-k", selection],
+                            env=env, capture_output=True, text=True, cwd=Path(__file__).parent.parent)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    probe = subprocess.run([sys.executable, "-c", "from lstmlab.engines import fused; print(fused.capability())"],
+                           env=env, capture_output=True, text=True)
+    assert probe.stdout.strip() == capability.upper(), probe.stdout + probe.stderr
+
+
 def engine_errors_float32(engine, options, steps=20, batch=64, input_size=40, hidden=96):
     """Max abs error vs the float64 reference, per compared tensor, of float32 `engine` and
     of the float32 reference (the rounding any float32 engine must live with)."""

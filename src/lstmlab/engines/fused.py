@@ -1,13 +1,20 @@
 """The fused CPU engine: each layer-direction's time loop in C++ (csrc/fused_lstm.cpp;
-row kernels in csrc/fused_kernels.h and fused_layer_norm.h, the streaming step in
-csrc/fused_step.h).
+the packed-weight loops and their thread team in csrc/fused_recurrent.h,
+fused_recurrent_ln.h, fused_packed.h and fused_team.h; row kernels in fused_kernels.h
+and fused_layer_norm.h; the streaming step in csrc/fused_step.h).
 
-Around the loop, Python does the large GEMMs once per call: the input gates of all
-steps before it (``cell.input_gates``, autograd handles its backward) and, after the
-backward loop, dW_hh = dZ^T H_prev, dW_hr = dH^T M and the peephole gradients. Inside
-the loop each step is one ``addmm`` into the step's gate block and one pass of gate
-math, forward and backward, with no Python and no allocation per step. The gates it
-keeps for the backward pass are the trace, so the trace costs no extra arithmetic.
+Cells without projection or zoneout (plain, peephole, coupled, layer norm) run the
+packed loops: W_hh (and, without layer norm, W_ih) is packed once per call into panels
+for register-blocked tiles that compute all four gates of a block of hidden units, with
+the gate math right after each tile; one thread team (at::parallel_for) serves the whole
+sequence with one wait per step (two with layer norm). Without layer norm the input
+share x W_ih^T + b is computed inside the tile as well, so no (T, B, 4H) input-gates
+buffer exists; otherwise Python computes it in one GEMM (``cell.input_gates``) first.
+Projection and zoneout take a per-step loop (one GEMM per step and a pass of gate math).
+After the backward loop Python does the large GEMMs: dW_hh = sum_t dZ_t^T h_{t-1}, dX and
+dW_ih, dW_hr = dH^T M, and the peephole and layer-norm gradients. The gates the forward
+keeps for the backward pass are the trace, so the trace costs no extra arithmetic; with
+neither trace nor autograd, the loops keep only the current step's gates.
 
 Runs every cell of `lstmlab.LSTM`: plain, peephole, coupled, layer norm and zoneout (in
 any combination), projection, bidirectional, multi-layer, packed (valid lengths), weight
@@ -47,6 +54,16 @@ ARCH_FLAGS = {
 # -ffast-math at compile time only (vectorised exp/tanh); never at link time, where gcc
 # would add crtfastmath and switch the whole process to flush-to-zero.
 COMPILE_FLAGS = ["-O3", "-ffast-math", "-fopenmp-simd"]
+# The loops' thread team is at::parallel_for, which is inline OpenMP code in torch's
+# headers: without _OPENMP it runs serially. So with torch's OpenMP backend, -fopenmp at
+# compile time only: the GOMP symbols then bind to the libgomp torch has loaded (one
+# thread pool), and no second OpenMP runtime is linked in.
+if "ATen parallel backend: OpenMP" in torch.__config__.parallel_info():
+    COMPILE_FLAGS.append("-fopenmp")
+
+# Largest W_ih whose product the packed loops compute per step inside the tile (W_ih is
+# then re-read every step; ~half of a core's L2 here). Larger ones: one GEMM before the loop.
+FUSED_INPUT_MAX_BYTES = 1 << 20
 
 _extension = None
 _build_error: str | None = None
@@ -112,20 +129,24 @@ def _or_empty(tensor: Tensor | None, like: Tensor) -> Tensor:
 class FusedDirection(torch.autograd.Function):
     """One layer-direction: (x_gates, h0, c0, W_hh, W_hr, peephole, LN gains) -> gates, C, H, h_n, c_n.
 
-    Optional weights are None when the cell does not have them.
+    Optional weights are None when the cell does not have them. x_gates None: the loop
+    computes the input share itself from x (T, B, I), W_ih (4H, I) and bias (4H) (cells
+    without layer norm, projection or zoneout), and the backward returns their gradients.
     """
 
     @staticmethod
     def forward(ctx, x_gates, h0, c0, w_hh, w_hr, peephole, ln_hh, ln_c_weight, ln_c_bias, keep_c, keep_h, lengths,
-                reverse, coupled):
+                reverse, coupled, keep_trace, x, w_ih, bias):
         like = w_hh
         w_hh = w_hh.contiguous()
         optional = [_or_empty(t, like) for t in (w_hr, peephole, ln_hh, ln_c_weight, ln_c_bias, keep_c, keep_h)]
+        ctx.fuse_input = x_gates is None
+        input_share = [_or_empty(t, like) for t in (x_gates, x, w_ih, bias)]
         (gates, cells, hidden_pre, hiddens, h_n, c_n, r_hat, rstd_r, c_hat, rstd_c, cells_fresh) = \
-            load_extension().forward(x_gates.contiguous(), h0.contiguous(), c0.contiguous(), w_hh, *optional, lengths,
-                                     reverse, coupled)
+            load_extension().forward(input_share[0], h0.contiguous(), c0.contiguous(), w_hh, *optional, lengths,
+                                     reverse, coupled, keep_trace, *input_share[1:])
         ctx.save_for_backward(gates, cells, hidden_pre, hiddens, h0, c0, w_hh, *optional, r_hat, rstd_r, c_hat,
-                              rstd_c, cells_fresh, lengths)
+                              rstd_c, cells_fresh, lengths, *input_share[1:3])
         ctx.reverse, ctx.coupled = reverse, coupled
         ctx.has = [t is not None for t in (w_hr, peephole, ln_hh, keep_c)]
         return gates, cells, hiddens, h_n, c_n
@@ -133,46 +154,117 @@ class FusedDirection(torch.autograd.Function):
     @staticmethod
     def backward(ctx, d_gates, d_cells, d_hiddens, dh_n, dc_n):
         (gates, cells, hidden_pre, hiddens, h0, c0, w_hh, w_hr, peephole, ln_hh, ln_c_weight, ln_c_bias,
-         keep_c, keep_h, r_hat, rstd_r, c_hat, rstd_c, cells_fresh, lengths) = ctx.saved_tensors
+         keep_c, keep_h, r_hat, rstd_r, c_hat, rstd_c, cells_fresh, lengths, x, w_ih) = ctx.saved_tensors
         has_projection, has_peephole, has_layer_norm, has_cell_zoneout = ctx.has
         empty = w_hh.new_empty(0)
-        valid = valid_mask(lengths, gates.shape[0]).unsqueeze(-1) if lengths.numel() else None
-        c_prev = previous_states(cells, c0, ctx.reverse, valid)  # (T, B, H)
         zeros_or = lambda grad, like: torch.zeros_like(like) if grad is None else grad.contiguous()  # noqa: E731
+        # The packed loops (no projection, no zoneout) find c_{t-1} in cells and c0 and take
+        # absent trace gradients as zeros; the per-step loops want them materialised.
+        packed_loops = not (has_projection or has_cell_zoneout or keep_h.numel())
+        if packed_loops:
+            c_prev = None
+            d_gates_in, d_cells_in = (empty if g is None else g.contiguous() for g in (d_gates, d_cells))
+        else:
+            valid = valid_mask(lengths, gates.shape[0]).unsqueeze(-1) if lengths.numel() else None
+            c_prev = previous_states(cells, c0, ctx.reverse, valid).contiguous()  # (T, B, H)
+            h_prev = previous_states(hiddens, h0, ctx.reverse, valid)  # (T, B, P)
+            d_gates_in, d_cells_in = zeros_or(d_gates, gates), zeros_or(d_cells, cells)
         saved_ln = [t if has_layer_norm else empty for t in (r_hat, rstd_r, c_hat, rstd_c)]
         dz, dh0, dc0, dh_total, d_rec, d_cell_ln = load_extension().backward(
-            zeros_or(d_hiddens, hiddens), zeros_or(d_gates, gates), zeros_or(d_cells, cells),
-            zeros_or(dh_n, h0), zeros_or(dc_n, c0), gates, cells, c_prev.contiguous(), w_hh, w_hr, peephole,
-            ln_hh, ln_c_weight, ln_c_bias, *saved_ln, keep_c, keep_h,
-            cells_fresh if has_cell_zoneout else empty, lengths, ctx.reverse, ctx.coupled)
-        h_prev = previous_states(hiddens, h0, ctx.reverse, valid)  # (T, B, P)
+            zeros_or(d_hiddens, hiddens), d_gates_in, d_cells_in, zeros_or(dh_n, h0), zeros_or(dc_n, c0), gates,
+            cells, empty if c_prev is None else c_prev, c0, w_hh, w_hr, peephole, ln_hh, ln_c_weight, ln_c_bias,
+            *saved_ln, keep_c, keep_h, cells_fresh if has_cell_zoneout else empty, lengths, ctx.reverse, ctx.coupled)
         d_recurrent = d_rec if has_layer_norm else dz  # gradient of W_hh h_{t-1}
-        d_w_hh = d_recurrent.flatten(0, 1).T @ h_prev.flatten(0, 1)  # (4H, P)
+        if packed_loops:  # sum_t d_t^T h_{t-1} without a shifted copy of the hidden states
+            d_w_hh = sum_with_previous(d_recurrent, hiddens, h0, ctx.reverse, lengths)  # (4H, P)
+        else:
+            d_w_hh = d_recurrent.flatten(0, 1).T @ h_prev.flatten(0, 1)  # (4H, P)
         d_w_hr = dh_total.flatten(0, 1).T @ hidden_pre.flatten(0, 1) if has_projection else None  # (P, H)
         d_peephole = None
         if has_peephole:
             dz_i, dz_f, _, dz_o = dz.chunk(4, dim=-1)
             seen_by_o = cells_fresh if has_cell_zoneout else cells  # o's peephole sees c before zoneout
-            d_peephole = torch.cat(((dz_i * c_prev).sum((0, 1)), (dz_f * c_prev).sum((0, 1)),
-                                    (dz_o * seen_by_o).sum((0, 1))))
+            if packed_loops:
+                d_i, d_f = (weighted_previous(d, cells, c0, ctx.reverse, lengths) for d in (dz_i, dz_f))
+            else:
+                d_i, d_f = (dz_i * c_prev).sum((0, 1)), (dz_f * c_prev).sum((0, 1))
+            d_peephole = torch.cat((d_i, d_f, (dz_o * seen_by_o).sum((0, 1))))
         d_ln = (None, None, None)
         if has_layer_norm:
             d_ln = ((dz * r_hat).sum((0, 1)), (d_cell_ln * c_hat).sum((0, 1)), d_cell_ln.sum((0, 1)))
-        return (dz, dh0, dc0, d_w_hh, d_w_hr, d_peephole, *d_ln, None, None, None, None, None)
+        d_input_share = (None, None, None)  # x, W_ih, bias
+        if ctx.fuse_input:  # what autograd would do for input_gates' GEMM
+            flat = dz.flatten(0, 1)  # (T*B, 4H)
+            needs = ctx.needs_input_grad[-3:]
+            d_input_share = (flat.mm(w_ih).view(x.shape) if needs[0] else None,
+                             flat.T.mm(x.flatten(0, 1)) if needs[1] else None, flat.sum(0) if needs[2] else None)
+        return (None if ctx.fuse_input else dz, dh0, dc0, d_w_hh, d_w_hr, d_peephole, *d_ln,
+                None, None, None, None, None, None, *d_input_share)
+
+
+def _shifted(d: Tensor, states: Tensor, reverse: bool) -> tuple[Tensor, Tensor]:
+    """d (T, B, ...) at the steps whose previous state is in `states`, and those states: views.
+
+    Padded steps need no care: d is 0 there, and so are the states a row's first step
+    would meet (a reversed row starts at its last valid step, where states[t + 1] is padding).
+    """
+    return (d[:-1], states[1:]) if reverse else (d[1:], states[:-1])
+
+
+def _first_steps(d: Tensor, reverse: bool, lengths: Tensor) -> Tensor:
+    """d (T, B, ...) at each row's first step (B, ...): t = 0, or reversed its last valid t."""
+    if not reverse:
+        return d[0]
+    if not lengths.numel():
+        return d[-1]
+    return d[lengths - 1, torch.arange(d.shape[1])]
+
+
+def sum_with_previous(d: Tensor, states: Tensor, initial: Tensor, reverse: bool, lengths: Tensor) -> Tensor:
+    """sum over t of d_t^T s_{t-1}, with s_{t-1} = `initial` at each row's first step: (N, W).
+
+    d: (T, B, N); states: (T, B, W) (0 at padded steps); initial: (B, W).
+    """
+    later, before = _shifted(d, states, reverse)
+    first = _first_steps(d, reverse, lengths)  # (B, N)
+    return torch.addmm(first.T @ initial, later.flatten(0, 1).T, before.flatten(0, 1))
+
+
+def weighted_previous(d: Tensor, states: Tensor, initial: Tensor, reverse: bool, lengths: Tensor) -> Tensor:
+    """sum over t and b of d_t * s_{t-1} (elementwise), s_{t-1} as in `sum_with_previous`: (W,)."""
+    later, before = _shifted(d, states, reverse)
+    return (later * before).sum((0, 1)) + (_first_steps(d, reverse, lengths) * initial).sum(0)
 
 
 def run_direction(x: Tensor, h0: Tensor, c0: Tensor, weights: LayerWeights, spec: CellSpec,
-                  lengths: Tensor | None, reverse: bool, training: bool) -> tuple[Tensor, Tensor, Tensor, dict]:
-    """Same contract as `reference.run_direction`: hs (T, B, P), h_n, c_n, trace fields."""
+                  lengths: Tensor | None, reverse: bool, training: bool,
+                  need_trace: bool = True) -> tuple[Tensor, Tensor, Tensor, dict]:
+    """Same contract as `reference.run_direction`: hs (T, B, P), h_n, c_n, trace fields.
+
+    need_trace False: the trace fields are not wanted; without autograd either, the loop
+    may then keep only one step of gates and cells (the fields hold that step only).
+    """
     lengths = x.new_empty(0, dtype=torch.int64) if lengths is None else lengths.cpu().contiguous()
-    x_gates = input_gates(x, weights, spec)  # (T, B, 4H): one GEMM for all steps
     w_hh = recurrent_weight(weights.w_hh, spec, training)
     steps = x.shape[0]  # zoneout weights drawn as the reference draws them (same random stream)
     keep_c = zoneout_keep(spec.zoneout_c, training, (steps, *c0.shape), c0)  # (T, B, H) or None
     keep_h = zoneout_keep(spec.zoneout_h, training, (steps, *h0.shape), h0)  # (T, B, P) or None
-    gates, cells, hiddens, h_n, c_n = FusedDirection.apply(
-        x_gates, h0, c0, w_hh, weights.w_hr, weights.peephole, weights.ln_hh, weights.ln_c_weight,
-        weights.ln_c_bias, keep_c, keep_h, lengths, reverse, spec.coupled)
+    # The packed loops of the cells without layer norm, projection or zoneout compute the
+    # input share in the step's tile (no (T, B, 4H) buffer) when W_ih is small; the others,
+    # and a large W_ih (re-read every step, it would stream from memory), get one GEMM.
+    small_w_ih = weights.w_ih.numel() * weights.w_ih.element_size() <= FUSED_INPUT_MAX_BYTES
+    fuse_input = (small_w_ih and not spec.layer_norm and weights.w_hr is None and keep_c is None
+                  and keep_h is None)
+    x_gates = None if fuse_input else input_gates(x, weights, spec)  # (T, B, 4H)
+    input_share = (None, None, None)
+    if fuse_input:
+        bias = w_hh.new_zeros(w_hh.shape[0]) if weights.b_ih is None else weights.b_ih + weights.b_hh  # (4H,)
+        input_share = (x, weights.w_ih, bias)
+    inputs = (x_gates, h0, c0, w_hh, weights.w_hr, weights.peephole, weights.ln_hh, weights.ln_c_weight,
+              weights.ln_c_bias)
+    differentiable = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs + input_share)
+    gates, cells, hiddens, h_n, c_n = FusedDirection.apply(*inputs, keep_c, keep_h, lengths, reverse, spec.coupled,
+                                                           need_trace or differentiable, *input_share)
     i, f, g, o = gates.chunk(4, dim=-1)
     return hiddens, h_n, c_n, dict(i=i, f=f, g=g, o=o, c=cells, h=hiddens)
 
@@ -181,7 +273,7 @@ def forward(batch: SequenceBatch, need_trace: bool) -> EngineResult:
     reason = unsupported_reason(batch.spec, need_trace)
     if reason is not None:
         raise ValueError(f"engine 'fused' cannot run this: {reason}; use engine='reference' or 'auto'")
-    return forward_layers(batch, need_trace, run_direction)
+    return forward_layers(batch, need_trace, functools.partial(run_direction, need_trace=need_trace))
 
 
 def step_supported(spec: CellSpec, training: bool, dropout: float, like: Tensor) -> bool:

@@ -3,7 +3,7 @@
 // through memory exactly once, in order.
 //
 // Packed layout: N is cut into panels of kPanel columns (the last one narrower, padded to
-// a multiple of kLanes). Panel p holds rows k = 0..K-1 of its columns, contiguous, as
+// a multiple of kGemvLanes). Panel p holds rows k = 0..K-1 of its columns, contiguous, as
 // W^T[k, cols]. One panel of a 1024-row product is 512 KiB, so it stays in L2 while every
 // batch row uses it. The kernel broadcasts a[r, k] and multiplies one contiguous panel
 // row: with AVX-512, 8 registers of 16 floats per batch row (up to 3 rows at once), the
@@ -25,11 +25,11 @@
 
 namespace lstmlab_fused {
 
-constexpr int64_t kLanes = 16;                  // columns are padded to a multiple of this
-constexpr int64_t kPanel = 8 * kLanes;           // columns per panel (8 AVX-512 registers of floats)
+constexpr int64_t kGemvLanes = 16;                  // columns are padded to a multiple of this
+constexpr int64_t kPanel = 8 * kGemvLanes;           // columns per panel (8 AVX-512 registers of floats)
 constexpr int64_t kParallelMacs = int64_t(1) << 18;  // products smaller than this run on one thread
 
-inline int64_t padded(int64_t n) { return (n + kLanes - 1) / kLanes * kLanes; }
+inline int64_t padded(int64_t n) { return (n + kGemvLanes - 1) / kGemvLanes * kGemvLanes; }
 
 // W (N x K) packed into panels (see the file comment). `data` is empty when N or K is 0.
 struct PackedMatrix {

@@ -67,33 +67,42 @@ struct StepPointers {
   const scalar_t* peephole;  // (3H) or nullptr
 };
 
-// One batch row of one step: gate activations (in place in z), the new cell state,
-// and m = o * tanh(c). The variant flags are template parameters and every pointer is
-// a __restrict parameter, so that the loop has no branches and GCC vectorises it.
+// Gate activations (in place in z), the new cell state and m = o * tanh(c) for `count`
+// hidden units of one batch row; z and peephole hold the gate slices `stride` apart
+// (i at 0, f at stride, ...). The variant flags are template parameters and every pointer
+// is a __restrict parameter, so that the loop has no branches and GCC vectorises it.
 template <typename scalar_t, bool Peephole, bool Coupled>
-void activate_row(scalar_t* __restrict z, scalar_t* __restrict c_out, scalar_t* __restrict m_out,
-                  scalar_t* __restrict c_run, const scalar_t* __restrict peephole, int64_t hidden) {
-  for (int64_t j = 0; j < hidden; ++j) {
+inline void activate_units(scalar_t* __restrict z, scalar_t* __restrict c_out, scalar_t* __restrict m_out,
+                           scalar_t* __restrict c_run, const scalar_t* __restrict peephole, int64_t count,
+                           int64_t stride) {
+  for (int64_t j = 0; j < count; ++j) {
     const scalar_t c_prev = c_run[j];
-    scalar_t zi = z[j], zf = z[hidden + j], zg = z[2 * hidden + j], zo = z[3 * hidden + j];
+    scalar_t zi = z[j], zf = z[stride + j], zg = z[2 * stride + j], zo = z[3 * stride + j];
     if constexpr (Peephole) {
       zi += peephole[j] * c_prev;
-      zf += peephole[hidden + j] * c_prev;
+      zf += peephole[stride + j] * c_prev;
     }
     const scalar_t i = sigmoid(zi);
     const scalar_t f = Coupled ? scalar_t(1) - i : sigmoid(zf);
     const scalar_t g = tanh_(zg);
     const scalar_t c = f * c_prev + i * g;
-    if constexpr (Peephole) zo += peephole[2 * hidden + j] * c;
+    if constexpr (Peephole) zo += peephole[2 * stride + j] * c;
     const scalar_t o = sigmoid(zo);
     z[j] = i;
-    z[hidden + j] = f;
-    z[2 * hidden + j] = g;
-    z[3 * hidden + j] = o;
+    z[stride + j] = f;
+    z[2 * stride + j] = g;
+    z[3 * stride + j] = o;
     c_out[j] = c;
     c_run[j] = c;
     m_out[j] = o * tanh_(c);
   }
+}
+
+// One batch row of one step (all H units): see activate_units.
+template <typename scalar_t, bool Peephole, bool Coupled>
+void activate_row(scalar_t* z, scalar_t* c_out, scalar_t* m_out, scalar_t* c_run, const scalar_t* peephole,
+                  int64_t hidden) {
+  activate_units<scalar_t, Peephole, Coupled>(z, c_out, m_out, c_run, peephole, hidden, hidden);
 }
 
 // Batch rows [begin, end) of one step; padded rows are zeroed and keep their state.
@@ -129,9 +138,8 @@ void update_hidden(scalar_t* h_state, const scalar_t* h_step, int64_t batch, int
 // the trace; the output peephole's share is added here). Writes dz[j + k*H] for the four
 // gates and returns dL/dc_{t-1}.
 template <typename scalar_t, bool Peephole, bool Coupled>
-inline scalar_t gate_backward(const scalar_t* __restrict gates, scalar_t cp, scalar_t d_o, scalar_t dc,
-                              const scalar_t* __restrict dgt, const scalar_t* __restrict peephole,
-                              scalar_t* __restrict dz, int64_t j, int64_t hidden) {
+inline scalar_t gate_backward(const scalar_t* gates, scalar_t cp, scalar_t d_o, scalar_t dc, const scalar_t* dgt,
+                              const scalar_t* peephole, scalar_t* dz, int64_t j, int64_t hidden) {
   const scalar_t i = gates[j], f = gates[hidden + j], g = gates[2 * hidden + j], o = gates[3 * hidden + j];
   const scalar_t dzo = d_o * o * (scalar_t(1) - o);
   if constexpr (Peephole) dc += dzo * peephole[2 * hidden + j];
@@ -186,23 +194,52 @@ void zoneout_backward_rows(const scalar_t* d, const scalar_t* keep, scalar_t* fr
   }
 }
 
-// Gradient of the gate pre-activations for one batch row of one step.
-// dm: dL/dm (H); dgt (4H) and dct (H): gradients arriving through the trace;
-// dc: running dL/dc (H), updated in place to dL/dc_{t-1}; dz: output (4H).
+// Gradient of the gate pre-activations for `count` hidden units of one batch row of one
+// step; gates, dgt, dz and peephole hold gate slices `stride` apart.
+// dm: dL/dm; dgt and dct: gradients arriving through the trace;
+// dc: running dL/dc, updated in place to dL/dc_{t-1}; dz: output.
 template <typename scalar_t, bool Peephole, bool Coupled>
-void backward_row(const scalar_t* __restrict gates, const scalar_t* __restrict cells,
-                  const scalar_t* __restrict c_prev, const scalar_t* __restrict dm_row,
-                  const scalar_t* __restrict dgt, const scalar_t* __restrict dct,
-                  const scalar_t* __restrict peephole, scalar_t* __restrict dz, scalar_t* __restrict dc_row,
-                  int64_t hidden) {
-  for (int64_t j = 0; j < hidden; ++j) {
-    const scalar_t o = gates[3 * hidden + j];
+inline void backward_units(const scalar_t* __restrict gates, const scalar_t* __restrict cells,
+                           const scalar_t* __restrict c_prev, const scalar_t* __restrict dm_row,
+                           const scalar_t* __restrict dgt, const scalar_t* __restrict dct,
+                           const scalar_t* __restrict peephole, scalar_t* __restrict dz, scalar_t* __restrict dc_row,
+                           int64_t count, int64_t stride) {
+  // gate_backward's math written out over per-gate pointers: GCC vectorises this form
+  // (it does not vectorise the loop calling gate_backward).
+  const scalar_t *gi = gates, *gf = gates + stride, *gg = gates + 2 * stride, *go = gates + 3 * stride;
+  const scalar_t *di_t = dgt, *df_t = dgt + stride, *dg_t = dgt + 2 * stride, *do_t = dgt + 3 * stride;
+  scalar_t *dzi_out = dz, *dzf_out = dz + stride, *dzg_out = dz + 2 * stride, *dzo_out = dz + 3 * stride;
+  for (int64_t j = 0; j < count; ++j) {
+    const scalar_t i = gi[j], f = gf[j], g = gg[j], o = go[j];
     const scalar_t th = tanh_(cells[j]);
     const scalar_t dm = dm_row[j];
-    const scalar_t d_o = dm * th + dgt[3 * hidden + j];
-    const scalar_t dc = dc_row[j] + dm * o * (scalar_t(1) - th * th) + dct[j];
-    dc_row[j] = gate_backward<scalar_t, Peephole, Coupled>(gates, c_prev[j], d_o, dc, dgt, peephole, dz, j, hidden);
+    const scalar_t dzo = (dm * th + do_t[j]) * o * (scalar_t(1) - o);
+    scalar_t dc = dc_row[j] + dm * o * (scalar_t(1) - th * th) + dct[j];
+    if constexpr (Peephole) dc += dzo * peephole[2 * stride + j];
+    scalar_t di = dc * g + di_t[j];
+    const scalar_t dg = dc * i + dg_t[j];
+    const scalar_t df = dc * c_prev[j] + df_t[j];
+    scalar_t dzf = 0;
+    if constexpr (Coupled) di -= df;  // f = 1 - i
+    else dzf = df * f * (scalar_t(1) - f);
+    const scalar_t dzi = di * i * (scalar_t(1) - i);
+    dzi_out[j] = dzi;
+    dzf_out[j] = dzf;
+    dzg_out[j] = dg * (scalar_t(1) - g * g);
+    dzo_out[j] = dzo;
+    scalar_t dcp = dc * f;
+    if constexpr (Peephole) dcp += dzi * peephole[j] + dzf * peephole[stride + j];
+    dc_row[j] = dcp;
   }
+}
+
+// One batch row of one step (all H units): see backward_units.
+template <typename scalar_t, bool Peephole, bool Coupled>
+void backward_row(const scalar_t* gates, const scalar_t* cells, const scalar_t* c_prev, const scalar_t* dm_row,
+                  const scalar_t* dgt, const scalar_t* dct, const scalar_t* peephole, scalar_t* dz, scalar_t* dc_row,
+                  int64_t hidden) {
+  backward_units<scalar_t, Peephole, Coupled>(gates, cells, c_prev, dm_row, dgt, dct, peephole, dz, dc_row, hidden,
+                                              hidden);
 }
 
 // Batch rows [begin, end) of one step's backward; padded rows pass the state through.

@@ -127,4 +127,76 @@ void backward_row_ln(const scalar_t* __restrict gates, const scalar_t* __restric
   }
 }
 
+// Row loops of one step, for batch rows [begin, end), used by the sequence loops.
+
+// Layer-norm weights of one layer-direction (all empty for the plain cell).
+struct LayerNormWeights {
+  torch::Tensor g_hh, g_c, b_c;  // (4H,), (H,), (H,)
+  bool on() const { return g_hh.numel() > 0; }
+};
+
+// Saved by the layer-norm forward for its backward: normalised r and c, and their rstd.
+struct LayerNormSaved {
+  torch::Tensor r_hat, rstd_r, c_hat, rstd_c;  // (T,B,4H), (T,B), (T,B,H), (T,B)
+};
+
+// One layer-norm step for batch rows [begin, end); padded rows are zeroed, state kept.
+template <typename scalar_t, bool Peephole, bool Coupled>
+void layer_norm_rows(const scalar_t* x_gates, StepPointers<scalar_t> p, scalar_t* r, scalar_t* c_hat,
+                     scalar_t* rstd_r, scalar_t* rstd_c, const LayerNormWeights& w, int64_t hidden,
+                     const int64_t* lengths, int64_t t, int64_t begin, int64_t end) {
+  const scalar_t* g_hh = w.g_hh.data_ptr<scalar_t>();
+  const scalar_t* g_c = w.g_c.data_ptr<scalar_t>();
+  const scalar_t* b_c = w.b_c.data_ptr<scalar_t>();
+  for (int64_t b = begin; b < end; ++b) {
+    const int64_t wide = b * 4 * hidden, narrow = b * hidden;
+    if (!is_valid(lengths, b, t)) {
+      std::fill(p.gates + wide, p.gates + wide + 4 * hidden, scalar_t(0));
+      std::fill(r + wide, r + wide + 4 * hidden, scalar_t(0));
+      for (scalar_t* row : {p.cell + narrow, p.hidden_pre + narrow, c_hat + narrow})
+        std::fill(row, row + hidden, scalar_t(0));
+      rstd_r[b] = rstd_c[b] = 0;
+      continue;
+    }
+    activate_row_ln<scalar_t, Peephole, Coupled>(x_gates + wide, r + wide, p.gates + wide, p.cell + narrow,
+                                                 c_hat + narrow, p.hidden_pre + narrow, p.c_state + narrow,
+                                                 rstd_r + b, rstd_c + b, p.peephole, g_hh, g_c, b_c, hidden);
+  }
+}
+
+// One step's slice of what the layer-norm forward saved.
+template <typename scalar_t>
+struct LayerNormStep {
+  const scalar_t* r_hat;   // (B, 4H)
+  const scalar_t* c_hat;   // (B, H)
+  const scalar_t* rstd_r;  // (B,)
+  const scalar_t* rstd_c;  // (B,)
+};
+
+// One layer-norm backward step for batch rows [begin, end); padded rows pass the state through.
+template <typename scalar_t, bool Peephole, bool Coupled>
+void layer_norm_backward_rows(const scalar_t* gates, const scalar_t* c_prev, LayerNormStep<scalar_t> saved,
+                              const LayerNormWeights& w, const scalar_t* dm, const scalar_t* dgt, const scalar_t* dct,
+                              const scalar_t* peephole, scalar_t* dz, scalar_t* dc_next, scalar_t* dc_ln,
+                              scalar_t* dr, int64_t hidden, const int64_t* lengths, int64_t t, int64_t begin,
+                              int64_t end) {
+  const scalar_t* r_hat = saved.r_hat;
+  const scalar_t* c_hat = saved.c_hat;
+  const scalar_t* rstd_r = saved.rstd_r;
+  const scalar_t* rstd_c = saved.rstd_c;
+  for (int64_t b = begin; b < end; ++b) {
+    const int64_t wide = b * 4 * hidden, narrow = b * hidden;
+    if (!is_valid(lengths, b, t)) {
+      std::fill(dz + wide, dz + wide + 4 * hidden, scalar_t(0));
+      std::fill(dr + wide, dr + wide + 4 * hidden, scalar_t(0));
+      std::fill(dc_ln + narrow, dc_ln + narrow + hidden, scalar_t(0));
+      continue;
+    }
+    backward_row_ln<scalar_t, Peephole, Coupled>(
+        gates + wide, c_prev + narrow, c_hat + narrow, rstd_c[b], r_hat + wide, rstd_r[b], dm + narrow,
+        dgt + wide, dct + narrow, peephole, w.g_hh.data_ptr<scalar_t>(), w.g_c.data_ptr<scalar_t>(),
+        w.b_c.data_ptr<scalar_t>(), dz + wide, dc_next + narrow, dc_ln + narrow, dr + wide, hidden);
+  }
+}
+
 }  // namespace lstmlab_fused

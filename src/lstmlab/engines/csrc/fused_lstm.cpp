@@ -2,9 +2,11 @@
 // in C++, with the gate math done in one pass over each step's (B, 4H) block.
 //
 // The math is lstmlab/cell.py's (plain, peephole, coupled; projection; valid lengths).
-// Python (engines/fused.py) does the big GEMMs around the loop: the input gates of all
-// steps before it, and dW, dX after it. Each step here is one GEMM (addmm into the
-// step's gate block) plus an elementwise pass, with no Python and no allocation.
+// Cells without projection or zoneout run the packed-weight loops with one thread team
+// (fused_recurrent.h, fused_recurrent_ln.h); the others the per-step loops below, where
+// each step is one GEMM (addmm into the step's gate block) plus an elementwise pass.
+// Python (engines/fused.py) does the big GEMMs around the loop (input gates before it
+// where the loop does not compute them, dW and dX after it).
 //
 // Layout: gates (T, B, 4H) hold the post-activation (i | f | g | o); C (T, B, H) the
 // cell states; M (T, B, H) = o * tanh(c) (the unprojected hidden state); H (T, B, P).
@@ -19,45 +21,142 @@
 #include "fused_kernels.h"
 #include "fused_layer_norm.h"
 #include "fused_math.h"
+#include "fused_recurrent.h"
+#include "fused_recurrent_ln.h"
 #include "fused_step.h"
 
 namespace {
 
 using namespace lstmlab_fused;
 
-// Layer-norm weights of one layer-direction (all empty for the plain cell).
-struct LayerNormWeights {
-  torch::Tensor g_hh, g_c, b_c;  // (4H,), (H,), (H,)
-  bool on() const { return g_hh.numel() > 0; }
-};
+// The packed-weight, thread-team loops (fused_recurrent.h, fused_recurrent_ln.h) run the
+// cells without projection or zoneout; the others take the per-step loops below.
+bool packed_loops(bool project, bool zone_c, bool zone_h) { return !project && !zone_c && !zone_h; }
 
-// Saved by the layer-norm forward for its backward: normalised r and c, and their rstd.
-struct LayerNormSaved {
-  torch::Tensor r_hat, rstd_r, c_hat, rstd_c;  // (T,B,4H), (T,B), (T,B,H), (T,B)
-};
-
-// One layer-norm step for batch rows [begin, end); padded rows are zeroed, state kept.
-template <typename scalar_t, bool Peephole, bool Coupled>
-void layer_norm_rows(const scalar_t* x_gates, StepPointers<scalar_t> p, scalar_t* r, scalar_t* c_hat,
-                     scalar_t* rstd_r, scalar_t* rstd_c, const LayerNormWeights& w, int64_t hidden,
-                     const int64_t* lengths, int64_t t, int64_t begin, int64_t end) {
-  const scalar_t* g_hh = w.g_hh.data_ptr<scalar_t>();
-  const scalar_t* g_c = w.g_c.data_ptr<scalar_t>();
-  const scalar_t* b_c = w.b_c.data_ptr<scalar_t>();
-  for (int64_t b = begin; b < end; ++b) {
-    const int64_t wide = b * 4 * hidden, narrow = b * hidden;
-    if (!is_valid(lengths, b, t)) {
-      std::fill(p.gates + wide, p.gates + wide + 4 * hidden, scalar_t(0));
-      std::fill(r + wide, r + wide + 4 * hidden, scalar_t(0));
-      for (scalar_t* row : {p.cell + narrow, p.hidden_pre + narrow, c_hat + narrow})
-        std::fill(row, row + hidden, scalar_t(0));
-      rstd_r[b] = rstd_c[b] = 0;
-      continue;
+// Forward on the packed loop: fills gates, cells, hiddens (T,B,H) and h_state, c_state.
+// With layer norm also fills `saved`.
+// The input share: input_gates (T,B,4H), or when that is empty, x (T,B,I), w_ih and bias.
+void forward_packed(const torch::Tensor& input_gates, const torch::Tensor& x, const torch::Tensor& w_ih,
+                    const torch::Tensor& bias, const torch::Tensor& w_hh, const torch::Tensor& peephole,
+                    const LayerNormWeights& ln, const torch::Tensor& lengths, torch::Tensor& gates,
+                    torch::Tensor& cells, torch::Tensor& hiddens, torch::Tensor& h_state, torch::Tensor& c_state,
+                    LayerNormSaved& saved, bool reverse, bool coupled, bool keep) {
+  const int64_t steps = hiddens.size(0), batch = hiddens.size(1), hidden = c_state.size(1);
+  const bool fuse_input = input_gates.numel() == 0;
+  TORCH_CHECK(!fuse_input || !ln.on(), "fused_forward: layer norm needs input_gates");
+  auto h_other = ln.on() ? h_state : torch::empty_like(h_state);
+  AT_DISPATCH_FLOATING_TYPES(hiddens.scalar_type(), "forward_packed", [&] {
+    auto packed = pack_forward<scalar_t>(w_hh, hidden);
+    auto packed_in = fuse_input ? pack_forward<scalar_t>(w_ih, hidden) : torch::Tensor();
+    if (ln.on()) {
+      LayerNormForwardLoop<scalar_t> loop{input_gates.data_ptr<scalar_t>(),
+                                          hiddens.data_ptr<scalar_t>(),
+                                          gates.data_ptr<scalar_t>(),
+                                          cells.data_ptr<scalar_t>(),
+                                          saved.r_hat.data_ptr<scalar_t>(),
+                                          saved.rstd_r.data_ptr<scalar_t>(),
+                                          saved.c_hat.data_ptr<scalar_t>(),
+                                          saved.rstd_c.data_ptr<scalar_t>(),
+                                          h_state.data_ptr<scalar_t>(),
+                                          c_state.data_ptr<scalar_t>(),
+                                          peephole.numel() ? peephole.data_ptr<scalar_t>() : nullptr,
+                                          &ln,
+                                          packed.data_ptr<scalar_t>(),
+                                          lengths.numel() ? lengths.data_ptr<int64_t>() : nullptr,
+                                          steps, batch, hidden, reverse, keep};
+      dispatch_variant(peephole.numel() > 0, coupled, [&](auto peephole_flag, auto coupled_flag) {
+        ln_forward_loop<scalar_t, decltype(peephole_flag)::value, decltype(coupled_flag)::value>(loop);
+      });
+      return;
     }
-    activate_row_ln<scalar_t, Peephole, Coupled>(x_gates + wide, r + wide, p.gates + wide, p.cell + narrow,
-                                                 c_hat + narrow, p.hidden_pre + narrow, p.c_state + narrow,
-                                                 rstd_r + b, rstd_c + b, p.peephole, g_hh, g_c, b_c, hidden);
-  }
+    ForwardLoop<scalar_t> loop{fuse_input ? nullptr : input_gates.data_ptr<scalar_t>(),
+                               fuse_input ? x.data_ptr<scalar_t>() : nullptr,
+                               fuse_input ? packed_in.data_ptr<scalar_t>() : nullptr,
+                               fuse_input ? bias.data_ptr<scalar_t>() : nullptr,
+                               fuse_input ? x.size(2) : 0,
+                               gates.data_ptr<scalar_t>(),
+                               cells.data_ptr<scalar_t>(),
+                               hiddens.data_ptr<scalar_t>(),
+                               {h_state.data_ptr<scalar_t>(), h_other.data_ptr<scalar_t>()},
+                               c_state.data_ptr<scalar_t>(),
+                               peephole.numel() ? peephole.data_ptr<scalar_t>() : nullptr,
+                               packed.data_ptr<scalar_t>(),
+                               lengths.numel() ? lengths.data_ptr<int64_t>() : nullptr,
+                               steps, batch, hidden, reverse, keep};
+    dispatch_variant(peephole.numel() > 0, coupled, [&](auto peephole_flag, auto coupled_flag) {
+      forward_loop<scalar_t, decltype(peephole_flag)::value, decltype(coupled_flag)::value>(loop);
+    });
+  });
+  if (!ln.on() && steps % 2) h_state.copy_(h_other);  // the last step wrote the other buffer
+}
+
+// Backward on the packed loop: fills dz, dh_total and turns dh_next, dc_next (dL/dh_n,
+// dL/dc_n) into dL/dh_0, dL/dc_0; with layer norm also d_rec and d_cell_ln.
+// Absent trace gradients (empty tensors) count as zeros; c_{t-1} comes from cells and c0.
+void backward_packed(const torch::Tensor& d_hiddens, const torch::Tensor& d_gates_in,
+                     const torch::Tensor& d_cells_in, const torch::Tensor& gates, const torch::Tensor& cells,
+                     const torch::Tensor& c0, const torch::Tensor& w_hh, const torch::Tensor& peephole,
+                     const LayerNormWeights& ln, const LayerNormSaved& saved, const torch::Tensor& lengths,
+                     torch::Tensor& dz, torch::Tensor& dh_total, torch::Tensor& dh_next, torch::Tensor& dc_next,
+                     torch::Tensor& d_rec, torch::Tensor& d_cell_ln, bool reverse, bool coupled) {
+  const int64_t steps = gates.size(0), batch = gates.size(1), hidden = cells.size(2);
+  const bool has_d_gates = d_gates_in.numel() > 0, has_d_cells = d_cells_in.numel() > 0;
+  auto d_gates_trace = has_d_gates ? d_gates_in : torch::zeros({1, batch, 4 * hidden}, gates.options());
+  auto d_cells_trace = has_d_cells ? d_cells_in : torch::zeros({1, batch, hidden}, gates.options());
+  const int64_t d_gates_step = has_d_gates ? batch * 4 * hidden : 0, d_cells_step = has_d_cells ? batch * hidden : 0;
+  AT_DISPATCH_FLOATING_TYPES(gates.scalar_type(), "backward_packed", [&] {
+    auto packed = pack_backward<scalar_t>(w_hh);
+    if (ln.on()) {
+      auto c_prev = torch::empty_like(c0);
+      LayerNormBackwardLoop<scalar_t> loop{d_hiddens.data_ptr<scalar_t>(),
+                                           d_gates_trace.data_ptr<scalar_t>(),
+                                           d_cells_trace.data_ptr<scalar_t>(),
+                                           d_gates_step,
+                                           d_cells_step,
+                                           gates.data_ptr<scalar_t>(),
+                                           cells.data_ptr<scalar_t>(),
+                                           c0.data_ptr<scalar_t>(),
+                                           c_prev.data_ptr<scalar_t>(),
+                                           saved.r_hat.data_ptr<scalar_t>(),
+                                           saved.rstd_r.data_ptr<scalar_t>(),
+                                           saved.c_hat.data_ptr<scalar_t>(),
+                                           saved.rstd_c.data_ptr<scalar_t>(),
+                                           peephole.numel() ? peephole.data_ptr<scalar_t>() : nullptr,
+                                           &ln,
+                                           packed.data_ptr<scalar_t>(),
+                                           lengths.numel() ? lengths.data_ptr<int64_t>() : nullptr,
+                                           dz.data_ptr<scalar_t>(),
+                                           d_rec.data_ptr<scalar_t>(),
+                                           d_cell_ln.data_ptr<scalar_t>(),
+                                           dh_total.data_ptr<scalar_t>(),
+                                           dh_next.data_ptr<scalar_t>(),
+                                           dc_next.data_ptr<scalar_t>(),
+                                           steps, batch, hidden, reverse};
+      dispatch_variant(peephole.numel() > 0, coupled, [&](auto peephole_flag, auto coupled_flag) {
+        ln_backward_loop<scalar_t, decltype(peephole_flag)::value, decltype(coupled_flag)::value>(loop);
+      });
+      return;
+    }
+    BackwardLoop<scalar_t> loop{d_hiddens.data_ptr<scalar_t>(),
+                                d_gates_trace.data_ptr<scalar_t>(),
+                                d_cells_trace.data_ptr<scalar_t>(),
+                                d_gates_step,
+                                d_cells_step,
+                                gates.data_ptr<scalar_t>(),
+                                cells.data_ptr<scalar_t>(),
+                                c0.data_ptr<scalar_t>(),
+                                peephole.numel() ? peephole.data_ptr<scalar_t>() : nullptr,
+                                packed.data_ptr<scalar_t>(),
+                                lengths.numel() ? lengths.data_ptr<int64_t>() : nullptr,
+                                dz.data_ptr<scalar_t>(),
+                                dh_total.data_ptr<scalar_t>(),
+                                dh_next.data_ptr<scalar_t>(),
+                                dc_next.data_ptr<scalar_t>(),
+                                steps, batch, hidden, reverse};
+    dispatch_variant(peephole.numel() > 0, coupled, [&](auto peephole_flag, auto coupled_flag) {
+      backward_loop<scalar_t, decltype(peephole_flag)::value, decltype(coupled_flag)::value>(loop);
+    });
+  });
 }
 
 }  // namespace
@@ -66,18 +165,28 @@ void layer_norm_rows(const scalar_t* x_gates, StepPointers<scalar_t> p, scalar_t
 // layer norm {r_hat (T,B,4H), rstd_r (T,B), c_hat (T,B,H), rstd_c (T,B)} (empty otherwise), then
 // with zoneout on c the cells' fresh values before zoneout (T,B,H) (empty otherwise).
 // keep_c (T,B,H) / keep_h (T,B,P): zoneout's keep weights, or empty tensors.
+// keep_trace false (no trace, no backward): gates, C and the LN tensors may hold only one
+// step (T = 1 in their shapes); M, H, h_n and c_n are complete.
+// x (T,B,I), w_ih (4H,I), bias (4H): with input_gates empty, the loop computes the input
+// share itself (cells without layer norm, projection or zoneout only).
 std::vector<torch::Tensor> fused_forward(torch::Tensor input_gates, torch::Tensor h0, torch::Tensor c0,
                                          torch::Tensor w_hh, torch::Tensor w_hr, torch::Tensor peephole,
                                          torch::Tensor ln_g_hh, torch::Tensor ln_g_c, torch::Tensor ln_b_c,
                                          torch::Tensor keep_c, torch::Tensor keep_h, torch::Tensor lengths,
-                                         bool reverse, bool coupled) {
+                                         bool reverse, bool coupled, bool keep_trace, torch::Tensor x,
+                                         torch::Tensor w_ih, torch::Tensor bias) {
   const LayerNormWeights ln{ln_g_hh, ln_g_c, ln_b_c};
-  const int64_t steps = input_gates.size(0), batch = input_gates.size(1), hidden = c0.size(1);
+  const auto& sized = input_gates.numel() ? input_gates : x;
+  const int64_t steps = sized.size(0), batch = sized.size(1), hidden = c0.size(1);
   const bool project = w_hr.defined() && w_hr.numel() > 0;
   const bool zone_c = keep_c.numel() > 0, zone_h = keep_h.numel() > 0;
   const int64_t width = h0.size(1), wide = batch * 4 * hidden, narrow = batch * hidden;
-  auto gates = torch::empty_like(input_gates);
-  auto cells = torch::empty({steps, batch, hidden}, c0.options());
+  // Without trace and autograd the packed loops keep one step of gates, cells and LN
+  // statistics (scratch): the full (T, B, 4H) would cost memory traffic and page faults.
+  const bool packed = packed_loops(project, zone_c, zone_h), keep = keep_trace || !packed;
+  const int64_t kept = keep ? steps : 1;
+  auto gates = torch::empty({kept, batch, 4 * hidden}, c0.options());
+  auto cells = torch::empty({kept, batch, hidden}, c0.options());
   auto hidden_pre = torch::empty({steps, batch, hidden}, c0.options());
   auto hiddens = (project || zone_h) ? torch::empty({steps, batch, width}, h0.options()) : hidden_pre;
   // With zoneout the carried c_t differs from the cell's fresh value, which o, tanh and LN see.
@@ -88,9 +197,16 @@ std::vector<torch::Tensor> fused_forward(torch::Tensor input_gates, torch::Tenso
   const int64_t* len_ptr = lengths.numel() ? lengths.data_ptr<int64_t>() : nullptr;
   LayerNormSaved saved;
   if (ln.on()) {
-    saved = {torch::empty_like(input_gates), torch::empty({steps, batch}, c0.options()),
-             torch::empty({steps, batch, hidden}, c0.options()), torch::empty({steps, batch}, c0.options())};
+    saved = {torch::empty_like(gates), torch::empty({kept, batch}, c0.options()),
+             torch::empty({kept, batch, hidden}, c0.options()), torch::empty({kept, batch}, c0.options())};
   }
+  if (packed) {
+    forward_packed(input_gates, x, w_ih, bias, w_hh, peephole, ln, lengths, gates, cells, hidden_pre, h_state, c_state,
+                   saved, reverse, coupled, keep);
+    return {gates, cells, hidden_pre, hiddens, h_state, c_state, saved.r_hat, saved.rstd_r, saved.c_hat,
+            saved.rstd_c, cells_fresh};
+  }
+  TORCH_CHECK(input_gates.numel() > 0, "fused_forward: projection and zoneout need input_gates");
   const auto options = c0.options();
   AT_DISPATCH_FLOATING_TYPES(input_gates.scalar_type(), "fused_forward", [&] {
     const scalar_t* peep = peephole.numel() ? peephole.data_ptr<scalar_t>() : nullptr;
@@ -145,48 +261,16 @@ std::vector<torch::Tensor> fused_forward(torch::Tensor input_gates, torch::Tenso
           cells_fresh};
 }
 
-// One step's slice of what the layer-norm forward saved.
-template <typename scalar_t>
-struct LayerNormStep {
-  const scalar_t* r_hat;   // (B, 4H)
-  const scalar_t* c_hat;   // (B, H)
-  const scalar_t* rstd_r;  // (B,)
-  const scalar_t* rstd_c;  // (B,)
-};
-
-// One layer-norm backward step for batch rows [begin, end); padded rows pass the state through.
-template <typename scalar_t, bool Peephole, bool Coupled>
-void layer_norm_backward_rows(const scalar_t* gates, const scalar_t* c_prev, LayerNormStep<scalar_t> saved,
-                              const LayerNormWeights& w, const scalar_t* dm, const scalar_t* dgt, const scalar_t* dct,
-                              const scalar_t* peephole, scalar_t* dz, scalar_t* dc_next, scalar_t* dc_ln,
-                              scalar_t* dr, int64_t hidden, const int64_t* lengths, int64_t t, int64_t begin,
-                              int64_t end) {
-  const scalar_t* r_hat = saved.r_hat;
-  const scalar_t* c_hat = saved.c_hat;
-  const scalar_t* rstd_r = saved.rstd_r;
-  const scalar_t* rstd_c = saved.rstd_c;
-  for (int64_t b = begin; b < end; ++b) {
-    const int64_t wide = b * 4 * hidden, narrow = b * hidden;
-    if (!is_valid(lengths, b, t)) {
-      std::fill(dz + wide, dz + wide + 4 * hidden, scalar_t(0));
-      std::fill(dr + wide, dr + wide + 4 * hidden, scalar_t(0));
-      std::fill(dc_ln + narrow, dc_ln + narrow + hidden, scalar_t(0));
-      continue;
-    }
-    backward_row_ln<scalar_t, Peephole, Coupled>(
-        gates + wide, c_prev + narrow, c_hat + narrow, rstd_c[b], r_hat + wide, rstd_r[b], dm + narrow,
-        dgt + wide, dct + narrow, peephole, w.g_hh.data_ptr<scalar_t>(), w.g_c.data_ptr<scalar_t>(),
-        w.b_c.data_ptr<scalar_t>(), dz + wide, dc_next + narrow, dc_ln + narrow, dr + wide, hidden);
-  }
-}
-
 // Returns {dZ (T,B,4H) = d input_gates, dh0 (B,P), dc0 (B,H), dH_total (T,B,P)}, where dH_total
 // is dL/dh_t including the recurrent part (for dW_hr = dH_total^T M); then, for layer norm,
 // {dR (T,B,4H) = d(W_hh h_{t-1}), dC_ln (T,B,H) = d(LN(c) g_c + b_c)} (empty otherwise).
+// c_prev (T,B,H): c_{t-1} of each step, needed only with projection or zoneout (the packed
+// loops derive it from cells and c0; pass an empty tensor there). The packed loops also
+// take empty d_gates_trace / d_cells_trace as zeros.
 std::vector<torch::Tensor> fused_backward(torch::Tensor d_hiddens, torch::Tensor d_gates_trace,
                                           torch::Tensor d_cells_trace, torch::Tensor dh_n, torch::Tensor dc_n,
                                           torch::Tensor gates, torch::Tensor cells, torch::Tensor c_prev,
-                                          torch::Tensor w_hh, torch::Tensor w_hr, torch::Tensor peephole,
+                                          torch::Tensor c0, torch::Tensor w_hh, torch::Tensor w_hr, torch::Tensor peephole,
                                           torch::Tensor ln_g_hh, torch::Tensor ln_g_c, torch::Tensor ln_b_c,
                                           torch::Tensor r_hat, torch::Tensor rstd_r, torch::Tensor c_hat,
                                           torch::Tensor rstd_c, torch::Tensor keep_c, torch::Tensor keep_h,
@@ -215,6 +299,11 @@ std::vector<torch::Tensor> fused_backward(torch::Tensor d_hiddens, torch::Tensor
   auto carry_c = zone_c ? torch::zeros_like(dc_n) : torch::Tensor();
   auto dc_total = zone_c ? torch::empty_like(dc_n) : torch::Tensor();
   auto no_trace_grad = zone_c ? torch::zeros_like(dc_n) : torch::Tensor();
+  if (packed_loops(project, zone_c, zone_h)) {
+    backward_packed(d_hiddens, d_gates_trace, d_cells_trace, gates, cells, c0, w_hh, peephole, ln, saved, lengths,
+                    dz, dh_total, dh_next, dc_next, d_rec, d_cell_ln, reverse, coupled);
+    return {dz, dh_next, dc_next, dh_total, d_rec, d_cell_ln};
+  }
   AT_DISPATCH_FLOATING_TYPES(gates.scalar_type(), "fused_backward", [&] {
     const scalar_t* peep = peephole.numel() ? peephole.data_ptr<scalar_t>() : nullptr;
     scalar_t* dh_run = dh_next.data_ptr<scalar_t>();

@@ -1,0 +1,228 @@
+// The time loops of the plain, peephole and coupled cells (no projection, no zoneout) on
+// packed W_hh and one thread team for the whole sequence (fused_packed.h, fused_team.h).
+//
+// Forward, each step: the hidden units are split between the team's parts; a part
+// computes, per block of L units and R batch rows, the recurrent product for all four
+// gates of those units (tile_forward), adds the input gates and runs the gate math while
+// the tile is in L1. h_t must be complete before step t+1 reads it: one round per step.
+// h lives in two running buffers (read h_{t-1} from one, write h_t to the other), since a
+// part writes its units of h_t while the others still read all of h_{t-1}.
+// Backward, each step: a part computes its columns of dh_rec = dZ_{t+1} W_hh (tile_backward),
+// then the gate backward of the same units, writing their dZ_t. One round per step, plus
+// one at the end for dh_0.
+#pragma once
+
+#include <torch/extension.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+
+#include "fused_kernels.h"
+#include "fused_math.h"
+#include "fused_packed.h"
+#include "fused_team.h"
+
+namespace lstmlab_fused {
+
+// Below this many multiply-adds per step, a second thread costs more (one wait per step
+// on a shared machine) than it saves: run the loop on the calling thread.
+constexpr int64_t kTeamMinWork = 1 << 16;
+
+inline int64_t team_threads(int64_t macs_per_step) {
+  return macs_per_step >= kTeamMinWork ? at::get_num_threads() : 1;
+}
+
+// Asks for the cache lines of p[0, n) ahead of use (write = 1 for lines about to be
+// written). The per-step slices of the big (T, B, ...) buffers come from memory; the
+// tile's arithmetic hides the latency if the request goes out before it.
+template <int Write, typename scalar_t>
+inline void prefetch(const scalar_t* p, int64_t n) {
+  const char* first = reinterpret_cast<const char*>(p);
+  const char* last = reinterpret_cast<const char*>(p + n);
+  for (const char* line = first; line < last; line += 64) __builtin_prefetch(line, Write, 3);
+  __builtin_prefetch(last - 1, Write, 3);
+}
+
+// The four gate slices [u0, u0 + n) of a (4H) row.
+template <int Write, typename scalar_t>
+inline void prefetch_gates(const scalar_t* row, int64_t hidden, int64_t n) {
+  for (int64_t k = 0; k < 4; ++k) prefetch<Write>(row + k * hidden, n);
+}
+
+// c_{t-1} (H) of batch row b at step t: c_0 at the row's first step (t = 0, or its last
+// valid t when reversed), else the cell state of the step before. Saves materialising
+// a (T, B, H) copy of the cells shifted by one step.
+template <typename scalar_t>
+inline const scalar_t* previous_cell(const scalar_t* cells, const scalar_t* c0, const int64_t* lengths, int64_t b,
+                                     int64_t t, int64_t steps, int64_t batch, int64_t hidden, bool reverse) {
+  const bool first = reverse ? t == (lengths ? lengths[b] - 1 : steps - 1) : t == 0;
+  return first ? c0 + b * hidden : cells + ((reverse ? t + 1 : t - 1) * batch + b) * hidden;
+}
+
+// Contiguous share [first, last) of `blocks` for part `part` of `parts`.
+inline void share(int64_t blocks, int64_t parts, int64_t part, int64_t& first, int64_t& last) {
+  first = blocks * part / parts;
+  last = blocks * (part + 1) / parts;
+}
+
+// Tensors of one forward call (all contiguous, T = steps, P = H here).
+template <typename scalar_t>
+struct ForwardLoop {
+  // The input share of the pre-activations: x_gates, or (x_gates null) computed per
+  // step from x, W_ih and bias inside the tile, saving the (T, B, 4H) buffer's traffic.
+  const scalar_t* x_gates;  // (T, B, 4H) or nullptr
+  const scalar_t* x;        // (T, B, I) when x_gates is null
+  const scalar_t* packed_in;  // pack_forward(W_ih) when x_gates is null
+  const scalar_t* bias;     // (4H) when x_gates is null
+  int64_t input_size;       // I
+  scalar_t* gates;          // (T, B, 4H) out: activated gates; (1, B, 4H) scratch unless keep
+  scalar_t* cells;          // (T, B, H) out: c_t; (1, B, H) scratch unless keep
+  scalar_t* hiddens;        // (T, B, H) out: h_t (0 on padded steps)
+  scalar_t* h_run[2];       // (B, H) x 2: running h, alternately read and written; [0] holds h_0
+  scalar_t* c_run;          // (B, H) running c, in/out
+  const scalar_t* peephole;  // (3H) or nullptr
+  const scalar_t* packed;   // pack_forward(W_hh)
+  const int64_t* lengths;   // (B) or nullptr
+  int64_t steps, batch, hidden;
+  bool reverse;
+  bool keep;                // keep every step's gates and cells (trace, backward), or only the last
+};
+
+// Step `round` of the forward for the unit blocks [first, last).
+template <typename scalar_t, bool Peephole, bool Coupled>
+void forward_part(const ForwardLoop<scalar_t>& f, int64_t round, int64_t first, int64_t last) {
+  constexpr int L = kLanes<scalar_t>;
+  const int64_t H = f.hidden, B = f.batch, t = time_index(round, f.steps, f.reverse);
+  const int64_t slot = f.keep ? t : 0;  // where this step's gates and cells go
+  const scalar_t* h_prev = f.h_run[round % 2];
+  scalar_t* h_next = f.h_run[(round + 1) % 2];
+  alignas(64) scalar_t tile[kRowBlock * 4 * L];
+  for (int64_t u = first; u < last; ++u) {
+    const int64_t u0 = u * L, n = std::min<int64_t>(L, H - u0);
+    const scalar_t* panel = f.packed + u * H * 4 * L;
+    for (int64_t r0 = 0; r0 < B; r0 += kRowBlock) {
+      const int rows = static_cast<int>(std::min<int64_t>(kRowBlock, B - r0));
+      if (f.x_gates) {
+        for (int r = 0; r < rows; ++r) prefetch_gates<0>(f.x_gates + (t * B + r0 + r) * 4 * H + u0, H, n);
+      } else {
+        const int64_t I = f.input_size;
+        tile_forward_rows(rows, tile, f.x + (t * B + r0) * I, I, f.packed_in + u * I * 4 * L, I);
+      }
+      tile_forward_rows(rows, tile, h_prev + r0 * H, H, panel, H, f.x_gates == nullptr);
+      for (int r = 0; r < rows; ++r) {
+        const int64_t b = r0 + r, wide = (t * B + b) * 4 * H + u0, narrow = (t * B + b) * H + u0;
+        const int64_t kept = (slot * B + b) * H + u0;  // offset in cells; gates: 4x
+        scalar_t* z = f.gates + 4 * (slot * B + b) * H + u0;
+        if (!is_valid(f.lengths, b, t)) {  // padded: outputs 0, state kept
+          for (int64_t k = 0; k < 4; ++k) std::fill(z + k * H, z + k * H + n, scalar_t(0));
+          std::fill(f.cells + kept, f.cells + kept + n, scalar_t(0));
+          std::fill(f.hiddens + narrow, f.hiddens + narrow + n, scalar_t(0));
+          std::copy(h_prev + b * H + u0, h_prev + b * H + u0 + n, h_next + b * H + u0);
+          continue;
+        }
+        const scalar_t* input = f.x_gates ? f.x_gates + wide : f.bias + u0;  // bias: added once here
+        for (int64_t k = 0; k < 4; ++k)
+          for (int64_t j = 0; j < n; ++j) z[k * H + j] = input[k * H + j] + tile[(r * 4 + k) * L + j];
+        activate_units<scalar_t, Peephole, Coupled>(z, f.cells + kept, f.hiddens + narrow, f.c_run + b * H + u0,
+                                                    Peephole ? f.peephole + u0 : nullptr, n, H);
+        std::copy(f.hiddens + narrow, f.hiddens + narrow + n, h_next + b * H + u0);
+      }
+    }
+  }
+}
+
+// The whole forward loop; the final h is left in f.h_run[steps % 2].
+template <typename scalar_t, bool Peephole, bool Coupled>
+void forward_loop(const ForwardLoop<scalar_t>& f) {
+  const int64_t blocks = blocks_of<scalar_t>(f.hidden);
+  const int64_t threads = team_threads(f.batch * 4 * f.hidden * f.hidden);
+  const int64_t parts = std::min(blocks, threads);
+  run_rounds(f.steps, parts, threads, [&](int64_t part, int64_t round) {
+    int64_t first, last;
+    share(blocks, parts, part, first, last);
+    forward_part<scalar_t, Peephole, Coupled>(f, round, first, last);
+  });
+}
+
+// Tensors of one backward call (all contiguous, P = H).
+template <typename scalar_t>
+struct BackwardLoop {
+  const scalar_t* d_hiddens;  // (T, B, H) dL/dh_t from outside (output, trace)
+  const scalar_t* d_gates;    // (T, B, 4H) dL/d gates via the trace, or (1, B, 4H) zeros
+  const scalar_t* d_cells;    // (T, B, H) dL/dc_t via the trace, or (1, B, H) zeros
+  int64_t d_gates_step, d_cells_step;  // their stride in t: B*4H and B*H, or 0 for the zeros
+  const scalar_t* gates;      // (T, B, 4H) forward's activated gates
+  const scalar_t* cells;      // (T, B, H)
+  const scalar_t* c0;         // (B, H): c_{t-1} of each row's first step
+  const scalar_t* peephole;   // (3H) or nullptr
+  const scalar_t* packed;     // pack_backward(W_hh)
+  const int64_t* lengths;     // (B) or nullptr
+  scalar_t* dz;               // (T, B, 4H) out
+  scalar_t* dh_total;         // (T, B, H) out: dL/dh_t in total (0 on padded steps)
+  scalar_t* dh_run;           // (B, H) in: dL/dh_n, out: dL/dh_0
+  scalar_t* dc_run;           // (B, H) in: dL/dc_n, out: dL/dc_0
+  int64_t steps, batch, hidden;
+  bool reverse;
+};
+
+// Round `round` of the backward for the unit blocks [first, last): first the recurrent
+// gradient from the step done in the previous round, then this round's step (if any).
+template <typename scalar_t, bool Peephole, bool Coupled>
+void backward_part(const BackwardLoop<scalar_t>& d, int64_t round, int64_t first, int64_t last) {
+  constexpr int L = kLanes<scalar_t>;
+  const int64_t H = d.hidden, B = d.batch, T = d.steps;
+  const bool has_later = round > 0, has_step = round < T;
+  const int64_t t_later = has_later ? time_index(T - round, T, d.reverse) : 0;
+  const int64_t t = has_step ? time_index(T - 1 - round, T, d.reverse) : 0;
+  alignas(64) scalar_t tile[kRowBlock * L];
+  for (int64_t u = first; u < last; ++u) {
+    const int64_t u0 = u * L, n = std::min<int64_t>(L, H - u0);
+    for (int64_t r0 = 0; r0 < B; r0 += kRowBlock) {
+      const int rows = static_cast<int>(std::min<int64_t>(kRowBlock, B - r0));
+      for (int r = 0; has_step && r < rows; ++r) {
+        const int64_t wide = (t * B + r0 + r) * 4 * H + u0, narrow = (t * B + r0 + r) * H + u0;
+        prefetch_gates<0>(d.gates + wide, H, n);
+        prefetch_gates<0>(d.d_gates + t * d.d_gates_step + (r0 + r) * 4 * H + u0, H, n);
+        for (const scalar_t* p : {d.d_hiddens, d.cells}) prefetch<0>(p + narrow, n);
+      }
+      if (has_later) {  // dh_{t} += dZ_{t+1} W_hh for rows that ran at t+1 (others pass dh through)
+        tile_backward_rows(rows, tile, d.dz + (t_later * B + r0) * 4 * H, 4 * H, d.packed + u * 4 * H * L, 4 * H);
+        for (int r = 0; r < rows; ++r)
+          if (is_valid(d.lengths, r0 + r, t_later))
+            std::copy(tile + r * L, tile + r * L + n, d.dh_run + (r0 + r) * H + u0);
+      }
+      if (!has_step) continue;
+      for (int r = 0; r < rows; ++r) {
+        const int64_t b = r0 + r, wide = (t * B + b) * 4 * H + u0, narrow = (t * B + b) * H + u0;
+        scalar_t* dh = d.dh_total + narrow;
+        if (!is_valid(d.lengths, b, t)) {  // padded: no gradient from this step, the state passes
+          for (int64_t k = 0; k < 4; ++k) std::fill(d.dz + wide + k * H, d.dz + wide + k * H + n, scalar_t(0));
+          std::fill(dh, dh + n, scalar_t(0));
+          continue;
+        }
+        for (int64_t j = 0; j < n; ++j) dh[j] = d.d_hiddens[narrow + j] + d.dh_run[b * H + u0 + j];
+        const scalar_t* c_prev = previous_cell(d.cells, d.c0, d.lengths, b, t, T, B, H, d.reverse) + u0;
+        backward_units<scalar_t, Peephole, Coupled>(d.gates + wide, d.cells + narrow, c_prev, dh,
+                                                    d.d_gates + t * d.d_gates_step + b * 4 * H + u0,
+                                                    d.d_cells + t * d.d_cells_step + b * H + u0,
+                                                    Peephole ? d.peephole + u0 : nullptr, d.dz + wide,
+                                                    d.dc_run + b * H + u0, n, H);
+      }
+    }
+  }
+}
+
+// The whole backward loop: T steps and a last round for dL/dh_0.
+template <typename scalar_t, bool Peephole, bool Coupled>
+void backward_loop(const BackwardLoop<scalar_t>& d) {
+  const int64_t blocks = blocks_of<scalar_t>(d.hidden);
+  const int64_t threads = team_threads(d.batch * 4 * d.hidden * d.hidden);
+  const int64_t parts = std::min(blocks, threads);
+  run_rounds(d.steps + 1, parts, threads, [&](int64_t part, int64_t round) {
+    int64_t first, last;
+    share(blocks, parts, part, first, last);
+    backward_part<scalar_t, Peephole, Coupled>(d, round, first, last);
+  });
+}
+
+}  // namespace lstmlab_fused
