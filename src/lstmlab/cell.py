@@ -99,14 +99,18 @@ class StepResult(NamedTuple):
     h: Tensor
 
 
-def normalize_gates(z: Tensor, gain: Tensor, coupled: bool) -> Tensor:
-    """LN over the gate vector z (..., 4H), times gain (4H,). Coupled: f slice excluded."""
-    if not coupled:
-        return F.layer_norm(z, z.shape[-1:], gain, None, LN_EPS)
+def normalize_gates(z: Tensor, gain: Tensor, coupled: bool, bias: Tensor | None = None) -> Tensor:
+    """LN over the gate vector z (..., 4H), times gain (4H,), plus bias (4H,) if given.
+
+    Coupled: the f slice is excluded from the moments and comes out 0 (+ its bias).
+    """
+    if not coupled:  # one op: normalise, scale and shift (no extra pass over a big tensor)
+        return F.layer_norm(z, z.shape[-1:], gain, bias, LN_EPS)
     z_i, z_f, z_g, z_o = z.chunk(4, dim=-1)
     used = torch.cat((z_i, z_g, z_o), dim=-1)  # (..., 3H)
     n_i, n_g, n_o = F.layer_norm(used, used.shape[-1:], None, None, LN_EPS).chunk(3, dim=-1)
-    return torch.cat((n_i, torch.zeros_like(z_f), n_g, n_o), dim=-1) * gain
+    scaled = torch.cat((n_i, torch.zeros_like(z_f), n_g, n_o), dim=-1) * gain
+    return scaled if bias is None else scaled + bias
 
 
 def input_gates(x: Tensor, weights: LayerWeights, spec: CellSpec) -> Tensor:
@@ -116,8 +120,7 @@ def input_gates(x: Tensor, weights: LayerWeights, spec: CellSpec) -> Tensor:
     """
     bias = None if weights.b_ih is None else weights.b_ih + weights.b_hh  # (4H,)
     if spec.layer_norm:
-        z = normalize_gates(x @ weights.w_ih.T, weights.ln_ih, spec.coupled)  # (..., 4H)
-        return z if bias is None else z + bias
+        return normalize_gates(x @ weights.w_ih.T, weights.ln_ih, spec.coupled, bias)  # (..., 4H)
     if bias is None:
         return x @ weights.w_ih.T
     flat = torch.addmm(bias, x.reshape(-1, x.shape[-1]), weights.w_ih.T)  # GEMM and bias in one op
