@@ -149,6 +149,8 @@ class FusedDirection(torch.autograd.Function):
                               rstd_c, cells_fresh, lengths, *input_share[1:3])
         ctx.reverse, ctx.coupled = reverse, coupled
         ctx.has = [t is not None for t in (w_hr, peephole, ln_hh, keep_c)]
+        # The C++ side ran the packed loops (no projection, no zoneout; see fused_lstm.cpp).
+        ctx.packed_loops = w_hr is None and keep_c is None and keep_h is None
         return gates, cells, hiddens, h_n, c_n
 
     @staticmethod
@@ -158,9 +160,9 @@ class FusedDirection(torch.autograd.Function):
         has_projection, has_peephole, has_layer_norm, has_cell_zoneout = ctx.has
         empty = w_hh.new_empty(0)
         zeros_or = lambda grad, like: torch.zeros_like(like) if grad is None else grad.contiguous()  # noqa: E731
-        # The packed loops (no projection, no zoneout) find c_{t-1} in cells and c0 and take
-        # absent trace gradients as zeros; the per-step loops want them materialised.
-        packed_loops = not (has_projection or has_cell_zoneout or keep_h.numel())
+        # The packed loops find c_{t-1} in cells and c0 and take absent trace gradients as
+        # zeros; the per-step loops want them materialised.
+        packed_loops = ctx.packed_loops
         if packed_loops:
             c_prev = None
             d_gates_in, d_cells_in = (empty if g is None else g.contiguous() for g in (d_gates, d_cells))
