@@ -28,8 +28,8 @@ def test_fused_engine_builds():
     assert fused.build_error() is None
 
 
-def run_and_differentiate(lstm, inputs, hx, x):
-    """Forward with trace, a loss touching output, h_n, c_n and every trace field, backward.
+def run_and_differentiate(lstm, inputs, hx, x, fields=TRACE_FIELDS):
+    """Forward with trace, a loss touching output, h_n, c_n and the trace `fields`, backward.
 
     Returns the tensors to compare: output, h_n, c_n, trace fields, grads of x/h0/c0 and weights.
     """
@@ -41,7 +41,8 @@ def run_and_differentiate(lstm, inputs, hx, x):
     loss = (data ** 2).sum() + (h_n * 1.5).sum() + c_n.sin().sum()
     for k, layer in enumerate(trace):
         for j, name in enumerate(TRACE_FIELDS):
-            loss = loss + (layer[name] * (k + j + 1)).cos().sum()
+            if name in fields:
+                loss = loss + (layer[name] * (k + j + 1)).cos().sum()
     loss.backward()
     results = {"output": data, "h_n": h_n, "c_n": c_n}
     results.update({f"trace[{k}].{n}": trace[k][n] for k in range(len(trace)) for n in TRACE_FIELDS})
@@ -51,7 +52,7 @@ def run_and_differentiate(lstm, inputs, hx, x):
 
 
 def compare_engines(engine, options, dtype=torch.float64, steps=5, batch=3, input_size=4, hidden=5, packed=False,
-                    training=True):
+                    training=True, fields=TRACE_FIELDS):
     """Both engines from the same seed, so random draws (zoneout, weight drop) coincide."""
     lstm = lstmlab.LSTM(input_size, hidden, **options).to(dtype).train(training)
     rows = lstm.num_layers * lstm.num_directions
@@ -65,7 +66,7 @@ def compare_engines(engine, options, dtype=torch.float64, steps=5, batch=3, inpu
         lstm.engine = name
         inputs = pack_padded_sequence(x, lengths, enforce_sorted=False) if packed else x
         torch.manual_seed(1234)
-        results[name] = run_and_differentiate(lstm, inputs, (h0, c0), x)
+        results[name] = run_and_differentiate(lstm, inputs, (h0, c0), x, fields)
     for key, expected in results["reference"].items():
         assert_close(results[engine][key], expected, dtype, f"{engine} {options} {key}")
 
@@ -74,6 +75,15 @@ def compare_engines(engine, options, dtype=torch.float64, steps=5, batch=3, inpu
                          ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()) or "plain")
 def test_fused_matches_reference_float64(options):
     compare_engines("fused", options)
+
+
+@pytest.mark.parametrize("fields", [("f",), ("g", "c"), ("o", "h"), ()], ids=lambda f: "+".join(f) or "none")
+@pytest.mark.parametrize("options", [dict(), dict(layer_norm=True, peephole=True), dict(coupled=True, proj_size=2),
+                                     dict(zoneout=0.3, layer_norm=True)],
+                         ids=["plain", "layer_norm-peephole", "coupled-proj", "zoneout-layer_norm"])
+def test_fused_matches_reference_with_some_trace_fields(options, fields):
+    """A loss on some trace fields only: the other gates' gradients arrive as None."""
+    compare_engines("fused", options, packed=True, batch=4, steps=6, fields=fields)
 
 
 @pytest.mark.parametrize("options", [dict(zoneout=0.3, peephole=True, proj_size=2, bidirectional=True),

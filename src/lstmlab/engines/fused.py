@@ -127,7 +127,11 @@ def _or_empty(tensor: Tensor | None, like: Tensor) -> Tensor:
 
 
 class FusedDirection(torch.autograd.Function):
-    """One layer-direction: (x_gates, h0, c0, W_hh, W_hr, peephole, LN gains) -> gates, C, H, h_n, c_n.
+    """One layer-direction: (x_gates, h0, c0, W_hh, W_hr, peephole, LN gains) -> i, f, g, o, C, H, h_n, c_n.
+
+    The gates i, f, g, o (T, B, H) are views of one (T, B, 4H) buffer, returned apart so
+    that a loss on one of them hands the backward that gate's gradient alone (no
+    concatenation with zeros for the others).
 
     Optional weights are None when the cell does not have them. x_gates None: the loop
     computes the input share itself from x (T, B, I), W_ih (4H, I) and bias (4H) (cells
@@ -137,6 +141,7 @@ class FusedDirection(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x_gates, h0, c0, w_hh, w_hr, peephole, ln_hh, ln_c_weight, ln_c_bias, keep_c, keep_h, lengths,
                 reverse, coupled, keep_trace, x, w_ih, bias):
+        ctx.set_materialize_grads(False)  # outputs without a gradient arrive as None
         like = w_hh
         w_hh = w_hh.contiguous()
         optional = [_or_empty(t, like) for t in (w_hr, peephole, ln_hh, ln_c_weight, ln_c_bias, keep_c, keep_h)]
@@ -151,26 +156,26 @@ class FusedDirection(torch.autograd.Function):
         ctx.has = [t is not None for t in (w_hr, peephole, ln_hh, keep_c)]
         # The C++ side ran the packed loops (no projection, no zoneout; see fused_lstm.cpp).
         ctx.packed_loops = w_hr is None and keep_c is None and keep_h is None
-        return gates, cells, hiddens, h_n, c_n
+        return (*gates.chunk(4, dim=-1), cells, hiddens, h_n, c_n)
 
     @staticmethod
-    def backward(ctx, d_gates, d_cells, d_hiddens, dh_n, dc_n):
+    def backward(ctx, d_i, d_f, d_g, d_o, d_cells, d_hiddens, dh_n, dc_n):
         (gates, cells, hidden_pre, hiddens, h0, c0, w_hh, w_hr, peephole, ln_hh, ln_c_weight, ln_c_bias,
          keep_c, keep_h, r_hat, rstd_r, c_hat, rstd_c, cells_fresh, lengths, x, w_ih) = ctx.saved_tensors
         has_projection, has_peephole, has_layer_norm, has_cell_zoneout = ctx.has
         empty = w_hh.new_empty(0)
         zeros_or = lambda grad, like: torch.zeros_like(like) if grad is None else grad.contiguous()  # noqa: E731
-        # The packed loops find c_{t-1} in cells and c0 and take absent trace gradients as
-        # zeros; the per-step loops want them materialised.
+        # Absent trace gradients go to C++ as empty tensors (zeros there); the packed loops
+        # find c_{t-1} in cells and c0, the per-step loops get it materialised.
+        d_gates_in = [empty if g is None else g.contiguous() for g in (d_i, d_f, d_g, d_o)]
+        d_cells_in = empty if d_cells is None else d_cells.contiguous()
         packed_loops = ctx.packed_loops
         if packed_loops:
             c_prev = None
-            d_gates_in, d_cells_in = (empty if g is None else g.contiguous() for g in (d_gates, d_cells))
         else:
             valid = valid_mask(lengths, gates.shape[0]).unsqueeze(-1) if lengths.numel() else None
             c_prev = previous_states(cells, c0, ctx.reverse, valid).contiguous()  # (T, B, H)
             h_prev = previous_states(hiddens, h0, ctx.reverse, valid)  # (T, B, P)
-            d_gates_in, d_cells_in = zeros_or(d_gates, gates), zeros_or(d_cells, cells)
         saved_ln = [t if has_layer_norm else empty for t in (r_hat, rstd_r, c_hat, rstd_c)]
         dz, dh0, dc0, dh_total, d_rec, d_cell_ln = load_extension().backward(
             zeros_or(d_hiddens, hiddens), d_gates_in, d_cells_in, zeros_or(dh_n, h0), zeros_or(dc_n, c0), gates,
@@ -265,9 +270,9 @@ def run_direction(x: Tensor, h0: Tensor, c0: Tensor, weights: LayerWeights, spec
     inputs = (x_gates, h0, c0, w_hh, weights.w_hr, weights.peephole, weights.ln_hh, weights.ln_c_weight,
               weights.ln_c_bias)
     differentiable = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs + input_share)
-    gates, cells, hiddens, h_n, c_n = FusedDirection.apply(*inputs, keep_c, keep_h, lengths, reverse, spec.coupled,
-                                                           need_trace or differentiable, *input_share)
-    i, f, g, o = gates.chunk(4, dim=-1)
+    i, f, g, o, cells, hiddens, h_n, c_n = FusedDirection.apply(*inputs, keep_c, keep_h, lengths, reverse,
+                                                                spec.coupled, need_trace or differentiable,
+                                                                *input_share)
     return hiddens, h_n, c_n, dict(i=i, f=f, g=g, o=o, c=cells, h=hiddens)
 
 

@@ -133,19 +133,31 @@ void update_hidden(scalar_t* h_state, const scalar_t* h_step, int64_t batch, int
   }
 }
 
+// dL/d(i, f, g, o) arriving through the trace: one (T, B, H) tensor per gate, or for a
+// gate the trace gives no gradient, one step of zeros (B, H) with step 0. Gate k of batch
+// row b at step t starts at at(k, t, b).
+template <typename scalar_t>
+struct GateGrads {
+  const scalar_t* base[4];
+  int64_t step[4];  // B*H, or 0 for the zeros
+  int64_t hidden;
+  const scalar_t* at(int k, int64_t t, int64_t b) const { return base[k] + t * step[k] + b * hidden; }
+};
+
 // The gate part of one unit's backward, shared by the plain and the layer-norm cells.
 // In: unit j's gates, c_{t-1} (cp), d_o = dL/do and dc = dL/dc_t (from h, later steps and
-// the trace; the output peephole's share is added here). Writes dz[j + k*H] for the four
-// gates and returns dL/dc_{t-1}.
+// the trace; the output peephole's share is added here) and dgt[k] (H), gate k's trace
+// gradient. Writes dz[j + k*H] for the four gates and returns dL/dc_{t-1}.
 template <typename scalar_t, bool Peephole, bool Coupled>
-inline scalar_t gate_backward(const scalar_t* gates, scalar_t cp, scalar_t d_o, scalar_t dc, const scalar_t* dgt,
-                              const scalar_t* peephole, scalar_t* dz, int64_t j, int64_t hidden) {
+inline scalar_t gate_backward(const scalar_t* gates, scalar_t cp, scalar_t d_o, scalar_t dc,
+                              const scalar_t* const* dgt, const scalar_t* peephole, scalar_t* dz, int64_t j,
+                              int64_t hidden) {
   const scalar_t i = gates[j], f = gates[hidden + j], g = gates[2 * hidden + j], o = gates[3 * hidden + j];
   const scalar_t dzo = d_o * o * (scalar_t(1) - o);
   if constexpr (Peephole) dc += dzo * peephole[2 * hidden + j];
-  scalar_t di = dc * g + dgt[j];
-  const scalar_t dg = dc * i + dgt[2 * hidden + j];
-  const scalar_t df = dc * cp + dgt[hidden + j];
+  scalar_t di = dc * g + dgt[0][j];
+  const scalar_t dg = dc * i + dgt[2][j];
+  const scalar_t df = dc * cp + dgt[1][j];
   scalar_t dzf = 0;
   if constexpr (Coupled) {
     di -= df;  // f = 1 - i
@@ -195,19 +207,19 @@ void zoneout_backward_rows(const scalar_t* d, const scalar_t* keep, scalar_t* fr
 }
 
 // Gradient of the gate pre-activations for `count` hidden units of one batch row of one
-// step; gates, dgt, dz and peephole hold gate slices `stride` apart.
-// dm: dL/dm; dgt and dct: gradients arriving through the trace;
+// step; gates, dz and peephole hold gate slices `stride` apart.
+// dm: dL/dm; di_t .. do_t and dct: gradients arriving through the trace;
 // dc: running dL/dc, updated in place to dL/dc_{t-1}; dz: output.
 template <typename scalar_t, bool Peephole, bool Coupled>
 inline void backward_units(const scalar_t* __restrict gates, const scalar_t* __restrict cells,
                            const scalar_t* __restrict c_prev, const scalar_t* __restrict dm_row,
-                           const scalar_t* __restrict dgt, const scalar_t* __restrict dct,
-                           const scalar_t* __restrict peephole, scalar_t* __restrict dz, scalar_t* __restrict dc_row,
-                           int64_t count, int64_t stride) {
+                           const scalar_t* __restrict di_t, const scalar_t* __restrict df_t,
+                           const scalar_t* __restrict dg_t, const scalar_t* __restrict do_t,
+                           const scalar_t* __restrict dct, const scalar_t* __restrict peephole,
+                           scalar_t* __restrict dz, scalar_t* __restrict dc_row, int64_t count, int64_t stride) {
   // gate_backward's math written out over per-gate pointers: GCC vectorises this form
   // (it does not vectorise the loop calling gate_backward).
   const scalar_t *gi = gates, *gf = gates + stride, *gg = gates + 2 * stride, *go = gates + 3 * stride;
-  const scalar_t *di_t = dgt, *df_t = dgt + stride, *dg_t = dgt + 2 * stride, *do_t = dgt + 3 * stride;
   scalar_t *dzi_out = dz, *dzf_out = dz + stride, *dzg_out = dz + 2 * stride, *dzo_out = dz + 3 * stride;
   for (int64_t j = 0; j < count; ++j) {
     const scalar_t i = gi[j], f = gf[j], g = gg[j], o = go[j];
@@ -233,19 +245,11 @@ inline void backward_units(const scalar_t* __restrict gates, const scalar_t* __r
   }
 }
 
-// One batch row of one step (all H units): see backward_units.
-template <typename scalar_t, bool Peephole, bool Coupled>
-void backward_row(const scalar_t* gates, const scalar_t* cells, const scalar_t* c_prev, const scalar_t* dm_row,
-                  const scalar_t* dgt, const scalar_t* dct, const scalar_t* peephole, scalar_t* dz, scalar_t* dc_row,
-                  int64_t hidden) {
-  backward_units<scalar_t, Peephole, Coupled>(gates, cells, c_prev, dm_row, dgt, dct, peephole, dz, dc_row, hidden,
-                                              hidden);
-}
-
-// Batch rows [begin, end) of one step's backward; padded rows pass the state through.
+// Batch rows [begin, end) of step t's backward (all H units, see backward_units); padded
+// rows pass the state through. dgt: the trace's gate gradients of all steps.
 template <typename scalar_t, bool Peephole, bool Coupled>
 void backward_rows(const scalar_t* gates, const scalar_t* cells, const scalar_t* c_prev,
-                   const scalar_t* d_hidden_pre, const scalar_t* d_gates_trace, const scalar_t* d_cells_trace,
+                   const scalar_t* d_hidden_pre, const GateGrads<scalar_t>& dgt, const scalar_t* d_cells_trace,
                    const scalar_t* peephole, scalar_t* dz, scalar_t* dc_next, int64_t hidden,
                    const int64_t* lengths, int64_t t, int64_t begin, int64_t end) {
   for (int64_t b = begin; b < end; ++b) {
@@ -254,9 +258,10 @@ void backward_rows(const scalar_t* gates, const scalar_t* cells, const scalar_t*
       std::fill(dz + wide, dz + wide + 4 * hidden, scalar_t(0));
       continue;
     }
-    backward_row<scalar_t, Peephole, Coupled>(gates + wide, cells + narrow, c_prev + narrow, d_hidden_pre + narrow,
-                                              d_gates_trace + wide, d_cells_trace + narrow, peephole, dz + wide,
-                                              dc_next + narrow, hidden);
+    backward_units<scalar_t, Peephole, Coupled>(gates + wide, cells + narrow, c_prev + narrow, d_hidden_pre + narrow,
+                                                dgt.at(0, t, b), dgt.at(1, t, b), dgt.at(2, t, b), dgt.at(3, t, b),
+                                                d_cells_trace + narrow, peephole, dz + wide, dc_next + narrow, hidden,
+                                                hidden);
   }
 }
 

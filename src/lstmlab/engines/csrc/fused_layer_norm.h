@@ -84,13 +84,13 @@ void activate_row_ln(const scalar_t* __restrict x_gates, scalar_t* __restrict r,
   }
 }
 
-// Backward of one row. In: the forward's row values, dm (H) = dL/dm, dgt (4H), dct (H)
-// from the trace, dc_row (H) = dL/dc_t from later steps (updated to dL/dc_{t-1}).
+// Backward of one row. In: the forward's row values, dm (H) = dL/dm, dgt[k] (H) (gate k)
+// and dct (H) from the trace, dc_row (H) = dL/dc_t from later steps (updated to dL/dc_{t-1}).
 // Out: dz (4H) = dL/dz, dc_ln (H) = dL/d(LN(c) g_c + b_c), dr (4H) = dL/d(W_hh h_{t-1}).
 template <typename scalar_t, bool Peephole, bool Coupled>
 void backward_row_ln(const scalar_t* __restrict gates, const scalar_t* __restrict c_prev,
                      const scalar_t* __restrict c_hat, scalar_t rstd_c, const scalar_t* __restrict r_hat,
-                     scalar_t rstd_r, const scalar_t* __restrict dm, const scalar_t* __restrict dgt,
+                     scalar_t rstd_r, const scalar_t* __restrict dm, const scalar_t* const* dgt,
                      const scalar_t* __restrict dct, const scalar_t* __restrict peephole,
                      const scalar_t* __restrict g_hh, const scalar_t* __restrict g_c,
                      const scalar_t* __restrict b_c, scalar_t* __restrict dz, scalar_t* __restrict dc_row,
@@ -107,7 +107,7 @@ void backward_row_ln(const scalar_t* __restrict gates, const scalar_t* __restric
   const scalar_t mean_d = sum_d / scalar_t(hidden), mean_dx = sum_dx / scalar_t(hidden);
   for (int64_t j = 0; j < hidden; ++j) {
     const scalar_t th = tanh_(c_hat[j] * g_c[j] + b_c[j]);
-    const scalar_t d_o = dm[j] * th + dgt[3 * hidden + j];
+    const scalar_t d_o = dm[j] * th + dgt[3][j];
     const scalar_t d_hat = dc_ln[j] * g_c[j];
     const scalar_t dc = dc_row[j] + rstd_c * (d_hat - mean_d - c_hat[j] * mean_dx) + dct[j];
     dc_row[j] = gate_backward<scalar_t, Peephole, Coupled>(gates, c_prev[j], d_o, dc, dgt, peephole, dz, j, hidden);
@@ -176,7 +176,8 @@ struct LayerNormStep {
 // One layer-norm backward step for batch rows [begin, end); padded rows pass the state through.
 template <typename scalar_t, bool Peephole, bool Coupled>
 void layer_norm_backward_rows(const scalar_t* gates, const scalar_t* c_prev, LayerNormStep<scalar_t> saved,
-                              const LayerNormWeights& w, const scalar_t* dm, const scalar_t* dgt, const scalar_t* dct,
+                              const LayerNormWeights& w, const scalar_t* dm, const GateGrads<scalar_t>& dgt,
+                              const scalar_t* dct,
                               const scalar_t* peephole, scalar_t* dz, scalar_t* dc_next, scalar_t* dc_ln,
                               scalar_t* dr, int64_t hidden, const int64_t* lengths, int64_t t, int64_t begin,
                               int64_t end) {
@@ -192,9 +193,10 @@ void layer_norm_backward_rows(const scalar_t* gates, const scalar_t* c_prev, Lay
       std::fill(dc_ln + narrow, dc_ln + narrow + hidden, scalar_t(0));
       continue;
     }
+    const scalar_t* d_gate_rows[4] = {dgt.at(0, t, b), dgt.at(1, t, b), dgt.at(2, t, b), dgt.at(3, t, b)};
     backward_row_ln<scalar_t, Peephole, Coupled>(
         gates + wide, c_prev + narrow, c_hat + narrow, rstd_c[b], r_hat + wide, rstd_r[b], dm + narrow,
-        dgt + wide, dct + narrow, peephole, w.g_hh.data_ptr<scalar_t>(), w.g_c.data_ptr<scalar_t>(),
+        d_gate_rows, dct + narrow, peephole, w.g_hh.data_ptr<scalar_t>(), w.g_c.data_ptr<scalar_t>(),
         w.b_c.data_ptr<scalar_t>(), dz + wide, dc_next + narrow, dc_ln + narrow, dr + wide, hidden);
   }
 }

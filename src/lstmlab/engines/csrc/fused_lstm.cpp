@@ -90,28 +90,45 @@ void forward_packed(const torch::Tensor& input_gates, const torch::Tensor& x, co
   if (!ln.on() && steps % 2) h_state.copy_(h_other);  // the last step wrote the other buffer
 }
 
+// The trace's gate gradients d (4 tensors, each (T,B,H) contiguous, or empty for none) as
+// GateGrads; `zeros` (B,H) stands in for the empty ones.
+template <typename scalar_t>
+GateGrads<scalar_t> gate_grads(const std::vector<torch::Tensor>& d, const torch::Tensor& zeros) {
+  TORCH_CHECK(d.size() == 4, "fused_backward: expected 4 gate gradients (i, f, g, o), got ", d.size());
+  GateGrads<scalar_t> grads;
+  grads.hidden = zeros.size(1);
+  for (int k = 0; k < 4; ++k) {
+    const bool has = d[k].numel() > 0;
+    TORCH_CHECK(!has || (d[k].is_contiguous() && d[k].size(1) == zeros.size(0) && d[k].size(2) == zeros.size(1)),
+                "fused_backward: a gate gradient must be a contiguous (T, B, H) tensor");
+    grads.base[k] = (has ? d[k] : zeros).data_ptr<scalar_t>();
+    grads.step[k] = has ? zeros.numel() : 0;
+  }
+  return grads;
+}
+
 // Backward on the packed loop: fills dz, dh_total and turns dh_next, dc_next (dL/dh_n,
 // dL/dc_n) into dL/dh_0, dL/dc_0; with layer norm also d_rec and d_cell_ln.
 // Absent trace gradients (empty tensors) count as zeros; c_{t-1} comes from cells and c0.
-void backward_packed(const torch::Tensor& d_hiddens, const torch::Tensor& d_gates_in,
+void backward_packed(const torch::Tensor& d_hiddens, const std::vector<torch::Tensor>& d_gates_in,
                      const torch::Tensor& d_cells_in, const torch::Tensor& gates, const torch::Tensor& cells,
                      const torch::Tensor& c0, const torch::Tensor& w_hh, const torch::Tensor& peephole,
                      const LayerNormWeights& ln, const LayerNormSaved& saved, const torch::Tensor& lengths,
                      torch::Tensor& dz, torch::Tensor& dh_total, torch::Tensor& dh_next, torch::Tensor& dc_next,
                      torch::Tensor& d_rec, torch::Tensor& d_cell_ln, bool reverse, bool coupled) {
   const int64_t steps = gates.size(0), batch = gates.size(1), hidden = cells.size(2);
-  const bool has_d_gates = d_gates_in.numel() > 0, has_d_cells = d_cells_in.numel() > 0;
-  auto d_gates_trace = has_d_gates ? d_gates_in : torch::zeros({1, batch, 4 * hidden}, gates.options());
-  auto d_cells_trace = has_d_cells ? d_cells_in : torch::zeros({1, batch, hidden}, gates.options());
-  const int64_t d_gates_step = has_d_gates ? batch * 4 * hidden : 0, d_cells_step = has_d_cells ? batch * hidden : 0;
+  const bool has_d_cells = d_cells_in.numel() > 0;
+  auto zeros = torch::zeros({batch, hidden}, gates.options());  // stands in for absent trace gradients
+  const auto& d_cells_trace = has_d_cells ? d_cells_in : zeros;
+  const int64_t d_cells_step = has_d_cells ? batch * hidden : 0;
   AT_DISPATCH_FLOATING_TYPES(gates.scalar_type(), "backward_packed", [&] {
-    auto packed = pack_backward<scalar_t>(w_hh);
+    const auto d_gates_trace = gate_grads<scalar_t>(d_gates_in, zeros);
+    auto packed = pack_backward<scalar_t>(w_hh, team_parts<scalar_t>(batch, hidden));
     if (ln.on()) {
       auto c_prev = torch::empty_like(c0);
       LayerNormBackwardLoop<scalar_t> loop{d_hiddens.data_ptr<scalar_t>(),
-                                           d_gates_trace.data_ptr<scalar_t>(),
+                                           d_gates_trace,
                                            d_cells_trace.data_ptr<scalar_t>(),
-                                           d_gates_step,
                                            d_cells_step,
                                            gates.data_ptr<scalar_t>(),
                                            cells.data_ptr<scalar_t>(),
@@ -138,9 +155,8 @@ void backward_packed(const torch::Tensor& d_hiddens, const torch::Tensor& d_gate
       return;
     }
     BackwardLoop<scalar_t> loop{d_hiddens.data_ptr<scalar_t>(),
-                                d_gates_trace.data_ptr<scalar_t>(),
+                                d_gates_trace,
                                 d_cells_trace.data_ptr<scalar_t>(),
-                                d_gates_step,
                                 d_cells_step,
                                 gates.data_ptr<scalar_t>(),
                                 cells.data_ptr<scalar_t>(),
@@ -265,9 +281,10 @@ std::vector<torch::Tensor> fused_forward(torch::Tensor input_gates, torch::Tenso
 // is dL/dh_t including the recurrent part (for dW_hr = dH_total^T M); then, for layer norm,
 // {dR (T,B,4H) = d(W_hh h_{t-1}), dC_ln (T,B,H) = d(LN(c) g_c + b_c)} (empty otherwise).
 // c_prev (T,B,H): c_{t-1} of each step, needed only with projection or zoneout (the packed
-// loops derive it from cells and c0; pass an empty tensor there). The packed loops also
-// take empty d_gates_trace / d_cells_trace as zeros.
-std::vector<torch::Tensor> fused_backward(torch::Tensor d_hiddens, torch::Tensor d_gates_trace,
+// loops derive it from cells and c0; pass an empty tensor there). d_gates_trace: the
+// trace's gradients of i, f, g, o, each (T,B,H) or empty; d_cells_trace (T,B,H) or empty
+// (empty: no gradient through the trace there).
+std::vector<torch::Tensor> fused_backward(torch::Tensor d_hiddens, std::vector<torch::Tensor> d_gates_trace,
                                           torch::Tensor d_cells_trace, torch::Tensor dh_n, torch::Tensor dc_n,
                                           torch::Tensor gates, torch::Tensor cells, torch::Tensor c_prev,
                                           torch::Tensor c0, torch::Tensor w_hh, torch::Tensor w_hr, torch::Tensor peephole,
@@ -304,7 +321,11 @@ std::vector<torch::Tensor> fused_backward(torch::Tensor d_hiddens, torch::Tensor
                     dz, dh_total, dh_next, dc_next, d_rec, d_cell_ln, reverse, coupled);
     return {dz, dh_next, dc_next, dh_total, d_rec, d_cell_ln};
   }
+  auto zeros = torch::zeros({batch, hidden}, options);  // stands in for absent trace gradients
+  const int64_t dct_step = d_cells_trace.numel() ? narrow : 0;
+  if (!dct_step) d_cells_trace = zeros;
   AT_DISPATCH_FLOATING_TYPES(gates.scalar_type(), "fused_backward", [&] {
+    const auto dgt = gate_grads<scalar_t>(d_gates_trace, zeros);
     const scalar_t* peep = peephole.numel() ? peephole.data_ptr<scalar_t>() : nullptr;
     scalar_t* dh_run = dh_next.data_ptr<scalar_t>();
     scalar_t* dh_rec = dh_recurrent.data_ptr<scalar_t>();
@@ -327,8 +348,7 @@ std::vector<torch::Tensor> fused_backward(torch::Tensor d_hiddens, torch::Tensor
         gemm_b(d_hidden_pre.data_ptr<scalar_t>(), dh, w_hr.data_ptr<scalar_t>(), batch, width, hidden, options);
         dm_ptr = d_hidden_pre.data_ptr<scalar_t>();
       }
-      const scalar_t* dgt = d_gates_trace.data_ptr<scalar_t>() + t * wide;
-      const scalar_t* dct = d_cells_trace.data_ptr<scalar_t>() + t * narrow;
+      const scalar_t* dct = d_cells_trace.data_ptr<scalar_t>() + t * dct_step;
       const scalar_t* g_ptr = gates.data_ptr<scalar_t>() + t * wide;
       const scalar_t* c_ptr = (zone_c ? cells_fresh : cells).data_ptr<scalar_t>() + t * narrow;
       if (zone_c) {  // dL/dc_t (later steps + trace) splits into the fresh value's share and the carry

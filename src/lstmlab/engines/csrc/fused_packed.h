@@ -9,8 +9,9 @@
 // row q holds W_hh[k*H + u*L + l, q] for gates k = i, f, g, o and lanes l. One tile of
 // the kernel is R batch rows x 4 vectors: all four gates of the same L units, so the gate
 // math for those units runs right after the tile, on data still in L1.
-// Backward panel layout: columns of h in blocks of L; block u's panel is (4H, L): row q
-// holds W_hh[q, u*L + l]. Lanes past H (or P) hold zeros.
+// Backward panel layout: columns of h in blocks of L, grouped by up to kColumnGroup
+// blocks; group [s, s + c)'s panel is (4H, c, L): row q holds W_hh[q, (s + k)*L + l] for
+// k < c. Lanes past H (or P) hold zeros. One backward tile is R batch rows x c vectors.
 #pragma once
 
 #include <torch/extension.h>
@@ -77,17 +78,39 @@ torch::Tensor pack_forward(const torch::Tensor& w, int64_t hidden) {
   return packed;
 }
 
-// Backward panels of w (4H, P): (blocks(P), 4H, L), zero-padded past P.
+// Contiguous share [first, last) of `blocks` for part `part` of `parts`.
+inline void share(int64_t blocks, int64_t parts, int64_t part, int64_t& first, int64_t& last) {
+  first = blocks * part / parts;
+  last = blocks * (part + 1) / parts;
+}
+
+// A backward tile covers up to kColumnGroup column blocks of dh (R rows x C vectors of
+// accumulators: each W_hh load serves R rows, each dZ number C vectors).
+constexpr int kColumnGroup = 4;
+
+// Backward panels of w (4H, P) for `parts` parts: column blocks of L, each part's share
+// [first, last) (see share) cut into groups [s, s + c), c <= kColumnGroup, from `first` on;
+// group [s, s + c) is stored as (4H, c, L) at offset s * 4H * L, so one tile reads one
+// contiguous panel. Lanes past P hold zeros.
 template <typename scalar_t>
-torch::Tensor pack_backward(const torch::Tensor& w) {
+torch::Tensor pack_backward(const torch::Tensor& w, int64_t parts) {
   constexpr int L = kLanes<scalar_t>;
   const int64_t rows = w.size(0), width = w.size(1), blocks = blocks_of<scalar_t>(width);
   auto packed = torch::zeros({blocks, rows, L}, w.options());
   const scalar_t* src = w.data_ptr<scalar_t>();
   scalar_t* dst = packed.data_ptr<scalar_t>();
-  for (int64_t u = 0; u < blocks; ++u) {
-    const int64_t n = std::min<int64_t>(L, width - u * L);
-    for (int64_t q = 0; q < rows; ++q) std::copy(src + q * width + u * L, src + q * width + u * L + n, dst + (u * rows + q) * L);
+  for (int64_t part = 0; part < parts; ++part) {
+    int64_t first, last;
+    share(blocks, parts, part, first, last);
+    for (int64_t s = first; s < last; s += kColumnGroup) {
+      const int64_t c = std::min<int64_t>(kColumnGroup, last - s);
+      scalar_t* panel = dst + s * rows * L;
+      for (int64_t q = 0; q < rows; ++q)
+        for (int64_t k = 0; k < c; ++k) {
+          const int64_t col = (s + k) * L, n = std::min<int64_t>(L, width - col);
+          std::copy(src + q * width + col, src + q * width + col + n, panel + (q * c + k) * L);
+        }
+    }
   }
   return packed;
 }
@@ -117,28 +140,39 @@ inline void tile_forward(scalar_t* __restrict tile, const scalar_t* __restrict a
     for (int k = 0; k < 4; ++k) store(tile + (r * 4 + k) * L, acc[r][k]);
 }
 
-// tile (R, L) = a[rows] (R, K) . panel (K, L), K = 4H: one column block of dh for R batch
-// rows. Two accumulators per row (even and odd k) hide the FMA latency.
-template <typename scalar_t, int R>
+// tile (R, C, L) = a[rows] (R, K) . panel (K, C, L), K = 4H: C column blocks of dh for R
+// batch rows. With fewer than 8 accumulators, even and odd k get separate ones, to
+// hide the FMA latency.
+template <typename scalar_t, int R, int C>
 inline void tile_backward(scalar_t* __restrict tile, const scalar_t* __restrict a, int64_t stride,
                           const scalar_t* __restrict panel, int64_t depth) {
   using V = vec_t<scalar_t>;
   constexpr int L = kLanes<scalar_t>;
-  V even[R], odd[R];
-  for (int r = 0; r < R; ++r) even[r] = odd[r] = V{};
+  constexpr int kSets = R * C < 8 ? 2 : 1;
+  V acc[kSets][R][C];
+  for (int s = 0; s < kSets; ++s)
+    for (int r = 0; r < R; ++r)
+      for (int c = 0; c < C; ++c) acc[s][r][c] = V{};
   int64_t q = 0;
-  for (; q + 1 < depth; q += 2) {
-    const V w0 = load(panel + q * L), w1 = load(panel + (q + 1) * L);
-    for (int r = 0; r < R; ++r) {
-      even[r] += a[r * stride + q] * w0;
-      odd[r] += a[r * stride + q + 1] * w1;
+  for (; q + kSets <= depth; q += kSets)
+    for (int s = 0; s < kSets; ++s) {
+      const scalar_t* w = panel + (q + s) * C * L;
+      V wc[C];
+      for (int c = 0; c < C; ++c) wc[c] = load(w + c * L);
+      for (int r = 0; r < R; ++r) {
+        const scalar_t x = a[r * stride + q + s];
+        for (int c = 0; c < C; ++c) acc[s][r][c] += x * wc[c];
+      }
     }
-  }
-  if (q < depth) {
-    const V w0 = load(panel + q * L);
-    for (int r = 0; r < R; ++r) even[r] += a[r * stride + q] * w0;
-  }
-  for (int r = 0; r < R; ++r) store(tile + r * L, even[r] + odd[r]);
+  for (; q < depth; ++q)
+    for (int r = 0; r < R; ++r)
+      for (int c = 0; c < C; ++c) acc[0][r][c] += a[r * stride + q] * load(panel + (q * C + c) * L);
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < C; ++c) {
+      V sum = acc[0][r][c];
+      if constexpr (kSets == 2) sum += acc[1][r][c];
+      store(tile + (r * C + c) * L, sum);
+    }
 }
 
 // The tile kernels with R = rows (1 .. kRowBlock) as a compile-time constant.
@@ -158,19 +192,32 @@ inline void tile_forward_rows(int rows, scalar_t* tile, const scalar_t* a, int64
   }
 }
 
-template <typename scalar_t>
-inline void tile_backward_rows(int rows, scalar_t* tile, const scalar_t* a, int64_t stride, const scalar_t* panel,
-                               int64_t depth) {
+template <typename scalar_t, int C>
+inline void tile_backward_group(int rows, scalar_t* tile, const scalar_t* a, int64_t stride, const scalar_t* panel,
+                                int64_t depth) {
   switch (rows) {
-    case 1: return tile_backward<scalar_t, 1>(tile, a, stride, panel, depth);
-    case 2: return tile_backward<scalar_t, 2>(tile, a, stride, panel, depth);
-    case 3: return tile_backward<scalar_t, 3>(tile, a, stride, panel, depth);
+    case 1: return tile_backward<scalar_t, 1, C>(tile, a, stride, panel, depth);
+    case 2: return tile_backward<scalar_t, 2, C>(tile, a, stride, panel, depth);
+    case 3: return tile_backward<scalar_t, 3, C>(tile, a, stride, panel, depth);
 #if defined(__AVX512F__)
-    case 4: return tile_backward<scalar_t, 4>(tile, a, stride, panel, depth);
-    case 5: return tile_backward<scalar_t, 5>(tile, a, stride, panel, depth);
-    case 6: return tile_backward<scalar_t, 6>(tile, a, stride, panel, depth);
+    case 4: return tile_backward<scalar_t, 4, C>(tile, a, stride, panel, depth);
+    case 5: return tile_backward<scalar_t, 5, C>(tile, a, stride, panel, depth);
+    case 6: return tile_backward<scalar_t, 6, C>(tile, a, stride, panel, depth);
 #endif
     default: TORCH_CHECK(false, "tile_backward_rows: rows out of range");
+  }
+}
+
+// The backward tile with R = rows (1 .. kRowBlock) and C = columns (1 .. kColumnGroup).
+template <typename scalar_t>
+inline void tile_backward_rows(int rows, int columns, scalar_t* tile, const scalar_t* a, int64_t stride,
+                               const scalar_t* panel, int64_t depth) {
+  switch (columns) {
+    case 1: return tile_backward_group<scalar_t, 1>(rows, tile, a, stride, panel, depth);
+    case 2: return tile_backward_group<scalar_t, 2>(rows, tile, a, stride, panel, depth);
+    case 3: return tile_backward_group<scalar_t, 3>(rows, tile, a, stride, panel, depth);
+    case 4: return tile_backward_group<scalar_t, 4>(rows, tile, a, stride, panel, depth);
+    default: TORCH_CHECK(false, "tile_backward_rows: columns out of range");
   }
 }
 

@@ -32,6 +32,13 @@ inline int64_t team_threads(int64_t macs_per_step) {
   return macs_per_step >= kTeamMinWork ? at::get_num_threads() : 1;
 }
 
+// Parts of a loop's rounds over `hidden` units of batch `batch`: one per thread, at most
+// one per block of L units. The backward panels are packed for these parts.
+template <typename scalar_t>
+inline int64_t team_parts(int64_t batch, int64_t hidden) {
+  return std::min({blocks_of<scalar_t>(hidden), team_threads(batch * 4 * hidden * hidden), kMaxParts});
+}
+
 // Asks for the cache lines of p[0, n) ahead of use (write = 1 for lines about to be
 // written). The per-step slices of the big (T, B, ...) buffers come from memory; the
 // tile's arithmetic hides the latency if the request goes out before it.
@@ -57,12 +64,6 @@ inline const scalar_t* previous_cell(const scalar_t* cells, const scalar_t* c0, 
                                      int64_t t, int64_t steps, int64_t batch, int64_t hidden, bool reverse) {
   const bool first = reverse ? t == (lengths ? lengths[b] - 1 : steps - 1) : t == 0;
   return first ? c0 + b * hidden : cells + ((reverse ? t + 1 : t - 1) * batch + b) * hidden;
-}
-
-// Contiguous share [first, last) of `blocks` for part `part` of `parts`.
-inline void share(int64_t blocks, int64_t parts, int64_t part, int64_t& first, int64_t& last) {
-  first = blocks * part / parts;
-  last = blocks * (part + 1) / parts;
 }
 
 // Tensors of one forward call (all contiguous, T = steps, P = H here).
@@ -148,14 +149,14 @@ void forward_loop(const ForwardLoop<scalar_t>& f) {
 template <typename scalar_t>
 struct BackwardLoop {
   const scalar_t* d_hiddens;  // (T, B, H) dL/dh_t from outside (output, trace)
-  const scalar_t* d_gates;    // (T, B, 4H) dL/d gates via the trace, or (1, B, 4H) zeros
+  GateGrads<scalar_t> d_gates;  // dL/d gates via the trace
   const scalar_t* d_cells;    // (T, B, H) dL/dc_t via the trace, or (1, B, H) zeros
-  int64_t d_gates_step, d_cells_step;  // their stride in t: B*4H and B*H, or 0 for the zeros
+  int64_t d_cells_step;       // its stride in t: B*H, or 0 for the zeros
   const scalar_t* gates;      // (T, B, 4H) forward's activated gates
   const scalar_t* cells;      // (T, B, H)
   const scalar_t* c0;         // (B, H): c_{t-1} of each row's first step
   const scalar_t* peephole;   // (3H) or nullptr
-  const scalar_t* packed;     // pack_backward(W_hh)
+  const scalar_t* packed;     // pack_backward(W_hh, team_parts)
   const int64_t* lengths;     // (B) or nullptr
   scalar_t* dz;               // (T, B, 4H) out
   scalar_t* dh_total;         // (T, B, H) out: dL/dh_t in total (0 on padded steps)
@@ -174,22 +175,24 @@ void backward_part(const BackwardLoop<scalar_t>& d, int64_t round, int64_t first
   const bool has_later = round > 0, has_step = round < T;
   const int64_t t_later = has_later ? time_index(T - round, T, d.reverse) : 0;
   const int64_t t = has_step ? time_index(T - 1 - round, T, d.reverse) : 0;
-  alignas(64) scalar_t tile[kRowBlock * L];
-  for (int64_t u = first; u < last; ++u) {
-    const int64_t u0 = u * L, n = std::min<int64_t>(L, H - u0);
+  alignas(64) scalar_t tile[kRowBlock * kColumnGroup * L];
+  for (int64_t u = first; u < last; u += kColumnGroup) {  // one group of columns (see pack_backward)
+    const int columns = static_cast<int>(std::min<int64_t>(kColumnGroup, last - u));
+    const int64_t u0 = u * L, n = std::min<int64_t>(columns * L, H - u0);
     for (int64_t r0 = 0; r0 < B; r0 += kRowBlock) {
       const int rows = static_cast<int>(std::min<int64_t>(kRowBlock, B - r0));
       for (int r = 0; has_step && r < rows; ++r) {
         const int64_t wide = (t * B + r0 + r) * 4 * H + u0, narrow = (t * B + r0 + r) * H + u0;
         prefetch_gates<0>(d.gates + wide, H, n);
-        prefetch_gates<0>(d.d_gates + t * d.d_gates_step + (r0 + r) * 4 * H + u0, H, n);
+        for (int k = 0; k < 4; ++k) prefetch<0>(d.d_gates.at(k, t, r0 + r) + u0, n);
         for (const scalar_t* p : {d.d_hiddens, d.cells}) prefetch<0>(p + narrow, n);
       }
       if (has_later) {  // dh_{t} += dZ_{t+1} W_hh for rows that ran at t+1 (others pass dh through)
-        tile_backward_rows(rows, tile, d.dz + (t_later * B + r0) * 4 * H, 4 * H, d.packed + u * 4 * H * L, 4 * H);
+        tile_backward_rows(rows, columns, tile, d.dz + (t_later * B + r0) * 4 * H, 4 * H, d.packed + u * 4 * H * L,
+                           4 * H);
         for (int r = 0; r < rows; ++r)
           if (is_valid(d.lengths, r0 + r, t_later))
-            std::copy(tile + r * L, tile + r * L + n, d.dh_run + (r0 + r) * H + u0);
+            std::copy(tile + r * columns * L, tile + r * columns * L + n, d.dh_run + (r0 + r) * H + u0);
       }
       if (!has_step) continue;
       for (int r = 0; r < rows; ++r) {
@@ -203,7 +206,8 @@ void backward_part(const BackwardLoop<scalar_t>& d, int64_t round, int64_t first
         for (int64_t j = 0; j < n; ++j) dh[j] = d.d_hiddens[narrow + j] + d.dh_run[b * H + u0 + j];
         const scalar_t* c_prev = previous_cell(d.cells, d.c0, d.lengths, b, t, T, B, H, d.reverse) + u0;
         backward_units<scalar_t, Peephole, Coupled>(d.gates + wide, d.cells + narrow, c_prev, dh,
-                                                    d.d_gates + t * d.d_gates_step + b * 4 * H + u0,
+                                                    d.d_gates.at(0, t, b) + u0, d.d_gates.at(1, t, b) + u0,
+                                                    d.d_gates.at(2, t, b) + u0, d.d_gates.at(3, t, b) + u0,
                                                     d.d_cells + t * d.d_cells_step + b * H + u0,
                                                     Peephole ? d.peephole + u0 : nullptr, d.dz + wide,
                                                     d.dc_run + b * H + u0, n, H);
@@ -217,7 +221,7 @@ template <typename scalar_t, bool Peephole, bool Coupled>
 void backward_loop(const BackwardLoop<scalar_t>& d) {
   const int64_t blocks = blocks_of<scalar_t>(d.hidden);
   const int64_t threads = team_threads(d.batch * 4 * d.hidden * d.hidden);
-  const int64_t parts = std::min(blocks, threads);
+  const int64_t parts = team_parts<scalar_t>(d.batch, d.hidden);  // as packed
   run_rounds(d.steps + 1, parts, threads, [&](int64_t part, int64_t round) {
     int64_t first, last;
     share(blocks, parts, part, first, last);

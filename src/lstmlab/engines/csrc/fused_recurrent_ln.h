@@ -96,9 +96,9 @@ void ln_forward_loop(const LayerNormForwardLoop<scalar_t>& f) {
 template <typename scalar_t>
 struct LayerNormBackwardLoop {
   const scalar_t* d_hiddens;  // (T, B, H)
-  const scalar_t* d_gates;    // (T, B, 4H) via the trace, or (1, B, 4H) zeros
+  GateGrads<scalar_t> d_gates;  // dL/d gates via the trace
   const scalar_t* d_cells;    // (T, B, H) via the trace, or (1, B, H) zeros
-  int64_t d_gates_step, d_cells_step;  // their stride in t (0 for the zeros)
+  int64_t d_cells_step;       // its stride in t (0 for the zeros)
   const scalar_t* gates;      // (T, B, 4H)
   const scalar_t* cells;      // (T, B, H)
   const scalar_t* c0;         // (B, H)
@@ -109,7 +109,7 @@ struct LayerNormBackwardLoop {
   const scalar_t* rstd_c;     // (T, B)
   const scalar_t* peephole;   // (3H) or nullptr
   const LayerNormWeights* weights;
-  const scalar_t* packed;     // pack_backward(W_hh)
+  const scalar_t* packed;     // pack_backward(W_hh, team_parts)
   const int64_t* lengths;     // (B) or nullptr
   scalar_t* dz;               // (T, B, 4H) out
   scalar_t* d_rec;            // (T, B, 4H) out: dL/d(W_hh h_{t-1})
@@ -129,16 +129,18 @@ void ln_backward_product(const LayerNormBackwardLoop<scalar_t>& d, int64_t round
   const int64_t H = d.hidden, B = d.batch, T = d.steps, s = round / 2;
   const int64_t t_later = s > 0 ? time_index(T - s, T, d.reverse) : 0;
   const int64_t t = s < T ? time_index(T - 1 - s, T, d.reverse) : 0;
-  alignas(64) scalar_t tile[kRowBlock * L];
-  for (int64_t u = first; u < last; ++u) {
-    const int64_t u0 = u * L, n = std::min<int64_t>(L, H - u0);
+  alignas(64) scalar_t tile[kRowBlock * kColumnGroup * L];
+  for (int64_t u = first; u < last; u += kColumnGroup) {  // one group of columns (see pack_backward)
+    const int columns = static_cast<int>(std::min<int64_t>(kColumnGroup, last - u));
+    const int64_t u0 = u * L, n = std::min<int64_t>(columns * L, H - u0);
     for (int64_t r0 = 0; r0 < B; r0 += kRowBlock) {
       const int rows = static_cast<int>(std::min<int64_t>(kRowBlock, B - r0));
       if (s > 0) {
-        tile_backward_rows(rows, tile, d.d_rec + (t_later * B + r0) * 4 * H, 4 * H, d.packed + u * 4 * H * L, 4 * H);
+        tile_backward_rows(rows, columns, tile, d.d_rec + (t_later * B + r0) * 4 * H, 4 * H,
+                           d.packed + u * 4 * H * L, 4 * H);
         for (int r = 0; r < rows; ++r)
           if (is_valid(d.lengths, r0 + r, t_later))
-            std::copy(tile + r * L, tile + r * L + n, d.dh_run + (r0 + r) * H + u0);
+            std::copy(tile + r * columns * L, tile + r * columns * L + n, d.dh_run + (r0 + r) * H + u0);
       }
       if (s == T) continue;
       for (int r = 0; r < rows; ++r) {
@@ -161,7 +163,7 @@ void ln_backward_rows(const LayerNormBackwardLoop<scalar_t>& d, int64_t t, int64
     std::copy(row, row + H, d.c_prev + b * H);
   }
   layer_norm_backward_rows<scalar_t, Peephole, Coupled>(
-      d.gates + wide, d.c_prev, step, *d.weights, d.dh_total + narrow, d.d_gates + t * d.d_gates_step,
+      d.gates + wide, d.c_prev, step, *d.weights, d.dh_total + narrow, d.d_gates,
       d.d_cells + t * d.d_cells_step,
       d.peephole, d.dz + wide, d.dc_run, d.d_cell_ln + narrow, d.d_rec + wide, H, d.lengths, t, first, last);
 }
@@ -170,7 +172,7 @@ template <typename scalar_t, bool Peephole, bool Coupled>
 void ln_backward_loop(const LayerNormBackwardLoop<scalar_t>& d) {
   const int64_t blocks = blocks_of<scalar_t>(d.hidden);
   const int64_t threads = team_threads(d.batch * 4 * d.hidden * d.hidden);
-  const int64_t parts = std::min(blocks, threads);
+  const int64_t parts = team_parts<scalar_t>(d.batch, d.hidden);  // as packed
   run_rounds(2 * d.steps + 1, parts, threads, [&](int64_t part, int64_t round) {
     int64_t first, last;
     if (round % 2 == 0) {
