@@ -7,9 +7,10 @@ Cells without projection or zoneout (plain, peephole, coupled, layer norm) run t
 packed loops: W_hh (and, without layer norm, W_ih) is packed once per call into panels
 for register-blocked tiles that compute all four gates of a block of hidden units, with
 the gate math right after each tile; one thread team (at::parallel_for) serves the whole
-sequence with one wait per step (two with layer norm). Without layer norm the input
-share x W_ih^T + b is computed inside the tile as well, so no (T, B, 4H) input-gates
-buffer exists; otherwise Python computes it in one GEMM (``cell.input_gates``) first.
+sequence with one wait per step (two with layer norm). Without layer norm the loop adds
+the bias itself, and when W_ih is small it computes the whole input share x W_ih^T + b
+inside the tile, so no (T, B, 4H) input-gates buffer exists; otherwise Python computes
+x W_ih^T in one GEMM first (with layer norm ``cell.input_gates``, bias included).
 Projection and zoneout take a per-step loop (one GEMM per step and a pass of gate math).
 After the backward loop Python does the large GEMMs: dW_hh = sum_t dZ_t^T h_{t-1}, dX and
 dW_ih, dW_hr = dH^T M, and the peephole and layer-norm gradients. The gates the forward
@@ -134,8 +135,9 @@ class FusedDirection(torch.autograd.Function):
     concatenation with zeros for the others).
 
     Optional weights are None when the cell does not have them. x_gates None: the loop
-    computes the input share itself from x (T, B, I), W_ih (4H, I) and bias (4H) (cells
-    without layer norm, projection or zoneout), and the backward returns their gradients.
+    computes the input share itself from x (T, B, I) and W_ih (4H, I) (cells without layer
+    norm, projection or zoneout), and the backward returns their gradients. bias (4H) given:
+    the loop adds it (x_gates, if given, is then x W_ih^T alone).
     """
 
     @staticmethod
@@ -199,12 +201,11 @@ class FusedDirection(torch.autograd.Function):
         d_ln = (None, None, None)
         if has_layer_norm:
             d_ln = ((dz * r_hat).sum((0, 1)), (d_cell_ln * c_hat).sum((0, 1)), d_cell_ln.sum((0, 1)))
-        d_input_share = (None, None, None)  # x, W_ih, bias
-        if ctx.fuse_input:  # what autograd would do for input_gates' GEMM
-            flat = dz.flatten(0, 1)  # (T*B, 4H)
-            needs = ctx.needs_input_grad[-3:]
-            d_input_share = (flat.mm(w_ih).view(x.shape) if needs[0] else None,
-                             flat.T.mm(x.flatten(0, 1)) if needs[1] else None, flat.sum(0) if needs[2] else None)
+        # What autograd would do for the input share's GEMM (x, W_ih) and bias.
+        flat, needs = dz.flatten(0, 1), ctx.needs_input_grad[-3:]  # (T*B, 4H)
+        d_input_share = (flat.mm(w_ih).view(x.shape) if ctx.fuse_input and needs[0] else None,
+                         flat.T.mm(x.flatten(0, 1)) if ctx.fuse_input and needs[1] else None,
+                         flat.sum(0) if needs[2] else None)
         return (None if ctx.fuse_input else dz, dh0, dc0, d_w_hh, d_w_hr, d_peephole, *d_ln,
                 None, None, None, None, None, None, *d_input_share)
 
@@ -256,17 +257,19 @@ def run_direction(x: Tensor, h0: Tensor, c0: Tensor, weights: LayerWeights, spec
     steps = x.shape[0]  # zoneout weights drawn as the reference draws them (same random stream)
     keep_c = zoneout_keep(spec.zoneout_c, training, (steps, *c0.shape), c0)  # (T, B, H) or None
     keep_h = zoneout_keep(spec.zoneout_h, training, (steps, *h0.shape), h0)  # (T, B, P) or None
-    # The packed loops of the cells without layer norm, projection or zoneout compute the
-    # input share in the step's tile (no (T, B, 4H) buffer) when W_ih is small; the others,
-    # and a large W_ih (re-read every step, it would stream from memory), get one GEMM.
+    # The packed loops of the cells without layer norm, projection or zoneout add the bias
+    # themselves and, when W_ih is small, compute the whole input share in the step's tile
+    # (no (T, B, 4H) buffer); a large W_ih (re-read every step, it would stream from memory)
+    # gets one GEMM first. The other cells get input_gates, bias included.
+    packed_plain = not spec.layer_norm and weights.w_hr is None and keep_c is None and keep_h is None
     small_w_ih = weights.w_ih.numel() * weights.w_ih.element_size() <= FUSED_INPUT_MAX_BYTES
-    fuse_input = (small_w_ih and not spec.layer_norm and weights.w_hr is None and keep_c is None
-                  and keep_h is None)
-    x_gates = None if fuse_input else input_gates(x, weights, spec)  # (T, B, 4H)
-    input_share = (None, None, None)
-    if fuse_input:
+    fuse_input = packed_plain and small_w_ih
+    if packed_plain:
         bias = w_hh.new_zeros(w_hh.shape[0]) if weights.b_ih is None else weights.b_ih + weights.b_hh  # (4H,)
-        input_share = (x, weights.w_ih, bias)
+        x_gates = None if fuse_input else x @ weights.w_ih.T  # (T, B, 4H)
+        input_share = (x, weights.w_ih, bias) if fuse_input else (None, None, bias)
+    else:
+        x_gates, input_share = input_gates(x, weights, spec), (None, None, None)  # (T, B, 4H)
     inputs = (x_gates, h0, c0, w_hh, weights.w_hr, weights.peephole, weights.ln_hh, weights.ln_c_weight,
               weights.ln_c_bias)
     differentiable = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs + input_share)

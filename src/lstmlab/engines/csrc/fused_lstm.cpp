@@ -35,7 +35,8 @@ bool packed_loops(bool project, bool zone_c, bool zone_h) { return !project && !
 
 // Forward on the packed loop: fills gates, cells, hiddens (T,B,H) and h_state, c_state.
 // With layer norm also fills `saved`.
-// The input share: input_gates (T,B,4H), or when that is empty, x (T,B,I), w_ih and bias.
+// The input share: input_gates (T,B,4H), or when that is empty, x (T,B,I) and w_ih; bias
+// (4H, or empty when input_gates includes it) is added in the loop.
 void forward_packed(const torch::Tensor& input_gates, const torch::Tensor& x, const torch::Tensor& w_ih,
                     const torch::Tensor& bias, const torch::Tensor& w_hh, const torch::Tensor& peephole,
                     const LayerNormWeights& ln, const torch::Tensor& lengths, torch::Tensor& gates,
@@ -44,6 +45,7 @@ void forward_packed(const torch::Tensor& input_gates, const torch::Tensor& x, co
   const int64_t steps = hiddens.size(0), batch = hiddens.size(1), hidden = c_state.size(1);
   const bool fuse_input = input_gates.numel() == 0;
   TORCH_CHECK(!fuse_input || !ln.on(), "fused_forward: layer norm needs input_gates");
+  TORCH_CHECK(!ln.on() || bias.numel() == 0, "fused_forward: layer norm takes its bias in input_gates");
   auto h_other = ln.on() ? h_state : torch::empty_like(h_state);
   AT_DISPATCH_FLOATING_TYPES(hiddens.scalar_type(), "forward_packed", [&] {
     auto packed = pack_forward<scalar_t>(w_hh, hidden);
@@ -72,7 +74,7 @@ void forward_packed(const torch::Tensor& input_gates, const torch::Tensor& x, co
     ForwardLoop<scalar_t> loop{fuse_input ? nullptr : input_gates.data_ptr<scalar_t>(),
                                fuse_input ? x.data_ptr<scalar_t>() : nullptr,
                                fuse_input ? packed_in.data_ptr<scalar_t>() : nullptr,
-                               fuse_input ? bias.data_ptr<scalar_t>() : nullptr,
+                               bias.numel() ? bias.data_ptr<scalar_t>() : nullptr,
                                fuse_input ? x.size(2) : 0,
                                gates.data_ptr<scalar_t>(),
                                cells.data_ptr<scalar_t>(),
@@ -183,8 +185,9 @@ void backward_packed(const torch::Tensor& d_hiddens, const std::vector<torch::Te
 // keep_c (T,B,H) / keep_h (T,B,P): zoneout's keep weights, or empty tensors.
 // keep_trace false (no trace, no backward): gates, C and the LN tensors may hold only one
 // step (T = 1 in their shapes); M, H, h_n and c_n are complete.
-// x (T,B,I), w_ih (4H,I), bias (4H): with input_gates empty, the loop computes the input
-// share itself (cells without layer norm, projection or zoneout only).
+// x (T,B,I), w_ih (4H,I): with input_gates empty, the loop computes the input share itself
+// (cells without layer norm, projection or zoneout only). bias (4H): b_ih + b_hh, added in
+// the loop (same cells), or empty when input_gates includes it.
 std::vector<torch::Tensor> fused_forward(torch::Tensor input_gates, torch::Tensor h0, torch::Tensor c0,
                                          torch::Tensor w_hh, torch::Tensor w_hr, torch::Tensor peephole,
                                          torch::Tensor ln_g_hh, torch::Tensor ln_g_c, torch::Tensor ln_b_c,
@@ -222,7 +225,8 @@ std::vector<torch::Tensor> fused_forward(torch::Tensor input_gates, torch::Tenso
     return {gates, cells, hidden_pre, hiddens, h_state, c_state, saved.r_hat, saved.rstd_r, saved.c_hat,
             saved.rstd_c, cells_fresh};
   }
-  TORCH_CHECK(input_gates.numel() > 0, "fused_forward: projection and zoneout need input_gates");
+  TORCH_CHECK(input_gates.numel() > 0 && bias.numel() == 0,
+              "fused_forward: projection and zoneout take input_gates with the bias in them");
   const auto options = c0.options();
   AT_DISPATCH_FLOATING_TYPES(input_gates.scalar_type(), "fused_forward", [&] {
     const scalar_t* peep = peephole.numel() ? peephole.data_ptr<scalar_t>() : nullptr;
