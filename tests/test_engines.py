@@ -318,3 +318,33 @@ def test_streaming_step_without_autograd_in_bfloat16_uses_a_path_that_can():
         y, (h, c) = lstm.step(x)
         output, _ = lstm(x.unsqueeze(0))
     assert y.dtype == torch.bfloat16 and torch.equal(y, output[0])
+
+
+def test_fused_buffer_pool_reuses_freed_buffers_and_never_live_ones():
+    """Big buffers return to the pool when their tensors die and serve the next call of the
+    same shape; a buffer still held (here, a kept trace) is never handed out again."""
+    fused.release_buffers()
+    lstm = lstmlab.LSTM(8, 64, engine="fused")
+    x = torch.randn(40, 32, 8)  # gates (40, 32, 256) float32: 1.3 MB, above the pool's minimum
+    with torch.no_grad():
+        _, _, kept = lstm(x, trace=True)
+        snapshot = [t.clone() for _, t in kept[0].items()]
+        assert fused.buffer_pool_bytes() == 0  # everything the call made is still in use
+        lstm(x, trace=True)  # its buffers die at once and go to the pool
+        cached = fused.buffer_pool_bytes()
+        assert cached > 0
+        again = lstm(x * 2, trace=True)  # takes them back
+        assert fused.buffer_pool_bytes() < cached
+    for (_, value), before in zip(kept[0].items(), snapshot):
+        assert torch.equal(value, before)  # the live trace was not overwritten
+    del again
+    assert fused.release_buffers() > 0
+    assert fused.buffer_pool_bytes() == 0
+
+
+def test_fused_buffer_pool_limit_comes_from_the_environment(monkeypatch):
+    monkeypatch.setenv("LSTMLAB_BUFFER_POOL_MB", "0.5")
+    assert fused.buffer_pool_limit() == 2 ** 19
+    monkeypatch.setenv("LSTMLAB_BUFFER_POOL_MB", "lots")
+    with pytest.raises(ValueError, match="LSTMLAB_BUFFER_POOL_MB.*'lots'"):
+        fused.buffer_pool_limit()

@@ -100,6 +100,7 @@ def load_extension():
                   file=sys.stderr, flush=True)
         _extension = load(name=name, sources=[str(SOURCE)], build_directory=str(build_dir),
                           extra_cflags=COMPILE_FLAGS + ARCH_FLAGS.get(capability, []), verbose=False)
+        _extension.set_buffer_pool_limit(buffer_pool_limit())
     except Exception as error:  # compiler missing, ninja missing, build failure: say so once
         _build_error = (f"the fused CPU engine could not be built ({type(error).__name__}: "
                         f"{str(error).strip().splitlines()[-1][:300] if str(error).strip() else ''}); "
@@ -107,6 +108,36 @@ def load_extension():
                         "(`pip install ninja`), then restart Python")
         warnings.warn(_build_error, RuntimeWarning, stacklevel=3)
     return _extension
+
+
+def buffer_pool_limit() -> int:
+    """Bytes the buffer pool may hold: ``$LSTMLAB_BUFFER_POOL_MB`` MiB (default 1024; 0 turns it off)."""
+    value = os.environ.get("LSTMLAB_BUFFER_POOL_MB", "1024")
+    try:
+        megabytes = float(value)
+    except ValueError:
+        megabytes = -1.0
+    if megabytes < 0:
+        raise ValueError(f"LSTMLAB_BUFFER_POOL_MB: expected a number of MiB >= 0, got {value!r}")
+    return int(megabytes * 2 ** 20)
+
+
+def release_buffers() -> int:
+    """Frees the memory the fused engine keeps for reuse (csrc/fused_buffers.h); returns the bytes freed.
+
+    The engine's big buffers (gates, cells, gradients: (T, B, 4H) and alike) go back to a
+    pool when the last tensor using them dies, so that the next call of the same shape
+    does not fault their pages in again (~10 ms per 50 MB here). The pool holds at most
+    ``$LSTMLAB_BUFFER_POOL_MB`` MiB (default 1024) and never memory still in use.
+    """
+    extension = load_extension()
+    return 0 if extension is None else extension.release_buffers()
+
+
+def buffer_pool_bytes() -> int:
+    """Bytes the fused engine's buffer pool holds now (freed buffers kept for reuse)."""
+    extension = load_extension()
+    return 0 if extension is None else extension.buffer_pool_bytes()
 
 
 SUPPORTED_DTYPES = (torch.float32, torch.float64)
@@ -134,10 +165,13 @@ class FusedDirection(torch.autograd.Function):
     that a loss on one of them hands the backward that gate's gradient alone (no
     concatenation with zeros for the others).
 
-    Optional weights are None when the cell does not have them. x_gates None: the loop
-    computes the input share itself from x (T, B, I) and W_ih (4H, I) (cells without layer
-    norm, projection or zoneout), and the backward returns their gradients. bias (4H) given:
-    the loop adds it (x_gates, if given, is then x W_ih^T alone).
+    Optional weights are None when the cell does not have them. x_gates None: the input
+    share comes from x (T, B, I) and W_ih (4H, I) here (cells without layer norm,
+    projection or zoneout): the loop computes x W_ih^T in its tile when W_ih is small,
+    else one GEMM does first; the backward returns their gradients. bias (4H) given: the
+    loop adds it (x_gates, if given, is then x W_ih^T alone). The big buffers come from
+    the extension's buffer pool (csrc/fused_buffers.h), so repeated calls do not fault
+    their pages in again.
     """
 
     @staticmethod
@@ -147,13 +181,17 @@ class FusedDirection(torch.autograd.Function):
         like = w_hh
         w_hh = w_hh.contiguous()
         optional = [_or_empty(t, like) for t in (w_hr, peephole, ln_hh, ln_c_weight, ln_c_bias, keep_c, keep_h)]
-        ctx.fuse_input = x_gates is None
-        input_share = [_or_empty(t, like) for t in (x_gates, x, w_ih, bias)]
+        ctx.input_here = x_gates is None  # x, W_ih given: their gradients are this function's
+        if ctx.input_here and w_ih.numel() * w_ih.element_size() > FUSED_INPUT_MAX_BYTES:
+            x_gates = load_extension().pooled_empty([*x.shape[:2], w_ih.shape[0]], x)  # (T, B, 4H)
+            torch.mm(x.flatten(0, 1), w_ih.T, out=x_gates.view(-1, w_ih.shape[0]))
+        in_loop = ctx.input_here and x_gates is None
+        input_share = [_or_empty(t, like) for t in (x_gates, x if in_loop else None, w_ih if in_loop else None, bias)]
         (gates, cells, hidden_pre, hiddens, h_n, c_n, r_hat, rstd_r, c_hat, rstd_c, cells_fresh) = \
             load_extension().forward(input_share[0], h0.contiguous(), c0.contiguous(), w_hh, *optional, lengths,
                                      reverse, coupled, keep_trace, *input_share[1:])
         ctx.save_for_backward(gates, cells, hidden_pre, hiddens, h0, c0, w_hh, *optional, r_hat, rstd_r, c_hat,
-                              rstd_c, cells_fresh, lengths, *input_share[1:3])
+                              rstd_c, cells_fresh, lengths, *(_or_empty(t, like) for t in (x, w_ih)))
         ctx.reverse, ctx.coupled = reverse, coupled
         ctx.has = [t is not None for t in (w_hr, peephole, ln_hh, keep_c)]
         # The C++ side ran the packed loops (no projection, no zoneout; see fused_lstm.cpp).
@@ -169,8 +207,8 @@ class FusedDirection(torch.autograd.Function):
         zeros_or = lambda grad, like: torch.zeros_like(like) if grad is None else grad.contiguous()  # noqa: E731
         # Absent trace gradients go to C++ as empty tensors (zeros there); the packed loops
         # find c_{t-1} in cells and c0, the per-step loops get it materialised.
-        d_gates_in = [empty if g is None else g.contiguous() for g in (d_i, d_f, d_g, d_o)]
-        d_cells_in = empty if d_cells is None else d_cells.contiguous()
+        d_gates_in = [empty if g is None else _dense(g, g) for g in (d_i, d_f, d_g, d_o)]
+        d_cells_in = empty if d_cells is None else _dense(d_cells, d_cells)
         packed_loops = ctx.packed_loops
         if packed_loops:
             c_prev = None
@@ -180,7 +218,7 @@ class FusedDirection(torch.autograd.Function):
             h_prev = previous_states(hiddens, h0, ctx.reverse, valid)  # (T, B, P)
         saved_ln = [t if has_layer_norm else empty for t in (r_hat, rstd_r, c_hat, rstd_c)]
         dz, dh0, dc0, dh_total, d_rec, d_cell_ln = load_extension().backward(
-            zeros_or(d_hiddens, hiddens), d_gates_in, d_cells_in, zeros_or(dh_n, h0), zeros_or(dc_n, c0), gates,
+            _dense(d_hiddens, hiddens), d_gates_in, d_cells_in, zeros_or(dh_n, h0), zeros_or(dc_n, c0), gates,
             cells, empty if c_prev is None else c_prev, c0, w_hh, w_hr, peephole, ln_hh, ln_c_weight, ln_c_bias,
             *saved_ln, keep_c, keep_h, cells_fresh if has_cell_zoneout else empty, lengths, ctx.reverse, ctx.coupled)
         d_recurrent = d_rec if has_layer_norm else dz  # gradient of W_hh h_{t-1}
@@ -203,11 +241,24 @@ class FusedDirection(torch.autograd.Function):
             d_ln = ((dz * r_hat).sum((0, 1)), (d_cell_ln * c_hat).sum((0, 1)), d_cell_ln.sum((0, 1)))
         # What autograd would do for the input share's GEMM (x, W_ih) and bias.
         flat, needs = dz.flatten(0, 1), ctx.needs_input_grad[-3:]  # (T*B, 4H)
-        d_input_share = (flat.mm(w_ih).view(x.shape) if ctx.fuse_input and needs[0] else None,
-                         flat.T.mm(x.flatten(0, 1)) if ctx.fuse_input and needs[1] else None,
+        d_x = None
+        if ctx.input_here and needs[0]:
+            d_x = load_extension().pooled_empty(list(x.shape), x)
+            torch.mm(flat, w_ih, out=d_x.view(-1, x.shape[-1]))
+        d_input_share = (d_x, flat.T.mm(x.flatten(0, 1)) if ctx.input_here and needs[1] else None,
                          flat.sum(0) if needs[2] else None)
-        return (None if ctx.fuse_input else dz, dh0, dc0, d_w_hh, d_w_hr, d_peephole, *d_ln,
+        return (None if ctx.input_here else dz, dh0, dc0, d_w_hh, d_w_hr, d_peephole, *d_ln,
                 None, None, None, None, None, None, *d_input_share)
+
+
+def _dense(grad: Tensor | None, like: Tensor) -> Tensor:
+    """grad as a contiguous tensor (zeros like `like` for None); a copy, when one is needed,
+    in a pooled buffer (gradients of sums arrive expanded from one number)."""
+    if grad is None:
+        return torch.zeros_like(like)
+    if grad.is_contiguous():
+        return grad
+    return load_extension().pooled_empty(list(grad.shape), grad).copy_(grad)
 
 
 def _shifted(d: Tensor, states: Tensor, reverse: bool) -> tuple[Tensor, Tensor]:
@@ -262,12 +313,9 @@ def run_direction(x: Tensor, h0: Tensor, c0: Tensor, weights: LayerWeights, spec
     # (no (T, B, 4H) buffer); a large W_ih (re-read every step, it would stream from memory)
     # gets one GEMM first. The other cells get input_gates, bias included.
     packed_plain = not spec.layer_norm and weights.w_hr is None and keep_c is None and keep_h is None
-    small_w_ih = weights.w_ih.numel() * weights.w_ih.element_size() <= FUSED_INPUT_MAX_BYTES
-    fuse_input = packed_plain and small_w_ih
     if packed_plain:
         bias = w_hh.new_zeros(w_hh.shape[0]) if weights.b_ih is None else weights.b_ih + weights.b_hh  # (4H,)
-        x_gates = None if fuse_input else x @ weights.w_ih.T  # (T, B, 4H)
-        input_share = (x, weights.w_ih, bias) if fuse_input else (None, None, bias)
+        x_gates, input_share = None, (x, weights.w_ih, bias)
     else:
         x_gates, input_share = input_gates(x, weights, spec), (None, None, None)  # (T, B, 4H)
     inputs = (x_gates, h0, c0, w_hh, weights.w_hr, weights.peephole, weights.ln_hh, weights.ln_c_weight,

@@ -18,6 +18,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "fused_buffers.h"
 #include "fused_kernels.h"
 #include "fused_layer_norm.h"
 #include "fused_math.h"
@@ -45,7 +46,9 @@ void forward_packed(const torch::Tensor& input_gates, const torch::Tensor& x, co
   const int64_t steps = hiddens.size(0), batch = hiddens.size(1), hidden = c_state.size(1);
   const bool fuse_input = input_gates.numel() == 0;
   TORCH_CHECK(!fuse_input || !ln.on(), "fused_forward: layer norm needs input_gates");
-  TORCH_CHECK(!ln.on() || bias.numel() == 0, "fused_forward: layer norm takes its bias in input_gates");
+  TORCH_CHECK(ln.on() ? bias.numel() == 0 : bias.numel() == w_hh.size(0),
+              "fused_forward: the packed loop without layer norm adds the bias (4H), layer norm takes it in "
+              "input_gates");
   auto h_other = ln.on() ? h_state : torch::empty_like(h_state);
   AT_DISPATCH_FLOATING_TYPES(hiddens.scalar_type(), "forward_packed", [&] {
     auto packed = pack_forward<scalar_t>(w_hh, hidden);
@@ -74,7 +77,7 @@ void forward_packed(const torch::Tensor& input_gates, const torch::Tensor& x, co
     ForwardLoop<scalar_t> loop{fuse_input ? nullptr : input_gates.data_ptr<scalar_t>(),
                                fuse_input ? x.data_ptr<scalar_t>() : nullptr,
                                fuse_input ? packed_in.data_ptr<scalar_t>() : nullptr,
-                               bias.numel() ? bias.data_ptr<scalar_t>() : nullptr,
+                               bias.data_ptr<scalar_t>(),
                                fuse_input ? x.size(2) : 0,
                                gates.data_ptr<scalar_t>(),
                                cells.data_ptr<scalar_t>(),
@@ -204,20 +207,20 @@ std::vector<torch::Tensor> fused_forward(torch::Tensor input_gates, torch::Tenso
   // statistics (scratch): the full (T, B, 4H) would cost memory traffic and page faults.
   const bool packed = packed_loops(project, zone_c, zone_h), keep = keep_trace || !packed;
   const int64_t kept = keep ? steps : 1;
-  auto gates = torch::empty({kept, batch, 4 * hidden}, c0.options());
-  auto cells = torch::empty({kept, batch, hidden}, c0.options());
-  auto hidden_pre = torch::empty({steps, batch, hidden}, c0.options());
-  auto hiddens = (project || zone_h) ? torch::empty({steps, batch, width}, h0.options()) : hidden_pre;
+  auto gates = pooled_empty({kept, batch, 4 * hidden}, c0.options());
+  auto cells = pooled_empty({kept, batch, hidden}, c0.options());
+  auto hidden_pre = pooled_empty({steps, batch, hidden}, c0.options());
+  auto hiddens = (project || zone_h) ? pooled_empty({steps, batch, width}, h0.options()) : hidden_pre;
   // With zoneout the carried c_t differs from the cell's fresh value, which o, tanh and LN see.
-  auto cells_fresh = zone_c ? torch::empty_like(cells) : torch::Tensor();
+  auto cells_fresh = zone_c ? pooled_empty_like(cells) : torch::Tensor();
   auto c_before = zone_c ? torch::empty_like(c0) : torch::Tensor();
   auto h_state = h0.clone();
   auto c_state = c0.clone();
   const int64_t* len_ptr = lengths.numel() ? lengths.data_ptr<int64_t>() : nullptr;
   LayerNormSaved saved;
   if (ln.on()) {
-    saved = {torch::empty_like(gates), torch::empty({kept, batch}, c0.options()),
-             torch::empty({kept, batch, hidden}, c0.options()), torch::empty({kept, batch}, c0.options())};
+    saved = {pooled_empty_like(gates), torch::empty({kept, batch}, c0.options()),
+             pooled_empty({kept, batch, hidden}, c0.options()), torch::empty({kept, batch}, c0.options())};
   }
   if (packed) {
     forward_packed(input_gates, x, w_ih, bias, w_hh, peephole, ln, lengths, gates, cells, hidden_pre, h_state, c_state,
@@ -300,13 +303,13 @@ std::vector<torch::Tensor> fused_backward(torch::Tensor d_hiddens, std::vector<t
   const bool zone_c = keep_c.numel() > 0, zone_h = keep_h.numel() > 0;
   const LayerNormWeights ln{ln_g_hh, ln_g_c, ln_b_c};
   const LayerNormSaved saved{r_hat, rstd_r, c_hat, rstd_c};
-  auto d_rec = ln.on() ? torch::empty_like(gates) : torch::Tensor();
-  auto d_cell_ln = ln.on() ? torch::empty_like(cells) : torch::Tensor();
+  auto d_rec = ln.on() ? pooled_empty_like(gates) : torch::Tensor();
+  auto d_cell_ln = ln.on() ? pooled_empty_like(cells) : torch::Tensor();
   const int64_t steps = gates.size(0), batch = gates.size(1), hidden = cells.size(2);
   const bool project = w_hr.defined() && w_hr.numel() > 0;
   const int64_t width = dh_n.size(1);
-  auto dz = torch::empty_like(gates);
-  auto dh_total = torch::empty({steps, batch, width}, dh_n.options());
+  auto dz = pooled_empty_like(gates);
+  auto dh_total = pooled_empty({steps, batch, width}, dh_n.options());
   auto dh_next = dh_n.clone();
   auto dc_next = dc_n.clone();
   auto dh_recurrent = torch::empty_like(dh_n);
@@ -409,5 +412,12 @@ std::vector<torch::Tensor> fused_backward(torch::Tensor d_hiddens, std::vector<t
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("forward", &fused_forward, "fused LSTM layer-direction forward");
   m.def("backward", &fused_backward, "fused LSTM layer-direction backward");
+  m.def("pooled_empty", [](std::vector<int64_t> sizes, const torch::Tensor& like) {
+    return pooled_empty(sizes, like.options());
+  }, "torch.empty(sizes) like `like`, its memory recycled through the buffer pool (fused_buffers.h)");
+  m.def("release_buffers", [] { return buffer_pool().release(); }, "free the pool's cached blocks; returns bytes");
+  m.def("buffer_pool_bytes", [] { return buffer_pool().cached(); }, "bytes the pool holds now");
+  m.def("set_buffer_pool_limit", [](int64_t bytes) { buffer_pool().set_limit(bytes); },
+        "most bytes the pool may hold (0: none)");
   lstmlab_fused::bind_stream(m);  // StepWeights, StreamState: the streaming step (fused_step.h)
 }

@@ -74,7 +74,7 @@ struct ForwardLoop {
   const scalar_t* x_gates;  // (T, B, 4H) or nullptr
   const scalar_t* x;        // (T, B, I) when x_gates is null
   const scalar_t* packed_in;  // pack_forward(W_ih) when x_gates is null
-  const scalar_t* bias;     // (4H) b_ih + b_hh, or nullptr when x_gates already holds it
+  const scalar_t* bias;     // (4H) b_ih + b_hh (zeros for a cell without bias)
   int64_t input_size;       // I
   scalar_t* gates;          // (T, B, 4H) out: activated gates; (1, B, 4H) scratch unless keep
   scalar_t* cells;          // (T, B, H) out: c_t; (1, B, H) scratch unless keep
@@ -122,13 +122,16 @@ void forward_part(const ForwardLoop<scalar_t>& f, int64_t round, int64_t first, 
           continue;
         }
         // The bias is added here, not in the (T, B, 4H) GEMM: that would cost a pass over x_gates.
-        for (int64_t k = 0; k < 4; ++k)
-          for (int64_t j = 0; j < n; ++j) {
-            scalar_t value = tile[(r * 4 + k) * L + j];
-            if (f.x_gates) value += f.x_gates[wide + k * H + j];
-            if (f.bias) value += f.bias[u0 + k * H + j];
-            z[k * H + j] = value;
-          }
+        const scalar_t* bias = f.bias + u0;
+        const scalar_t* row_tile = tile + r * 4 * L;
+        if (f.x_gates) {
+          const scalar_t* input = f.x_gates + wide;
+          for (int64_t k = 0; k < 4; ++k)
+            for (int64_t j = 0; j < n; ++j) z[k * H + j] = input[k * H + j] + row_tile[k * L + j] + bias[k * H + j];
+        } else {
+          for (int64_t k = 0; k < 4; ++k)
+            for (int64_t j = 0; j < n; ++j) z[k * H + j] = row_tile[k * L + j] + bias[k * H + j];
+        }
         activate_units<scalar_t, Peephole, Coupled>(z, f.cells + kept, f.hiddens + narrow, f.c_run + b * H + u0,
                                                     Peephole ? f.peephole + u0 : nullptr, n, H);
         std::copy(f.hiddens + narrow, f.hiddens + narrow + n, h_next + b * H + u0);
