@@ -338,6 +338,7 @@ def test_fused_buffer_pool_reuses_freed_buffers_and_never_live_ones():
     for (_, value), before in zip(kept[0].items(), snapshot):
         assert torch.equal(value, before)  # the live trace was not overwritten
     del again
+    assert "MiB held" in lstmlab.engines.describe()  # lstmlab info reports the pool
     assert fused.release_buffers() > 0
     assert fused.buffer_pool_bytes() == 0
 

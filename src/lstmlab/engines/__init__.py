@@ -65,6 +65,8 @@ def describe(module=None) -> str:
         build = fused.build_error()
         lines = [f"engines available: {', '.join(available())}",
                  f"fused CPU engine: {'built for ' + fused.capability() if build is None else 'unavailable: ' + build}",
+                 f"fused buffer pool: {fused.buffer_pool_bytes() / 2 ** 20:.0f} MiB held, at most "
+                 f"{fused.buffer_pool_limit() / 2 ** 20:.0f} MiB (LSTMLAB_BUFFER_POOL_MB)",
                  "auto: 'native' (torch's fused kernel, oneDNN on CPU) for plain cells without trace;",
                  "      'fused' (lstmlab's C++ time loop) for plain cells with trace and for every variant;",
                  "      'reference' (PyTorch time loop) where the fused engine cannot run (not CPU float32/64)"]

@@ -86,6 +86,7 @@ def load_extension():
     global _extension, _build_error
     if _extension is not None or _build_error is not None:
         return _extension
+    pool_limit = buffer_pool_limit()  # a bad LSTMLAB_BUFFER_POOL_MB is an error of its own, not a build failure
     capability = globals()["capability"]()
     sources = sorted(SOURCE.parent.glob("*.[ch]*"))  # the .cpp and the headers it includes
     digest = hashlib.sha256(b"".join(p.read_bytes() for p in sources) + repr(COMPILE_FLAGS).encode()).hexdigest()[:10]
@@ -100,7 +101,7 @@ def load_extension():
                   file=sys.stderr, flush=True)
         _extension = load(name=name, sources=[str(SOURCE)], build_directory=str(build_dir),
                           extra_cflags=COMPILE_FLAGS + ARCH_FLAGS.get(capability, []), verbose=False)
-        _extension.set_buffer_pool_limit(buffer_pool_limit())
+        _extension.set_buffer_pool_limit(pool_limit)
     except Exception as error:  # compiler missing, ninja missing, build failure: say so once
         _build_error = (f"the fused CPU engine could not be built ({type(error).__name__}: "
                         f"{str(error).strip().splitlines()[-1][:300] if str(error).strip() else ''}); "
