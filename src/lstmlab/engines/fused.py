@@ -169,8 +169,8 @@ class FusedDirection(torch.autograd.Function):
     Optional weights are None when the cell does not have them. x_gates None: the input
     share comes from x (T, B, I) and W_ih (4H, I) here (cells without layer norm,
     projection or zoneout): the loop computes x W_ih^T in its tile when W_ih is small,
-    else one GEMM does first; the backward returns their gradients. bias (4H) given: the
-    loop adds it (x_gates, if given, is then x W_ih^T alone). The big buffers come from
+    else one GEMM here does first; the loop adds bias (4H); the backward returns their
+    gradients. The other cells pass x_gates with the bias in it. The big buffers come from
     the extension's buffer pool (csrc/fused_buffers.h), so repeated calls do not fault
     their pages in again.
     """
@@ -205,7 +205,6 @@ class FusedDirection(torch.autograd.Function):
          keep_c, keep_h, r_hat, rstd_r, c_hat, rstd_c, cells_fresh, lengths, x, w_ih) = ctx.saved_tensors
         has_projection, has_peephole, has_layer_norm, has_cell_zoneout = ctx.has
         empty = w_hh.new_empty(0)
-        zeros_or = lambda grad, like: torch.zeros_like(like) if grad is None else grad.contiguous()  # noqa: E731
         # Absent trace gradients go to C++ as empty tensors (zeros there); the packed loops
         # find c_{t-1} in cells and c0, the per-step loops get it materialised.
         d_gates_in = [empty if g is None else _dense(g, g) for g in (d_i, d_f, d_g, d_o)]
@@ -219,7 +218,7 @@ class FusedDirection(torch.autograd.Function):
             h_prev = previous_states(hiddens, h0, ctx.reverse, valid)  # (T, B, P)
         saved_ln = [t if has_layer_norm else empty for t in (r_hat, rstd_r, c_hat, rstd_c)]
         dz, dh0, dc0, dh_total, d_rec, d_cell_ln = load_extension().backward(
-            _dense(d_hiddens, hiddens), d_gates_in, d_cells_in, zeros_or(dh_n, h0), zeros_or(dc_n, c0), gates,
+            _dense(d_hiddens, hiddens), d_gates_in, d_cells_in, _dense(dh_n, h0), _dense(dc_n, c0), gates,
             cells, empty if c_prev is None else c_prev, c0, w_hh, w_hr, peephole, ln_hh, ln_c_weight, ln_c_bias,
             *saved_ln, keep_c, keep_h, cells_fresh if has_cell_zoneout else empty, lengths, ctx.reverse, ctx.coupled)
         d_recurrent = d_rec if has_layer_norm else dz  # gradient of W_hh h_{t-1}

@@ -33,10 +33,29 @@ inline int64_t team_threads(int64_t macs_per_step) {
 }
 
 // Parts of a loop's rounds over `hidden` units of batch `batch`: one per thread, at most
-// one per block of L units. The backward panels are packed for these parts.
+// one per block of L units. Every packed loop uses this rule; the backward panels are
+// packed for these parts.
 template <typename scalar_t>
 inline int64_t team_parts(int64_t batch, int64_t hidden) {
   return std::min({blocks_of<scalar_t>(hidden), team_threads(batch * 4 * hidden * hidden), kMaxParts});
+}
+
+// The backward's recurrent product for one tile: dh_run's units [u0, u0 + n) (column group
+// u of `columns` blocks, see pack_backward) of batch rows [r0, r0 + rows) = d_later W_hh,
+// d_later (B, 4H) being the gradient of the step done in the previous round (at t_later).
+// Rows that did not run at t_later keep their dh: their state passed through.
+template <typename scalar_t>
+inline void recurrent_gradient(const scalar_t* d_later, const scalar_t* packed, const int64_t* lengths,
+                               int64_t t_later, int64_t r0, int rows, int64_t u, int columns, int64_t hidden,
+                               scalar_t* dh_run) {
+  constexpr int L = kLanes<scalar_t>;
+  const int64_t u0 = u * L, n = std::min<int64_t>(columns * L, hidden - u0);
+  alignas(64) scalar_t tile[kRowBlock * kColumnGroup * L];
+  tile_backward_rows(rows, columns, tile, d_later + r0 * 4 * hidden, 4 * hidden, packed + u * 4 * hidden * L,
+                     4 * hidden);
+  for (int r = 0; r < rows; ++r)
+    if (is_valid(lengths, r0 + r, t_later))
+      std::copy(tile + r * columns * L, tile + r * columns * L + n, dh_run + (r0 + r) * hidden + u0);
 }
 
 // Asks for the cache lines of p[0, n) ahead of use (write = 1 for lines about to be
@@ -145,7 +164,7 @@ template <typename scalar_t, bool Peephole, bool Coupled>
 void forward_loop(const ForwardLoop<scalar_t>& f) {
   const int64_t blocks = blocks_of<scalar_t>(f.hidden);
   const int64_t threads = team_threads(f.batch * 4 * f.hidden * f.hidden);
-  const int64_t parts = std::min(blocks, threads);
+  const int64_t parts = team_parts<scalar_t>(f.batch, f.hidden);
   run_rounds(f.steps, parts, threads, [&](int64_t part, int64_t round) {
     int64_t first, last;
     share(blocks, parts, part, first, last);
@@ -183,7 +202,6 @@ void backward_part(const BackwardLoop<scalar_t>& d, int64_t round, int64_t first
   const bool has_later = round > 0, has_step = round < T;
   const int64_t t_later = has_later ? time_index(T - round, T, d.reverse) : 0;
   const int64_t t = has_step ? time_index(T - 1 - round, T, d.reverse) : 0;
-  alignas(64) scalar_t tile[kRowBlock * kColumnGroup * L];
   for (int64_t u = first; u < last; u += kColumnGroup) {  // one group of columns (see pack_backward)
     const int columns = static_cast<int>(std::min<int64_t>(kColumnGroup, last - u));
     const int64_t u0 = u * L, n = std::min<int64_t>(columns * L, H - u0);
@@ -195,13 +213,8 @@ void backward_part(const BackwardLoop<scalar_t>& d, int64_t round, int64_t first
         for (int k = 0; k < 4; ++k) prefetch<0>(d.d_gates.at(k, t, r0 + r) + u0, n);
         for (const scalar_t* p : {d.d_hiddens, d.cells}) prefetch<0>(p + narrow, n);
       }
-      if (has_later) {  // dh_{t} += dZ_{t+1} W_hh for rows that ran at t+1 (others pass dh through)
-        tile_backward_rows(rows, columns, tile, d.dz + (t_later * B + r0) * 4 * H, 4 * H, d.packed + u * 4 * H * L,
-                           4 * H);
-        for (int r = 0; r < rows; ++r)
-          if (is_valid(d.lengths, r0 + r, t_later))
-            std::copy(tile + r * columns * L, tile + r * columns * L + n, d.dh_run + (r0 + r) * H + u0);
-      }
+      if (has_later)  // dh_t = dZ_{t+1} W_hh
+        recurrent_gradient(d.dz + t_later * B * 4 * H, d.packed, d.lengths, t_later, r0, rows, u, columns, H, d.dh_run);
       if (!has_step) continue;
       for (int r = 0; r < rows; ++r) {
         const int64_t b = r0 + r, wide = (t * B + b) * 4 * H + u0, narrow = (t * B + b) * H + u0;

@@ -78,7 +78,7 @@ template <typename scalar_t, bool Peephole, bool Coupled>
 void ln_forward_loop(const LayerNormForwardLoop<scalar_t>& f) {
   const int64_t blocks = blocks_of<scalar_t>(f.hidden);
   const int64_t threads = team_threads(f.batch * 4 * f.hidden * f.hidden);
-  const int64_t parts = std::min(blocks, threads);
+  const int64_t parts = team_parts<scalar_t>(f.batch, f.hidden);
   run_rounds(2 * f.steps, parts, threads, [&](int64_t part, int64_t round) {
     const int64_t t = time_index(round / 2, f.steps, f.reverse);
     int64_t first, last;
@@ -129,19 +129,14 @@ void ln_backward_product(const LayerNormBackwardLoop<scalar_t>& d, int64_t round
   const int64_t H = d.hidden, B = d.batch, T = d.steps, s = round / 2;
   const int64_t t_later = s > 0 ? time_index(T - s, T, d.reverse) : 0;
   const int64_t t = s < T ? time_index(T - 1 - s, T, d.reverse) : 0;
-  alignas(64) scalar_t tile[kRowBlock * kColumnGroup * L];
   for (int64_t u = first; u < last; u += kColumnGroup) {  // one group of columns (see pack_backward)
     const int columns = static_cast<int>(std::min<int64_t>(kColumnGroup, last - u));
     const int64_t u0 = u * L, n = std::min<int64_t>(columns * L, H - u0);
     for (int64_t r0 = 0; r0 < B; r0 += kRowBlock) {
       const int rows = static_cast<int>(std::min<int64_t>(kRowBlock, B - r0));
-      if (s > 0) {
-        tile_backward_rows(rows, columns, tile, d.d_rec + (t_later * B + r0) * 4 * H, 4 * H,
-                           d.packed + u * 4 * H * L, 4 * H);
-        for (int r = 0; r < rows; ++r)
-          if (is_valid(d.lengths, r0 + r, t_later))
-            std::copy(tile + r * columns * L, tile + r * columns * L + n, d.dh_run + (r0 + r) * H + u0);
-      }
+      if (s > 0)  // dh_t = dR_{t+1} W_hh
+        recurrent_gradient(d.d_rec + t_later * B * 4 * H, d.packed, d.lengths, t_later, r0, rows, u, columns, H,
+                           d.dh_run);
       if (s == T) continue;
       for (int r = 0; r < rows; ++r) {
         const int64_t b = r0 + r, narrow = (t * B + b) * H + u0;
