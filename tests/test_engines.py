@@ -102,6 +102,34 @@ def test_fused_matches_reference_packed(options):
     compare_engines("fused", options, packed=True, batch=4, steps=6)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("options", [dict(), dict(num_layers=2, bidirectional=True, proj_size=2),
+                                     dict(layer_norm=True, peephole=True, bidirectional=True),
+                                     dict(coupled=True, proj_size=2), dict(peephole=True, num_layers=2)],
+                         ids=["plain", "bidirectional-proj", "layer_norm-peephole-bidirectional", "coupled-proj",
+                              "peephole-2-layers"])
+@pytest.mark.parametrize("packed", [False, True], ids=["padded", "packed"])
+def test_cuda_auto_with_trace_matches_cpu_reference(options, packed):
+    """On a GPU, engine="auto" (native for plain cells, else the reference loop) gives the
+    CPU float64 reference's outputs, trace and every gradient."""
+    dtype, steps, batch, input_size, hidden = torch.float64, 6, 4, 4, 5
+    lstm = lstmlab.LSTM(input_size, hidden, **options).to(dtype)
+    rows = lstm.num_layers * lstm.num_directions
+    x = torch.randn(steps, batch, input_size, dtype=dtype)
+    h0 = torch.randn(rows, batch, lstm.proj_size or hidden, dtype=dtype)
+    c0 = torch.randn(rows, batch, hidden, dtype=dtype)
+    lengths = torch.tensor([steps, 2, 5, 3])
+    results = {}
+    for device, engine in (("cpu", "reference"), ("cuda", "auto")):
+        lstm.to(device).engine = engine
+        leaves = [t.detach().to(device).requires_grad_() for t in (x, h0, c0)]  # leaves on each device
+        inputs = pack_padded_sequence(leaves[0], lengths, enforce_sorted=False) if packed else leaves[0]
+        run = run_and_differentiate(lstm, inputs, tuple(leaves[1:]), leaves[0])
+        results[device] = {key: value.cpu() for key, value in run.items()}
+    for key, expected in results["cpu"].items():
+        assert_close(results["cuda"][key], expected, dtype, f"cuda {options} {key}")
+
+
 @pytest.mark.parametrize("options", [dict(), dict(num_layers=2, bidirectional=True, proj_size=2)])
 @pytest.mark.parametrize("packed", [False, True])
 def test_native_trace_matches_reference(options, packed):
@@ -119,18 +147,22 @@ def test_fused_odd_sizes(sizes, variant):
 # Sizes where the packed, thread-team loops (csrc/fused_recurrent.h) split the work: at least
 # 2^16 multiply-adds per step (B * 4H * H); H=45 is not a multiple of a vector's lanes, B=9
 # and B=7 not multiples of the kernel's row block, and B=1 gives tiles of one row.
+# With 2+ threads: B9-H45 and B13-H40 split the batch rows (each thread runs its rows'
+# whole sequence; B13 into 3 ranges with 3 threads); B7-H61 (too few rows), B1-H131 and
+# B8-H230 (W_hh too large for a core's L2 in float64) run the team over hidden units.
 TEAM_SIZES = [dict(batch=9, hidden=45, input_size=7), dict(batch=7, hidden=61, steps=7),
-              dict(batch=1, hidden=131, input_size=3)]
+              dict(batch=1, hidden=131, input_size=3), dict(batch=13, hidden=40, steps=6),
+              dict(batch=8, hidden=230, steps=3, input_size=5)]
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3], ids=lambda n: f"{n}threads")
-@pytest.mark.parametrize("sizes", TEAM_SIZES, ids=["B9-H45", "B7-H61", "B1-H131"])
+@pytest.mark.parametrize("sizes", TEAM_SIZES, ids=["B9-H45", "B7-H61", "B1-H131", "B13-H40", "B8-H230"])
 @pytest.mark.parametrize("variant", [dict(), dict(peephole=True), dict(coupled=True, bidirectional=True),
                                      dict(layer_norm=True), dict(layer_norm=True, peephole=True, coupled=True)],
                          ids=["plain", "peephole", "coupled-bidirectional", "layer_norm", "layer_norm-peephole-coupled"])
 def test_fused_packed_loops_with_a_thread_team(variant, sizes, threads):
-    """1 thread runs the loop serially; 2 split each step; 3 is more threads than this
-    machine's cores (parts are then claimed by whichever thread comes first)."""
+    """1 thread runs the loop serially; 2 split the rows or each step; 3 is more threads
+    than this machine's cores (a team's parts are then claimed by whichever thread comes first)."""
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:

@@ -6,14 +6,18 @@ and fused_layer_norm.h; the streaming step in csrc/fused_step.h).
 Cells without projection or zoneout (plain, peephole, coupled, layer norm) run the
 packed loops: W_hh (and, without layer norm, W_ih) is packed once per call into panels
 for register-blocked tiles that compute all four gates of a block of hidden units, with
-the gate math right after each tile; one thread team (at::parallel_for) serves the whole
-sequence with one wait per step (two with layer norm). Without layer norm the loop adds
+the gate math right after each tile. Batch rows are independent, so where the weights
+fit in a core's L2 each thread runs the whole sequence for its share of the rows, with no
+wait between threads; otherwise one thread team (at::parallel_for) splits each step's
+hidden units, with one wait per step (two with layer norm). Without layer norm the loop adds
 the bias itself, and when W_ih is small it computes the whole input share x W_ih^T + b
 inside the tile, so no (T, B, 4H) input-gates buffer exists; otherwise Python computes
-x W_ih^T in one GEMM first (with layer norm ``cell.input_gates``, bias included).
+x W_ih^T in one GEMM first. With layer norm, one GEMM makes x W_ih^T and C++ normalises
+it row by row (csrc/fused_input_norm.h); after the backward loop one C++ pass gives its
+gradient and every layer-norm gain and bias gradient.
 Projection and zoneout take a per-step loop (one GEMM per step and a pass of gate math).
 After the backward loop Python does the large GEMMs: dW_hh = sum_t dZ_t^T h_{t-1}, dX and
-dW_ih, dW_hr = dH^T M, and the peephole and layer-norm gradients. The gates the forward
+dW_ih, dW_hr = dH^T M, and the peephole gradients. The gates the forward
 keeps for the backward pass are the trace, so the trace costs no extra arithmetic; with
 neither trace nor autograd, the loops keep only the current step's gates.
 
@@ -177,22 +181,30 @@ class FusedDirection(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x_gates, h0, c0, w_hh, w_hr, peephole, ln_hh, ln_c_weight, ln_c_bias, keep_c, keep_h, lengths,
-                reverse, coupled, keep_trace, x, w_ih, bias):
+                reverse, coupled, keep_trace, x, w_ih, bias, ln_ih):
         ctx.set_materialize_grads(False)  # outputs without a gradient arrive as None
         like = w_hh
         w_hh = w_hh.contiguous()
         optional = [_or_empty(t, like) for t in (w_hr, peephole, ln_hh, ln_c_weight, ln_c_bias, keep_c, keep_h)]
         ctx.input_here = x_gates is None  # x, W_ih given: their gradients are this function's
-        if ctx.input_here and w_ih.numel() * w_ih.element_size() > FUSED_INPUT_MAX_BYTES:
-            x_gates = load_extension().pooled_empty([*x.shape[:2], w_ih.shape[0]], x)  # (T, B, 4H)
-            torch.mm(x.flatten(0, 1), w_ih.T, out=x_gates.view(-1, w_ih.shape[0]))
+        ctx.norm_input = ln_ih is not None  # layer norm: x_gates = LN(x W_ih^T) g_ih + bias, made here
+        u_hat = rstd_u = None
+        if ctx.input_here and (ctx.norm_input or w_ih.numel() * w_ih.element_size() > FUSED_INPUT_MAX_BYTES):
+            u = load_extension().pooled_empty([*x.shape[:2], w_ih.shape[0]], x)  # (T, B, 4H)
+            torch.mm(x.flatten(0, 1), w_ih.T, out=u.view(-1, w_ih.shape[0]))
+            x_gates = u
+            if ctx.norm_input:  # u becomes u_hat in place (kept for the backward)
+                x_gates, rstd_u = load_extension().input_layer_norm(u.view(-1, u.shape[-1]), ln_ih.contiguous(),
+                                                                    bias.contiguous(), coupled)
+                x_gates, u_hat, bias = x_gates.view(u.shape), u, None  # the bias is in x_gates
         in_loop = ctx.input_here and x_gates is None
         input_share = [_or_empty(t, like) for t in (x_gates, x if in_loop else None, w_ih if in_loop else None, bias)]
         (gates, cells, hidden_pre, hiddens, h_n, c_n, r_hat, rstd_r, c_hat, rstd_c, cells_fresh) = \
             load_extension().forward(input_share[0], h0.contiguous(), c0.contiguous(), w_hh, *optional, lengths,
                                      reverse, coupled, keep_trace, *input_share[1:])
         ctx.save_for_backward(gates, cells, hidden_pre, hiddens, h0, c0, w_hh, *optional, r_hat, rstd_r, c_hat,
-                              rstd_c, cells_fresh, lengths, *(_or_empty(t, like) for t in (x, w_ih)))
+                              rstd_c, cells_fresh, lengths,
+                              *(_or_empty(t, like) for t in (x, w_ih, u_hat, rstd_u, ln_ih)))
         ctx.reverse, ctx.coupled = reverse, coupled
         ctx.has = [t is not None for t in (w_hr, peephole, ln_hh, keep_c)]
         # The C++ side ran the packed loops (no projection, no zoneout; see fused_lstm.cpp).
@@ -202,7 +214,8 @@ class FusedDirection(torch.autograd.Function):
     @staticmethod
     def backward(ctx, d_i, d_f, d_g, d_o, d_cells, d_hiddens, dh_n, dc_n):
         (gates, cells, hidden_pre, hiddens, h0, c0, w_hh, w_hr, peephole, ln_hh, ln_c_weight, ln_c_bias,
-         keep_c, keep_h, r_hat, rstd_r, c_hat, rstd_c, cells_fresh, lengths, x, w_ih) = ctx.saved_tensors
+         keep_c, keep_h, r_hat, rstd_r, c_hat, rstd_c, cells_fresh, lengths, x, w_ih, u_hat, rstd_u,
+         ln_ih) = ctx.saved_tensors
         has_projection, has_peephole, has_layer_norm, has_cell_zoneout = ctx.has
         empty = w_hh.new_empty(0)
         # Absent trace gradients go to C++ as empty tensors (zeros there); the packed loops
@@ -236,19 +249,23 @@ class FusedDirection(torch.autograd.Function):
             else:
                 d_i, d_f = (dz_i * c_prev).sum((0, 1)), (dz_f * c_prev).sum((0, 1))
             d_peephole = torch.cat((d_i, d_f, (dz_o * seen_by_o).sum((0, 1))))
-        d_ln = (None, None, None)
-        if has_layer_norm:
-            d_ln = ((dz * r_hat).sum((0, 1)), (d_cell_ln * c_hat).sum((0, 1)), d_cell_ln.sum((0, 1)))
-        # What autograd would do for the input share's GEMM (x, W_ih) and bias.
-        flat, needs = dz.flatten(0, 1), ctx.needs_input_grad[-3:]  # (T*B, 4H)
-        d_x = None
-        if ctx.input_here and needs[0]:
+        d_ln, d_ln_ih = (None, None, None), None
+        flat = dz.flatten(0, 1)  # (T*B, 4H): the gradient of the input share's GEMM x W_ih^T
+        if has_layer_norm:  # one pass: dL/du, and the gains' and biases' sums over rows
+            du, d_ln_ih, d_bias, *d_ln = load_extension().layer_norm_gradients(
+                dz, u_hat, rstd_u, ln_ih, r_hat, d_cell_ln, c_hat, ctx.coupled)
+            flat = du
+        else:
+            d_bias = flat.sum(0) if ctx.needs_input_grad[-2] else None
+        # What autograd would do for the input share's GEMM (x, W_ih).
+        d_x = d_w_ih = None
+        if ctx.input_here and ctx.needs_input_grad[-4]:
             d_x = load_extension().pooled_empty(list(x.shape), x)
             torch.mm(flat, w_ih, out=d_x.view(-1, x.shape[-1]))
-        d_input_share = (d_x, flat.T.mm(x.flatten(0, 1)) if ctx.input_here and needs[1] else None,
-                         flat.sum(0) if needs[2] else None)
+        if ctx.input_here and ctx.needs_input_grad[-3]:
+            d_w_ih = flat.T.mm(x.flatten(0, 1))
         return (None if ctx.input_here else dz, dh0, dc0, d_w_hh, d_w_hr, d_peephole, *d_ln,
-                None, None, None, None, None, None, *d_input_share)
+                None, None, None, None, None, None, d_x, d_w_ih, d_bias, d_ln_ih)
 
 
 def _dense(grad: Tensor | None, like: Tensor) -> Tensor:
@@ -311,13 +328,14 @@ def run_direction(x: Tensor, h0: Tensor, c0: Tensor, weights: LayerWeights, spec
     # The packed loops of the cells without layer norm, projection or zoneout add the bias
     # themselves and, when W_ih is small, compute the whole input share in the step's tile
     # (no (T, B, 4H) buffer); a large W_ih (re-read every step, it would stream from memory)
-    # gets one GEMM first. The other cells get input_gates, bias included.
+    # gets one GEMM first. Layer norm: FusedDirection makes the input share itself (one GEMM,
+    # then LN row by row in C++). The other cells get input_gates, bias included.
     packed_plain = not spec.layer_norm and weights.w_hr is None and keep_c is None and keep_h is None
-    if packed_plain:
+    if packed_plain or spec.layer_norm:
         bias = w_hh.new_zeros(w_hh.shape[0]) if weights.b_ih is None else weights.b_ih + weights.b_hh  # (4H,)
-        x_gates, input_share = None, (x, weights.w_ih, bias)
+        x_gates, input_share = None, (x, weights.w_ih, bias, weights.ln_ih if spec.layer_norm else None)
     else:
-        x_gates, input_share = input_gates(x, weights, spec), (None, None, None)  # (T, B, 4H)
+        x_gates, input_share = input_gates(x, weights, spec), (None, None, None, None)  # (T, B, 4H)
     inputs = (x_gates, h0, c0, w_hh, weights.w_hr, weights.peephole, weights.ln_hh, weights.ln_c_weight,
               weights.ln_c_bias)
     differentiable = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs + input_share)

@@ -144,34 +144,40 @@ struct GateGrads {
   const scalar_t* at(int k, int64_t t, int64_t b) const { return base[k] + t * step[k] + b * hidden; }
 };
 
-// The gate part of one unit's backward, shared by the plain and the layer-norm cells.
-// In: unit j's gates, c_{t-1} (cp), d_o = dL/do and dc = dL/dc_t (from h, later steps and
-// the trace; the output peephole's share is added here) and dgt[k] (H), gate k's trace
-// gradient. Writes dz[j + k*H] for the four gates and returns dL/dc_{t-1}.
+// dL/dz of one unit's four gates, and dL/dc_{t-1}.
+template <typename scalar_t>
+struct UnitGrads {
+  scalar_t dzi, dzf, dzg, dzo, dc_prev;
+};
+
+// The gate part of one unit's backward, shared by the plain and the layer-norm cells: all
+// in scalars, so that the loops calling it (backward_units, backward_row_ln) vectorise.
+// In: the unit's gates i, f, g, o and c_{t-1} (cp); d_o = dL/do and dc = dL/dc_t (from h,
+// later steps and the trace; the output peephole's share is added here); di_t, df_t, dg_t,
+// the trace's gradients of i, f, g; p_i, p_f, p_o the unit's peephole weights (Peephole).
 template <typename scalar_t, bool Peephole, bool Coupled>
-inline scalar_t gate_backward(const scalar_t* gates, scalar_t cp, scalar_t d_o, scalar_t dc,
-                              const scalar_t* const* dgt, const scalar_t* peephole, scalar_t* dz, int64_t j,
-                              int64_t hidden) {
-  const scalar_t i = gates[j], f = gates[hidden + j], g = gates[2 * hidden + j], o = gates[3 * hidden + j];
+inline UnitGrads<scalar_t> unit_backward(scalar_t i, scalar_t f, scalar_t g, scalar_t o, scalar_t cp, scalar_t d_o,
+                                         scalar_t dc, scalar_t di_t, scalar_t df_t, scalar_t dg_t, scalar_t p_i,
+                                         scalar_t p_f, scalar_t p_o) {
   const scalar_t dzo = d_o * o * (scalar_t(1) - o);
-  if constexpr (Peephole) dc += dzo * peephole[2 * hidden + j];
-  scalar_t di = dc * g + dgt[0][j];
-  const scalar_t dg = dc * i + dgt[2][j];
-  const scalar_t df = dc * cp + dgt[1][j];
+  if constexpr (Peephole) dc += dzo * p_o;
+  scalar_t di = dc * g + di_t;
+  const scalar_t dg = dc * i + dg_t;
+  const scalar_t df = dc * cp + df_t;
   scalar_t dzf = 0;
-  if constexpr (Coupled) {
-    di -= df;  // f = 1 - i
-  } else {
-    dzf = df * f * (scalar_t(1) - f);
-  }
+  if constexpr (Coupled) di -= df;  // f = 1 - i
+  else dzf = df * f * (scalar_t(1) - f);
   const scalar_t dzi = di * i * (scalar_t(1) - i);
-  dz[j] = dzi;
-  dz[hidden + j] = dzf;
-  dz[2 * hidden + j] = dg * (scalar_t(1) - g * g);
-  dz[3 * hidden + j] = dzo;
   scalar_t dcp = dc * f;
-  if constexpr (Peephole) dcp += dzi * peephole[j] + dzf * peephole[hidden + j];
-  return dcp;
+  if constexpr (Peephole) dcp += dzi * p_i + dzf * p_f;
+  return {dzi, dzf, dg * (scalar_t(1) - g * g), dzo, dcp};
+}
+
+// Peephole weight k (i, f, o) of unit j, or 0 without peephole (peephole may be null then).
+template <bool Peephole, typename scalar_t>
+inline scalar_t peephole_at(const scalar_t* peephole, int k, int64_t j, int64_t stride) {
+  if constexpr (Peephole) return peephole[k * stride + j];
+  return scalar_t(0);
 }
 
 // Zoneout (Krueger et al. 2016) on one step's state, after the cell computed `fresh`:
@@ -217,31 +223,19 @@ inline void backward_units(const scalar_t* __restrict gates, const scalar_t* __r
                            const scalar_t* __restrict dg_t, const scalar_t* __restrict do_t,
                            const scalar_t* __restrict dct, const scalar_t* __restrict peephole,
                            scalar_t* __restrict dz, scalar_t* __restrict dc_row, int64_t count, int64_t stride) {
-  // gate_backward's math written out over per-gate pointers: GCC vectorises this form
-  // (it does not vectorise the loop calling gate_backward).
   const scalar_t *gi = gates, *gf = gates + stride, *gg = gates + 2 * stride, *go = gates + 3 * stride;
   scalar_t *dzi_out = dz, *dzf_out = dz + stride, *dzg_out = dz + 2 * stride, *dzo_out = dz + 3 * stride;
   for (int64_t j = 0; j < count; ++j) {
-    const scalar_t i = gi[j], f = gf[j], g = gg[j], o = go[j];
-    const scalar_t th = tanh_(cells[j]);
-    const scalar_t dm = dm_row[j];
-    const scalar_t dzo = (dm * th + do_t[j]) * o * (scalar_t(1) - o);
-    scalar_t dc = dc_row[j] + dm * o * (scalar_t(1) - th * th) + dct[j];
-    if constexpr (Peephole) dc += dzo * peephole[2 * stride + j];
-    scalar_t di = dc * g + di_t[j];
-    const scalar_t dg = dc * i + dg_t[j];
-    const scalar_t df = dc * c_prev[j] + df_t[j];
-    scalar_t dzf = 0;
-    if constexpr (Coupled) di -= df;  // f = 1 - i
-    else dzf = df * f * (scalar_t(1) - f);
-    const scalar_t dzi = di * i * (scalar_t(1) - i);
-    dzi_out[j] = dzi;
-    dzf_out[j] = dzf;
-    dzg_out[j] = dg * (scalar_t(1) - g * g);
-    dzo_out[j] = dzo;
-    scalar_t dcp = dc * f;
-    if constexpr (Peephole) dcp += dzi * peephole[j] + dzf * peephole[stride + j];
-    dc_row[j] = dcp;
+    const scalar_t o = go[j], th = tanh_(cells[j]), dm = dm_row[j];  // h = o tanh(c)
+    const auto d = unit_backward<scalar_t, Peephole, Coupled>(
+        gi[j], gf[j], gg[j], o, c_prev[j], dm * th + do_t[j], dc_row[j] + dm * o * (scalar_t(1) - th * th) + dct[j],
+        di_t[j], df_t[j], dg_t[j], peephole_at<Peephole>(peephole, 0, j, stride),
+        peephole_at<Peephole>(peephole, 1, j, stride), peephole_at<Peephole>(peephole, 2, j, stride));
+    dzi_out[j] = d.dzi;
+    dzf_out[j] = d.dzf;
+    dzg_out[j] = d.dzg;
+    dzo_out[j] = d.dzo;
+    dc_row[j] = d.dc_prev;
   }
 }
 

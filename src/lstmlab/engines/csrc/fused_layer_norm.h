@@ -45,6 +45,27 @@ scalar_t normalize_recurrent(scalar_t* __restrict r, int64_t hidden) {
   return rstd;
 }
 
+// Backward of a gate-vector LN (`normalize_recurrent`) followed by a gain: from dy (4H) =
+// dL/d(x_hat * gain), x_hat (4H) and rstd, dx (4H) = dL/dx =
+// rstd * (d_hat - mean(d_hat) - x_hat * mean(d_hat x_hat)), d_hat = dy * gain (means over
+// the slices LN covers; dx's f slice is 0 when coupled).
+template <typename scalar_t, bool Coupled>
+void normalize_backward(const scalar_t* __restrict dy, const scalar_t* __restrict x_hat,
+                        const scalar_t* __restrict gain, scalar_t rstd, scalar_t* __restrict dx, int64_t hidden) {
+  const int64_t n = used_count<Coupled>(hidden);
+  scalar_t sum = 0, sum_x = 0;
+  for (int64_t j = 0; j < 4 * hidden; ++j) {
+    const scalar_t d_hat = dy[j] * gain[j];  // f slice: x_hat = 0 and dy = 0 there when coupled
+    sum += (Coupled && j >= hidden && j < 2 * hidden) ? scalar_t(0) : d_hat;
+    sum_x += d_hat * x_hat[j];
+  }
+  const scalar_t mean = sum / scalar_t(n), mean_x = sum_x / scalar_t(n);
+  for (int64_t j = 0; j < 4 * hidden; ++j) {
+    const scalar_t value = rstd * (dy[j] * gain[j] - mean - x_hat[j] * mean_x);
+    dx[j] = (Coupled && j >= hidden && j < 2 * hidden) ? scalar_t(0) : value;
+  }
+}
+
 // Forward of one row. In: x_gates (4H), r = W_hh h_{t-1} (4H, normalised in place).
 // Out: z (4H, post-activation gates), c_out/c_run (H), c_hat (H) = LN(c) before gain,
 // m (H) = o * tanh(c_hat * g_c + b_c); returns {rstd of r, rstd of c} through pointers.
@@ -105,26 +126,25 @@ void backward_row_ln(const scalar_t* __restrict gates, const scalar_t* __restric
     sum_dx += d_hat * c_hat[j];
   }
   const scalar_t mean_d = sum_d / scalar_t(hidden), mean_dx = sum_dx / scalar_t(hidden);
+  const scalar_t *__restrict di_t = dgt[0], *__restrict df_t = dgt[1], *__restrict dg_t = dgt[2],
+                 *__restrict do_t = dgt[3];
+  scalar_t *__restrict dzi = dz, *__restrict dzf = dz + hidden, *__restrict dzg = dz + 2 * hidden,
+           *__restrict dzo = dz + 3 * hidden;
   for (int64_t j = 0; j < hidden; ++j) {
-    const scalar_t th = tanh_(c_hat[j] * g_c[j] + b_c[j]);
-    const scalar_t d_o = dm[j] * th + dgt[3][j];
+    const scalar_t th = tanh_(c_hat[j] * g_c[j] + b_c[j]);  // h = o tanh(LN(c) g_c + b_c)
     const scalar_t d_hat = dc_ln[j] * g_c[j];
-    const scalar_t dc = dc_row[j] + rstd_c * (d_hat - mean_d - c_hat[j] * mean_dx) + dct[j];
-    dc_row[j] = gate_backward<scalar_t, Peephole, Coupled>(gates, c_prev[j], d_o, dc, dgt, peephole, dz, j, hidden);
+    const auto d = unit_backward<scalar_t, Peephole, Coupled>(
+        gates[j], gates[hidden + j], gates[2 * hidden + j], gates[3 * hidden + j], c_prev[j], dm[j] * th + do_t[j],
+        dc_row[j] + rstd_c * (d_hat - mean_d - c_hat[j] * mean_dx) + dct[j], di_t[j], df_t[j], dg_t[j],
+        peephole_at<Peephole>(peephole, 0, j, hidden), peephole_at<Peephole>(peephole, 1, j, hidden),
+        peephole_at<Peephole>(peephole, 2, j, hidden));
+    dzi[j] = d.dzi;
+    dzf[j] = d.dzf;
+    dzg[j] = d.dzg;
+    dzo[j] = d.dzo;
+    dc_row[j] = d.dc_prev;
   }
-  // LN of the recurrent part: dr = rstd * (d_hat - mean(d_hat) - r_hat * mean(d_hat r_hat)).
-  const int64_t n = used_count<Coupled>(hidden);
-  scalar_t sum_r = 0, sum_rx = 0;
-  for (int64_t j = 0; j < 4 * hidden; ++j) {
-    const scalar_t d_hat = dz[j] * g_hh[j];  // f slice: dz = 0 when coupled
-    sum_r += d_hat;
-    sum_rx += d_hat * r_hat[j];
-  }
-  const scalar_t mean_r = sum_r / scalar_t(n), mean_rx = sum_rx / scalar_t(n);
-  for (int64_t j = 0; j < 4 * hidden; ++j) {
-    const scalar_t value = rstd_r * (dz[j] * g_hh[j] - mean_r - r_hat[j] * mean_rx);
-    dr[j] = (Coupled && j >= hidden && j < 2 * hidden) ? scalar_t(0) : value;
-  }
+  normalize_backward<scalar_t, Coupled>(dz, r_hat, g_hh, rstd_r, dr, hidden);  // LN of the recurrent part
 }
 
 // Row loops of one step, for batch rows [begin, end), used by the sequence loops.

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "fused_buffers.h"
+#include "fused_input_norm.h"
 #include "fused_kernels.h"
 #include "fused_layer_norm.h"
 #include "fused_math.h"
@@ -128,7 +129,7 @@ void backward_packed(const torch::Tensor& d_hiddens, const std::vector<torch::Te
   const int64_t d_cells_step = has_d_cells ? batch * hidden : 0;
   AT_DISPATCH_FLOATING_TYPES(gates.scalar_type(), "backward_packed", [&] {
     const auto d_gates_trace = gate_grads<scalar_t>(d_gates_in, zeros);
-    auto packed = pack_backward<scalar_t>(w_hh, team_parts<scalar_t>(batch, hidden));
+    auto packed = pack_backward<scalar_t>(w_hh, backward_split<scalar_t>(batch, hidden).parts);
     if (ln.on()) {
       auto c_prev = torch::empty_like(c0);
       LayerNormBackwardLoop<scalar_t> loop{d_hiddens.data_ptr<scalar_t>(),
@@ -412,6 +413,10 @@ std::vector<torch::Tensor> fused_backward(torch::Tensor d_hiddens, std::vector<t
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("forward", &fused_forward, "fused LSTM layer-direction forward");
   m.def("backward", &fused_backward, "fused LSTM layer-direction backward");
+  m.def("input_layer_norm", &input_layer_norm,
+        "layer-norm cell's input share: u (N,4H) -> u_hat in place; returns x_gates, rstd (fused_input_norm.h)");
+  m.def("layer_norm_gradients", &layer_norm_gradients,
+        "dL/du and the layer-norm gradients that are sums over rows, in one pass (fused_input_norm.h)");
   m.def("pooled_empty", [](std::vector<int64_t> sizes, const torch::Tensor& like) {
     return pooled_empty(sizes, like.options());
   }, "torch.empty(sizes) like `like`, its memory recycled through the buffer pool (fused_buffers.h)");

@@ -10,6 +10,9 @@
 // Backward, each step: a part computes its columns of dh_rec = dZ_{t+1} W_hh (tile_backward),
 // then the gate backward of the same units, writing their dZ_t. One round per step, plus
 // one at the end for dh_0.
+// Where the weights fit in a core's L2 and the batch has rows enough, the threads split
+// the batch rows instead (loop_split, run_rows): each runs every step for its own rows,
+// all unit blocks, and no thread ever waits for another.
 #pragma once
 
 #include <torch/extension.h>
@@ -32,12 +35,37 @@ inline int64_t team_threads(int64_t macs_per_step) {
   return macs_per_step >= kTeamMinWork ? at::get_num_threads() : 1;
 }
 
-// Parts of a loop's rounds over `hidden` units of batch `batch`: one per thread, at most
-// one per block of L units. Every packed loop uses this rule; the backward panels are
-// packed for these parts.
+// Batch rows are independent in both loops, so the threads can also split the rows: each
+// runs the whole sequence for its rows and never waits for another (run_rows). That saves
+// the team's wait per step and the exchange of h (dZ in the backward) between the cores,
+// ~10-20 us per step here. But each thread then reads all of the step's weights instead
+// of its share, every step: rows are split only while they fit well in a core's L2 (2 MiB
+// here), and each thread keeps at least kRowSplitMinRows rows for its tiles.
+constexpr int64_t kRowSplitMaxBytes = 3 << 19;  // 1.5 MiB
+constexpr int64_t kRowSplitMinRows = 4;
+
+// How a packed loop shares its rounds between threads.
+struct LoopSplit {
+  int64_t threads;  // 1: the calling thread alone
+  int64_t parts;    // the team's parts of hidden-unit blocks per round (1 when rows split)
+  bool rows;        // rows split (run_rows) instead of a team over unit blocks (run_rounds)
+};
+
+// The split for a loop over `batch` rows and `hidden` units whose tiles read
+// `weight_numel` weights per step (W_hh, plus W_ih when the tile computes the input share).
 template <typename scalar_t>
-inline int64_t team_parts(int64_t batch, int64_t hidden) {
-  return std::min({blocks_of<scalar_t>(hidden), team_threads(batch * 4 * hidden * hidden), kMaxParts});
+inline LoopSplit loop_split(int64_t batch, int64_t hidden, int64_t weight_numel) {
+  const int64_t threads = team_threads(batch * 4 * hidden * hidden);
+  const bool fits = weight_numel * static_cast<int64_t>(sizeof(scalar_t)) <= kRowSplitMaxBytes;
+  if (threads > 1 && fits && batch >= 2 * kRowSplitMinRows)
+    return {std::min(threads, batch / kRowSplitMinRows), 1, true};
+  return {threads, std::min({blocks_of<scalar_t>(hidden), threads, kMaxParts}), false};
+}
+
+// The backward loops' split; their W_hh panels are packed for its parts (pack_backward).
+template <typename scalar_t>
+inline LoopSplit backward_split(int64_t batch, int64_t hidden) {
+  return loop_split<scalar_t>(batch, hidden, 4 * hidden * hidden);
 }
 
 // The backward's recurrent product for one tile: dh_run's units [u0, u0 + n) (column group
@@ -108,9 +136,10 @@ struct ForwardLoop {
   bool keep;                // keep every step's gates and cells (trace, backward), or only the last
 };
 
-// Step `round` of the forward for the unit blocks [first, last).
+// Step `round` of the forward for the unit blocks [first, last) of batch rows [row_begin, row_end).
 template <typename scalar_t, bool Peephole, bool Coupled>
-void forward_part(const ForwardLoop<scalar_t>& f, int64_t round, int64_t first, int64_t last) {
+void forward_part(const ForwardLoop<scalar_t>& f, int64_t round, int64_t first, int64_t last, int64_t row_begin,
+                  int64_t row_end) {
   constexpr int L = kLanes<scalar_t>;
   const int64_t H = f.hidden, B = f.batch, t = time_index(round, f.steps, f.reverse);
   const int64_t slot = f.keep ? t : 0;  // where this step's gates and cells go
@@ -120,8 +149,8 @@ void forward_part(const ForwardLoop<scalar_t>& f, int64_t round, int64_t first, 
   for (int64_t u = first; u < last; ++u) {
     const int64_t u0 = u * L, n = std::min<int64_t>(L, H - u0);
     const scalar_t* panel = f.packed + u * H * 4 * L;
-    for (int64_t r0 = 0; r0 < B; r0 += kRowBlock) {
-      const int rows = static_cast<int>(std::min<int64_t>(kRowBlock, B - r0));
+    for (int64_t r0 = row_begin; r0 < row_end; r0 += kRowBlock) {
+      const int rows = static_cast<int>(std::min<int64_t>(kRowBlock, row_end - r0));
       if (f.x_gates) {
         for (int r = 0; r < rows; ++r) prefetch_gates<0>(f.x_gates + (t * B + r0 + r) * 4 * H + u0, H, n);
       } else {
@@ -163,12 +192,17 @@ void forward_part(const ForwardLoop<scalar_t>& f, int64_t round, int64_t first, 
 template <typename scalar_t, bool Peephole, bool Coupled>
 void forward_loop(const ForwardLoop<scalar_t>& f) {
   const int64_t blocks = blocks_of<scalar_t>(f.hidden);
-  const int64_t threads = team_threads(f.batch * 4 * f.hidden * f.hidden);
-  const int64_t parts = team_parts<scalar_t>(f.batch, f.hidden);
-  run_rounds(f.steps, parts, threads, [&](int64_t part, int64_t round) {
+  const auto split = loop_split<scalar_t>(f.batch, f.hidden, 4 * f.hidden * (f.hidden + (f.x_gates ? 0 : f.input_size)));
+  if (split.rows) {
+    run_rows(f.steps, f.batch, split.threads, [&](int64_t round, int64_t row_begin, int64_t row_end) {
+      forward_part<scalar_t, Peephole, Coupled>(f, round, 0, blocks, row_begin, row_end);
+    });
+    return;
+  }
+  run_rounds(f.steps, split.parts, split.threads, [&](int64_t part, int64_t round) {
     int64_t first, last;
-    share(blocks, parts, part, first, last);
-    forward_part<scalar_t, Peephole, Coupled>(f, round, first, last);
+    share(blocks, split.parts, part, first, last);
+    forward_part<scalar_t, Peephole, Coupled>(f, round, first, last, 0, f.batch);
   });
 }
 
@@ -183,7 +217,7 @@ struct BackwardLoop {
   const scalar_t* cells;      // (T, B, H)
   const scalar_t* c0;         // (B, H): c_{t-1} of each row's first step
   const scalar_t* peephole;   // (3H) or nullptr
-  const scalar_t* packed;     // pack_backward(W_hh, team_parts)
+  const scalar_t* packed;     // pack_backward(W_hh, backward_split(...).parts)
   const int64_t* lengths;     // (B) or nullptr
   scalar_t* dz;               // (T, B, 4H) out
   scalar_t* dh_total;         // (T, B, H) out: dL/dh_t in total (0 on padded steps)
@@ -193,10 +227,12 @@ struct BackwardLoop {
   bool reverse;
 };
 
-// Round `round` of the backward for the unit blocks [first, last): first the recurrent
-// gradient from the step done in the previous round, then this round's step (if any).
+// Round `round` of the backward for the unit blocks [first, last) of batch rows
+// [row_begin, row_end): first the recurrent gradient from the step done in the previous
+// round, then this round's step (if any).
 template <typename scalar_t, bool Peephole, bool Coupled>
-void backward_part(const BackwardLoop<scalar_t>& d, int64_t round, int64_t first, int64_t last) {
+void backward_part(const BackwardLoop<scalar_t>& d, int64_t round, int64_t first, int64_t last, int64_t row_begin,
+                   int64_t row_end) {
   constexpr int L = kLanes<scalar_t>;
   const int64_t H = d.hidden, B = d.batch, T = d.steps;
   const bool has_later = round > 0, has_step = round < T;
@@ -205,8 +241,8 @@ void backward_part(const BackwardLoop<scalar_t>& d, int64_t round, int64_t first
   for (int64_t u = first; u < last; u += kColumnGroup) {  // one group of columns (see pack_backward)
     const int columns = static_cast<int>(std::min<int64_t>(kColumnGroup, last - u));
     const int64_t u0 = u * L, n = std::min<int64_t>(columns * L, H - u0);
-    for (int64_t r0 = 0; r0 < B; r0 += kRowBlock) {
-      const int rows = static_cast<int>(std::min<int64_t>(kRowBlock, B - r0));
+    for (int64_t r0 = row_begin; r0 < row_end; r0 += kRowBlock) {
+      const int rows = static_cast<int>(std::min<int64_t>(kRowBlock, row_end - r0));
       for (int r = 0; has_step && r < rows; ++r) {
         const int64_t wide = (t * B + r0 + r) * 4 * H + u0, narrow = (t * B + r0 + r) * H + u0;
         prefetch_gates<0>(d.gates + wide, H, n);
@@ -241,12 +277,17 @@ void backward_part(const BackwardLoop<scalar_t>& d, int64_t round, int64_t first
 template <typename scalar_t, bool Peephole, bool Coupled>
 void backward_loop(const BackwardLoop<scalar_t>& d) {
   const int64_t blocks = blocks_of<scalar_t>(d.hidden);
-  const int64_t threads = team_threads(d.batch * 4 * d.hidden * d.hidden);
-  const int64_t parts = team_parts<scalar_t>(d.batch, d.hidden);  // as packed
-  run_rounds(d.steps + 1, parts, threads, [&](int64_t part, int64_t round) {
+  const auto split = backward_split<scalar_t>(d.batch, d.hidden);  // as packed
+  if (split.rows) {
+    run_rows(d.steps + 1, d.batch, split.threads, [&](int64_t round, int64_t row_begin, int64_t row_end) {
+      backward_part<scalar_t, Peephole, Coupled>(d, round, 0, blocks, row_begin, row_end);
+    });
+    return;
+  }
+  run_rounds(d.steps + 1, split.parts, split.threads, [&](int64_t part, int64_t round) {
     int64_t first, last;
-    share(blocks, parts, part, first, last);
-    backward_part<scalar_t, Peephole, Coupled>(d, round, first, last);
+    share(blocks, split.parts, part, first, last);
+    backward_part<scalar_t, Peephole, Coupled>(d, round, first, last, 0, d.batch);
   });
 }
 

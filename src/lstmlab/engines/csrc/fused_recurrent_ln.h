@@ -42,16 +42,17 @@ struct LayerNormForwardLoop {
   bool keep;                // keep every step's gates, cells and LN statistics, or only the last
 };
 
-// Round 2s: W_hh h_{t-1} for the unit blocks [first, last) of every row, into r_hat[t].
+// Round 2s: W_hh h_{t-1} for the unit blocks [first, last) of rows [row_begin, row_end), into r_hat[t].
 template <typename scalar_t>
-void ln_forward_product(const LayerNormForwardLoop<scalar_t>& f, int64_t t, int64_t first, int64_t last) {
+void ln_forward_product(const LayerNormForwardLoop<scalar_t>& f, int64_t t, int64_t first, int64_t last,
+                        int64_t row_begin, int64_t row_end) {
   constexpr int L = kLanes<scalar_t>;
   const int64_t H = f.hidden, B = f.batch;
   alignas(64) scalar_t tile[kRowBlock * 4 * L];
   for (int64_t u = first; u < last; ++u) {
     const int64_t u0 = u * L, n = std::min<int64_t>(L, H - u0);
-    for (int64_t r0 = 0; r0 < B; r0 += kRowBlock) {
-      const int rows = static_cast<int>(std::min<int64_t>(kRowBlock, B - r0));
+    for (int64_t r0 = row_begin; r0 < row_end; r0 += kRowBlock) {
+      const int rows = static_cast<int>(std::min<int64_t>(kRowBlock, row_end - r0));
       tile_forward_rows(rows, tile, f.h_run + r0 * H, H, f.packed + u * H * 4 * L, H);
       for (int r = 0; r < rows; ++r) {
         scalar_t* row = f.r_hat + ((f.keep ? t : 0) * B + r0 + r) * 4 * H + u0;
@@ -77,16 +78,23 @@ void ln_forward_rows(const LayerNormForwardLoop<scalar_t>& f, int64_t t, int64_t
 template <typename scalar_t, bool Peephole, bool Coupled>
 void ln_forward_loop(const LayerNormForwardLoop<scalar_t>& f) {
   const int64_t blocks = blocks_of<scalar_t>(f.hidden);
-  const int64_t threads = team_threads(f.batch * 4 * f.hidden * f.hidden);
-  const int64_t parts = team_parts<scalar_t>(f.batch, f.hidden);
-  run_rounds(2 * f.steps, parts, threads, [&](int64_t part, int64_t round) {
+  const auto split = loop_split<scalar_t>(f.batch, f.hidden, 4 * f.hidden * f.hidden);
+  if (split.rows) {  // both halves of a step for the thread's own rows
+    run_rows(f.steps, f.batch, split.threads, [&](int64_t round, int64_t row_begin, int64_t row_end) {
+      const int64_t t = time_index(round, f.steps, f.reverse);
+      ln_forward_product(f, t, 0, blocks, row_begin, row_end);
+      ln_forward_rows<scalar_t, Peephole, Coupled>(f, t, row_begin, row_end);
+    });
+    return;
+  }
+  run_rounds(2 * f.steps, split.parts, split.threads, [&](int64_t part, int64_t round) {
     const int64_t t = time_index(round / 2, f.steps, f.reverse);
     int64_t first, last;
     if (round % 2 == 0) {
-      share(blocks, parts, part, first, last);
-      ln_forward_product(f, t, first, last);
+      share(blocks, split.parts, part, first, last);
+      ln_forward_product(f, t, first, last, 0, f.batch);
     } else {
-      share(f.batch, parts, part, first, last);
+      share(f.batch, split.parts, part, first, last);
       ln_forward_rows<scalar_t, Peephole, Coupled>(f, t, first, last);
     }
   });
@@ -109,7 +117,7 @@ struct LayerNormBackwardLoop {
   const scalar_t* rstd_c;     // (T, B)
   const scalar_t* peephole;   // (3H) or nullptr
   const LayerNormWeights* weights;
-  const scalar_t* packed;     // pack_backward(W_hh, team_parts)
+  const scalar_t* packed;     // pack_backward(W_hh, backward_split(...).parts)
   const int64_t* lengths;     // (B) or nullptr
   scalar_t* dz;               // (T, B, 4H) out
   scalar_t* d_rec;            // (T, B, 4H) out: dL/d(W_hh h_{t-1})
@@ -121,10 +129,11 @@ struct LayerNormBackwardLoop {
   bool reverse;
 };
 
-// Round 2s, unit blocks [first, last): dh from the step of the previous round (dR W_hh),
-// then this step's total dL/dh_t (0 on padded rows).
+// Round 2s, unit blocks [first, last) of rows [row_begin, row_end): dh from the step of
+// the previous round (dR W_hh), then this step's total dL/dh_t (0 on padded rows).
 template <typename scalar_t>
-void ln_backward_product(const LayerNormBackwardLoop<scalar_t>& d, int64_t round, int64_t first, int64_t last) {
+void ln_backward_product(const LayerNormBackwardLoop<scalar_t>& d, int64_t round, int64_t first, int64_t last,
+                         int64_t row_begin, int64_t row_end) {
   constexpr int L = kLanes<scalar_t>;
   const int64_t H = d.hidden, B = d.batch, T = d.steps, s = round / 2;
   const int64_t t_later = s > 0 ? time_index(T - s, T, d.reverse) : 0;
@@ -132,8 +141,8 @@ void ln_backward_product(const LayerNormBackwardLoop<scalar_t>& d, int64_t round
   for (int64_t u = first; u < last; u += kColumnGroup) {  // one group of columns (see pack_backward)
     const int columns = static_cast<int>(std::min<int64_t>(kColumnGroup, last - u));
     const int64_t u0 = u * L, n = std::min<int64_t>(columns * L, H - u0);
-    for (int64_t r0 = 0; r0 < B; r0 += kRowBlock) {
-      const int rows = static_cast<int>(std::min<int64_t>(kRowBlock, B - r0));
+    for (int64_t r0 = row_begin; r0 < row_end; r0 += kRowBlock) {
+      const int rows = static_cast<int>(std::min<int64_t>(kRowBlock, row_end - r0));
       if (s > 0)  // dh_t = dR_{t+1} W_hh
         recurrent_gradient(d.d_rec + t_later * B * 4 * H, d.packed, d.lengths, t_later, r0, rows, u, columns, H,
                            d.dh_run);
@@ -166,15 +175,23 @@ void ln_backward_rows(const LayerNormBackwardLoop<scalar_t>& d, int64_t t, int64
 template <typename scalar_t, bool Peephole, bool Coupled>
 void ln_backward_loop(const LayerNormBackwardLoop<scalar_t>& d) {
   const int64_t blocks = blocks_of<scalar_t>(d.hidden);
-  const int64_t threads = team_threads(d.batch * 4 * d.hidden * d.hidden);
-  const int64_t parts = team_parts<scalar_t>(d.batch, d.hidden);  // as packed
-  run_rounds(2 * d.steps + 1, parts, threads, [&](int64_t part, int64_t round) {
+  const auto split = backward_split<scalar_t>(d.batch, d.hidden);  // as packed
+  if (split.rows) {  // both halves of a round pair for the thread's own rows
+    run_rows(d.steps + 1, d.batch, split.threads, [&](int64_t s, int64_t row_begin, int64_t row_end) {
+      ln_backward_product(d, 2 * s, 0, blocks, row_begin, row_end);
+      if (s < d.steps)
+        ln_backward_rows<scalar_t, Peephole, Coupled>(d, time_index(d.steps - 1 - s, d.steps, d.reverse), row_begin,
+                                                      row_end);
+    });
+    return;
+  }
+  run_rounds(2 * d.steps + 1, split.parts, split.threads, [&](int64_t part, int64_t round) {
     int64_t first, last;
     if (round % 2 == 0) {
-      share(blocks, parts, part, first, last);
-      ln_backward_product(d, round, first, last);
+      share(blocks, split.parts, part, first, last);
+      ln_backward_product(d, round, first, last, 0, d.batch);
     } else {
-      share(d.batch, parts, part, first, last);
+      share(d.batch, split.parts, part, first, last);
       ln_backward_rows<scalar_t, Peephole, Coupled>(d, time_index(d.steps - 1 - round / 2, d.steps, d.reverse),
                                                     first, last);
     }

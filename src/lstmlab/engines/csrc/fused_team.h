@@ -119,4 +119,16 @@ void run_rounds(int64_t rounds, int64_t parts, int64_t threads, const Work& work
   // pool that ran fewer invocations than asked still finished everything (see above).
 }
 
+// Runs work(round, row_begin, row_end) for every round in order, the `batch` rows split
+// into up to `threads` ranges that run side by side with no wait between them: for work
+// whose rounds depend only on the same rows' earlier rounds. Any schedule the pool
+// chooses (one thread, or ranges one after another) gives the same result.
+template <typename Work>
+void run_rows(int64_t rounds, int64_t batch, int64_t threads, const Work& work) {
+  const int64_t chunk = (batch + threads - 1) / std::max<int64_t>(threads, 1);
+  at::parallel_for(0, batch, chunk, [&](int64_t begin, int64_t end) {
+    for (int64_t round = 0; round < rounds; ++round) work(round, begin, end);
+  });
+}
+
 }  // namespace lstmlab_fused
