@@ -159,8 +159,9 @@ def unsupported_reason(spec: CellSpec, need_trace: bool, like: Tensor | None = N
     return build_error()
 
 
-def _or_empty(tensor: Tensor | None, like: Tensor) -> Tensor:
-    return like.new_empty(0) if tensor is None else tensor.contiguous()
+def _or_empty(tensor: Tensor | None, empty: Tensor) -> Tensor:
+    """tensor, contiguous, or `empty` (a 0-element tensor of the call's dtype) for None."""
+    return empty if tensor is None else tensor.contiguous()
 
 
 class FusedDirection(torch.autograd.Function):
@@ -183,9 +184,9 @@ class FusedDirection(torch.autograd.Function):
     def forward(ctx, x_gates, h0, c0, w_hh, w_hr, peephole, ln_hh, ln_c_weight, ln_c_bias, keep_c, keep_h, lengths,
                 reverse, coupled, keep_trace, x, w_ih, bias, ln_ih):
         ctx.set_materialize_grads(False)  # outputs without a gradient arrive as None
-        like = w_hh
+        empty = w_hh.new_empty(0)  # stands in for every absent tensor
         w_hh = w_hh.contiguous()
-        optional = [_or_empty(t, like) for t in (w_hr, peephole, ln_hh, ln_c_weight, ln_c_bias, keep_c, keep_h)]
+        optional = [_or_empty(t, empty) for t in (w_hr, peephole, ln_hh, ln_c_weight, ln_c_bias, keep_c, keep_h)]
         ctx.input_here = x_gates is None  # x, W_ih given: their gradients are this function's
         ctx.norm_input = ln_ih is not None  # layer norm: x_gates = LN(x W_ih^T) g_ih + bias, made here
         u_hat = rstd_u = None
@@ -198,13 +199,13 @@ class FusedDirection(torch.autograd.Function):
                                                                     bias.contiguous(), coupled)
                 x_gates, u_hat, bias = x_gates.view(u.shape), u, None  # the bias is in x_gates
         in_loop = ctx.input_here and x_gates is None
-        input_share = [_or_empty(t, like) for t in (x_gates, x if in_loop else None, w_ih if in_loop else None, bias)]
+        input_share = [_or_empty(t, empty) for t in (x_gates, x if in_loop else None, w_ih if in_loop else None, bias)]
         (gates, cells, hidden_pre, hiddens, h_n, c_n, r_hat, rstd_r, c_hat, rstd_c, cells_fresh) = \
             load_extension().forward(input_share[0], h0.contiguous(), c0.contiguous(), w_hh, *optional, lengths,
                                      reverse, coupled, keep_trace, *input_share[1:])
         ctx.save_for_backward(gates, cells, hidden_pre, hiddens, h0, c0, w_hh, *optional, r_hat, rstd_r, c_hat,
                               rstd_c, cells_fresh, lengths,
-                              *(_or_empty(t, like) for t in (x, w_ih, u_hat, rstd_u, ln_ih)))
+                              *(_or_empty(t, empty) for t in (x, w_ih, u_hat, rstd_u, ln_ih)))
         ctx.reverse, ctx.coupled = reverse, coupled
         ctx.has = [t is not None for t in (w_hr, peephole, ln_hh, keep_c)]
         # The C++ side ran the packed loops (no projection, no zoneout; see fused_lstm.cpp).
@@ -369,7 +370,7 @@ def step_weights(layers: list[LayerWeights], like: Tensor) -> list[Tensor]:
     for weights in layers:
         bias = empty if weights.b_ih is None else weights.b_ih + weights.b_hh
         flat += [weights.w_ih.contiguous(), weights.w_hh.contiguous(), bias,
-                 *(_or_empty(t, like) for t in (weights.w_hr, weights.peephole, weights.ln_ih, weights.ln_hh,
+                 *(_or_empty(t, empty) for t in (weights.w_hr, weights.peephole, weights.ln_ih, weights.ln_hh,
                                                 weights.ln_c_weight, weights.ln_c_bias))]
     return flat
 
