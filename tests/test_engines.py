@@ -181,6 +181,15 @@ def test_fused_packed_loops_with_the_input_gemm_outside(variant, monkeypatch):
     compare_engines("fused", variant, packed=True, **TEAM_SIZES[0])
 
 
+@pytest.mark.parametrize("limit", [0, 1 << 30], ids=["contiguous", "transposed"])
+@pytest.mark.parametrize("variant", [dict(bidirectional=True), dict(proj_size=3, peephole=True),
+                                     dict(zoneout=0.2, layer_norm=True)], ids=["plain", "proj", "zoneout"])
+def test_fused_weight_gradients_in_either_orientation(variant, limit, monkeypatch):
+    """dW = d^T inputs is computed as (inputs^T d)^T for small weights only: both ways agree."""
+    monkeypatch.setattr(fused, "TRANSPOSED_GRADIENT_MAX_NUMEL", limit)
+    compare_engines("fused", variant, packed=True, batch=4, steps=6)
+
+
 @pytest.mark.parametrize("packed", [False, True], ids=["padded", "packed"])
 @pytest.mark.parametrize("variant", [dict(), dict(peephole=True, bidirectional=True), dict(layer_norm=True, num_layers=2),
                                      dict(layer_norm=True, coupled=True, proj_size=3)],
