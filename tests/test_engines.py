@@ -213,6 +213,28 @@ def test_fused_inference_without_trace_matches_reference(variant, packed):
         assert_close(actual, expected, torch.float64, f"{variant} {name}")
 
 
+@pytest.mark.parametrize("variant", [dict(bidirectional=True, num_layers=2), dict(bidirectional=True, peephole=True),
+                                     dict(bidirectional=True, layer_norm=True, coupled=True)],
+                         ids=["plain-2-layers", "peephole", "layer_norm-coupled"])
+def test_fused_inference_with_trace_matches_reference(variant):
+    """Under no_grad a bidirectional trace stacks each direction's gate buffer once and
+    hands out i, f, g, o as views of it (reference.stack_trace): same values, same shapes."""
+    lstm = lstmlab.LSTM(7, 45, **variant).double().eval()
+    x = torch.randn(6, 9, 7, dtype=torch.double)
+    lengths = torch.tensor([6, 3, 1, 5, 6, 2, 4, 6, 1])
+    results = {}
+    for engine in ("reference", "fused"):
+        lstm.engine = engine
+        with torch.no_grad():
+            _, _, trace = lstm(pack_padded_sequence(x, lengths, enforce_sorted=False), trace=True)
+        results[engine] = trace
+    for k, layer in enumerate(results["reference"]):
+        for name in TRACE_FIELDS:
+            actual = results["fused"][k][name]
+            assert actual.shape == layer[name].shape == (6, 9, 2, 45), name
+            assert_close(actual, layer[name], torch.float64, f"{variant} trace[{k}].{name}")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("capability", ["avx2", "default"])
 def test_fused_engine_on_a_cpu_without_avx512(capability):

@@ -363,7 +363,10 @@ def run_direction(x: Tensor, h0: Tensor, c0: Tensor, weights: LayerWeights, spec
     i, f, g, o, cells, hiddens, h_n, c_n = FusedDirection.apply(*inputs, keep_c, keep_h, lengths, reverse,
                                                                 spec.coupled, need_trace or differentiable,
                                                                 *input_share)
-    return hiddens, h_n, c_n, dict(i=i, f=f, g=g, o=o, c=cells, h=hiddens)
+    fields = dict(i=i, f=f, g=g, o=o, c=cells, h=hiddens)
+    if not differentiable and i._base is not None:  # the (T, B, 4H) buffer of i, f, g, o (see stack_trace)
+        fields["gates"] = i._base
+    return hiddens, h_n, c_n, fields
 
 
 def forward(batch: SequenceBatch, need_trace: bool) -> EngineResult:
