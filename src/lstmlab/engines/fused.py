@@ -194,15 +194,14 @@ class FusedDirection(torch.autograd.Function):
             u = load_extension().pooled_empty([*x.shape[:2], w_ih.shape[0]], x)  # (T, B, 4H)
             torch.mm(x.flatten(0, 1), w_ih.T, out=u.view(-1, w_ih.shape[0]))
             x_gates = u
-            if ctx.norm_input:  # u becomes u_hat in place (kept for the backward)
-                x_gates, rstd_u = load_extension().input_layer_norm(u.view(-1, u.shape[-1]), ln_ih.contiguous(),
-                                                                    bias.contiguous(), coupled)
-                x_gates, u_hat, bias = x_gates.view(u.shape), u, None  # the bias is in x_gates
+            if ctx.norm_input:  # u becomes u_hat in place (kept for the backward); the loop adds g_ih, bias
+                rstd_u = load_extension().input_layer_norm(u.view(-1, u.shape[-1]), coupled)
+                u_hat = u
         in_loop = ctx.input_here and x_gates is None
         input_share = [_or_empty(t, empty) for t in (x_gates, x if in_loop else None, w_ih if in_loop else None, bias)]
         (gates, cells, hidden_pre, hiddens, h_n, c_n, r_hat, rstd_r, c_hat, rstd_c, cells_fresh) = \
             load_extension().forward(input_share[0], h0.contiguous(), c0.contiguous(), w_hh, *optional, lengths,
-                                     reverse, coupled, keep_trace, *input_share[1:])
+                                     reverse, coupled, keep_trace, *input_share[1:], _or_empty(ln_ih, empty))
         ctx.save_for_backward(gates, cells, hidden_pre, hiddens, h0, c0, w_hh, *optional, r_hat, rstd_r, c_hat,
                               rstd_c, cells_fresh, lengths,
                               *(_or_empty(t, empty) for t in (x, w_ih, u_hat, rstd_u, ln_ih)))

@@ -3,7 +3,7 @@
 //   x_gates = LN(u) * g_ih + b,   u = x W_ih^T  (one GEMM for all steps, done by the caller)
 //
 // Forward: one pass over the rows of u (T*B, 4H), normalising each in place to u_hat (kept
-// for the backward) and writing x_gates. Backward, after the time loop: one pass over the
+// for the backward; the loops read it and add the gain and bias). Backward, after the time loop: one pass over the
 // rows of dz that gives dL/du for the dX and dW_ih GEMMs, and, in the same pass, every
 // layer-norm gradient that is a sum over rows (g_ih, b, g_hh, g_c, b_c). Without these
 // passes the same work took separate torch ops, each a trip over a (T, B, 4H) tensor
@@ -21,36 +21,25 @@
 
 namespace lstmlab_fused {
 
-// u (N, 4H) -> u_hat in place; returns {x_gates (N, 4H) = u_hat * gain + bias, rstd (N)}.
-// bias (4H) may be empty (no bias). Coupled: the f slice is left out of the moments and is 0.
-inline std::vector<torch::Tensor> input_layer_norm(torch::Tensor u, const torch::Tensor& gain,
-                                                   const torch::Tensor& bias, bool coupled) {
+// u (N, 4H) -> u_hat in place; returns rstd (N). The loops add u_hat * g_ih + b themselves
+// (activate_row_ln), so no (N, 4H) x_gates is written and read back. Coupled: the f slice
+// is left out of the moments and is 0.
+inline torch::Tensor input_layer_norm(torch::Tensor u, bool coupled) {
   TORCH_CHECK(u.dim() == 2 && u.is_contiguous() && u.size(1) % 4 == 0,
               "input_layer_norm: u must be a contiguous (N, 4H) tensor, got sizes ", u.sizes());
-  TORCH_CHECK(gain.numel() == u.size(1) && (bias.numel() == 0 || bias.numel() == u.size(1)),
-              "input_layer_norm: gain (4H) and bias (4H or empty) must match u's ", u.size(1), " columns");
   const int64_t rows = u.size(0), width = u.size(1), hidden = width / 4;
-  auto x_gates = pooled_empty_like(u);
   auto rstd = torch::empty({rows}, u.options());
   AT_DISPATCH_FLOATING_TYPES(u.scalar_type(), "input_layer_norm", [&] {
     scalar_t* u_ptr = u.data_ptr<scalar_t>();
-    scalar_t* out = x_gates.data_ptr<scalar_t>();
     scalar_t* rstd_ptr = rstd.data_ptr<scalar_t>();
-    const scalar_t* g = gain.contiguous().data_ptr<scalar_t>();
-    const scalar_t* b = bias.numel() ? bias.data_ptr<scalar_t>() : nullptr;
     dispatch_variant(false, coupled, [&](auto, auto coupled_flag) {
       constexpr bool Coupled = decltype(coupled_flag)::value;
       at::parallel_for(0, rows, grain(hidden), [&](int64_t begin, int64_t end) {
-        for (int64_t n = begin; n < end; ++n) {
-          scalar_t* row = u_ptr + n * width;
-          scalar_t* x_row = out + n * width;
-          rstd_ptr[n] = normalize_recurrent<scalar_t, Coupled>(row, hidden);
-          for (int64_t j = 0; j < width; ++j) x_row[j] = row[j] * g[j] + (b ? b[j] : scalar_t(0));
-        }
+        for (int64_t n = begin; n < end; ++n) rstd_ptr[n] = normalize_recurrent<scalar_t, Coupled>(u_ptr + n * width, hidden);
       });
     });
   });
-  return {x_gates, rstd};
+  return rstd;
 }
 
 // Sums over rows, one slot per thread of the team (accumulated in double: float32 sums of

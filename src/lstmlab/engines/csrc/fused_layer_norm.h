@@ -1,5 +1,5 @@
 // Row kernels of the layer-normalised cell (Ba, Kiros & Hinton 2016), as in cell.py:
-//   z   = x_gates + LN(W_hh h_{t-1}) * g_hh        (x_gates already holds LN(W_ih x) g_ih + b)
+//   z   = LN(W_ih x) * g_ih + b + LN(W_hh h_{t-1}) * g_hh   (the loops get u_hat = LN(W_ih x))
 //   h_t = o * tanh(LN(c_t) * g_c + b_c)
 // LN runs over the whole gate vector (over i, g, o only for the coupled cell, whose f
 // slice is unused) and over the H cell units. Each row kernel makes a few passes over
@@ -66,17 +66,19 @@ void normalize_backward(const scalar_t* __restrict dy, const scalar_t* __restric
   }
 }
 
-// Forward of one row. In: x_gates (4H), r = W_hh h_{t-1} (4H, normalised in place).
+// Forward of one row. In: u_hat (4H) = LN(W_ih x), the input share's gain g_ih and bias b_in
+// (4H), r = W_hh h_{t-1} (4H, normalised in place).
 // Out: z (4H, post-activation gates), c_out/c_run (H), c_hat (H) = LN(c) before gain,
 // m (H) = o * tanh(c_hat * g_c + b_c); returns {rstd of r, rstd of c} through pointers.
 template <typename scalar_t, bool Peephole, bool Coupled>
-void activate_row_ln(const scalar_t* __restrict x_gates, scalar_t* __restrict r, scalar_t* __restrict z,
+void activate_row_ln(const scalar_t* __restrict u_hat, const scalar_t* __restrict g_ih,
+                     const scalar_t* __restrict b_in, scalar_t* __restrict r, scalar_t* __restrict z,
                      scalar_t* __restrict c_out, scalar_t* __restrict c_hat, scalar_t* __restrict m_out,
                      scalar_t* __restrict c_run, scalar_t* rstd_r, scalar_t* rstd_c,
                      const scalar_t* __restrict peephole, const scalar_t* __restrict g_hh,
                      const scalar_t* __restrict g_c, const scalar_t* __restrict b_c, int64_t hidden) {
   *rstd_r = normalize_recurrent<scalar_t, Coupled>(r, hidden);
-  for (int64_t j = 0; j < 4 * hidden; ++j) z[j] = x_gates[j] + r[j] * g_hh[j];
+  for (int64_t j = 0; j < 4 * hidden; ++j) z[j] = u_hat[j] * g_ih[j] + b_in[j] + r[j] * g_hh[j];
   for (int64_t j = 0; j < hidden; ++j) {
     const scalar_t c_prev = c_run[j];
     scalar_t zi = z[j], zf = z[hidden + j], zo = z[3 * hidden + j];
@@ -152,6 +154,7 @@ void backward_row_ln(const scalar_t* __restrict gates, const scalar_t* __restric
 // Layer-norm weights of one layer-direction (all empty for the plain cell).
 struct LayerNormWeights {
   torch::Tensor g_hh, g_c, b_c;  // (4H,), (H,), (H,)
+  torch::Tensor g_ih, b_in;      // (4H,) x 2: the input share's gain and bias (forward only)
   bool on() const { return g_hh.numel() > 0; }
 };
 
@@ -162,12 +165,14 @@ struct LayerNormSaved {
 
 // One layer-norm step for batch rows [begin, end); padded rows are zeroed, state kept.
 template <typename scalar_t, bool Peephole, bool Coupled>
-void layer_norm_rows(const scalar_t* x_gates, StepPointers<scalar_t> p, scalar_t* r, scalar_t* c_hat,
+void layer_norm_rows(const scalar_t* u_hat, StepPointers<scalar_t> p, scalar_t* r, scalar_t* c_hat,
                      scalar_t* rstd_r, scalar_t* rstd_c, const LayerNormWeights& w, int64_t hidden,
                      const int64_t* lengths, int64_t t, int64_t begin, int64_t end) {
   const scalar_t* g_hh = w.g_hh.data_ptr<scalar_t>();
   const scalar_t* g_c = w.g_c.data_ptr<scalar_t>();
   const scalar_t* b_c = w.b_c.data_ptr<scalar_t>();
+  const scalar_t* g_ih = w.g_ih.data_ptr<scalar_t>();
+  const scalar_t* b_in = w.b_in.data_ptr<scalar_t>();
   for (int64_t b = begin; b < end; ++b) {
     const int64_t wide = b * 4 * hidden, narrow = b * hidden;
     if (!is_valid(lengths, b, t)) {
@@ -178,7 +183,7 @@ void layer_norm_rows(const scalar_t* x_gates, StepPointers<scalar_t> p, scalar_t
       rstd_r[b] = rstd_c[b] = 0;
       continue;
     }
-    activate_row_ln<scalar_t, Peephole, Coupled>(x_gates + wide, r + wide, p.gates + wide, p.cell + narrow,
+    activate_row_ln<scalar_t, Peephole, Coupled>(u_hat + wide, g_ih, b_in, r + wide, p.gates + wide, p.cell + narrow,
                                                  c_hat + narrow, p.hidden_pre + narrow, p.c_state + narrow,
                                                  rstd_r + b, rstd_c + b, p.peephole, g_hh, g_c, b_c, hidden);
   }

@@ -46,10 +46,8 @@ void forward_packed(const torch::Tensor& input_gates, const torch::Tensor& x, co
                     LayerNormSaved& saved, bool reverse, bool coupled, bool keep) {
   const int64_t steps = hiddens.size(0), batch = hiddens.size(1), hidden = c_state.size(1);
   const bool fuse_input = input_gates.numel() == 0;
-  TORCH_CHECK(!fuse_input || !ln.on(), "fused_forward: layer norm needs input_gates");
-  TORCH_CHECK(ln.on() ? bias.numel() == 0 : bias.numel() == w_hh.size(0),
-              "fused_forward: the packed loop without layer norm adds the bias (4H), layer norm takes it in "
-              "input_gates");
+  TORCH_CHECK(!fuse_input || !ln.on(), "fused_forward: layer norm needs input_gates (u_hat)");
+  TORCH_CHECK(bias.numel() == w_hh.size(0), "fused_forward: the packed loops add the bias (4H) themselves");
   auto h_other = ln.on() ? h_state : torch::empty_like(h_state);
   AT_DISPATCH_FLOATING_TYPES(hiddens.scalar_type(), "forward_packed", [&] {
     auto packed = pack_forward<scalar_t>(w_hh, hidden);
@@ -191,14 +189,16 @@ void backward_packed(const torch::Tensor& d_hiddens, const std::vector<torch::Te
 // step (T = 1 in their shapes); M, H, h_n and c_n are complete.
 // x (T,B,I), w_ih (4H,I): with input_gates empty, the loop computes the input share itself
 // (cells without layer norm, projection or zoneout only). bias (4H): b_ih + b_hh, added in
-// the loop (same cells), or empty when input_gates includes it.
+// the loop (same cells, and layer norm), or empty when input_gates includes it.
+// Layer norm: input_gates holds u_hat = LN(x W_ih^T) (input_layer_norm), and the loops add
+// u_hat * ln_g_ih + bias themselves; ln_g_ih is empty for the other cells.
 std::vector<torch::Tensor> fused_forward(torch::Tensor input_gates, torch::Tensor h0, torch::Tensor c0,
                                          torch::Tensor w_hh, torch::Tensor w_hr, torch::Tensor peephole,
                                          torch::Tensor ln_g_hh, torch::Tensor ln_g_c, torch::Tensor ln_b_c,
                                          torch::Tensor keep_c, torch::Tensor keep_h, torch::Tensor lengths,
                                          bool reverse, bool coupled, bool keep_trace, torch::Tensor x,
-                                         torch::Tensor w_ih, torch::Tensor bias) {
-  const LayerNormWeights ln{ln_g_hh, ln_g_c, ln_b_c};
+                                         torch::Tensor w_ih, torch::Tensor bias, torch::Tensor ln_g_ih) {
+  const LayerNormWeights ln{ln_g_hh, ln_g_c, ln_b_c, ln_g_ih, bias};
   const auto& sized = input_gates.numel() ? input_gates : x;
   const int64_t steps = sized.size(0), batch = sized.size(1), hidden = c0.size(1);
   const bool project = w_hr.defined() && w_hr.numel() > 0;
@@ -229,8 +229,9 @@ std::vector<torch::Tensor> fused_forward(torch::Tensor input_gates, torch::Tenso
     return {gates, cells, hidden_pre, hiddens, h_state, c_state, saved.r_hat, saved.rstd_r, saved.c_hat,
             saved.rstd_c, cells_fresh};
   }
-  TORCH_CHECK(input_gates.numel() > 0 && bias.numel() == 0,
-              "fused_forward: projection and zoneout take input_gates with the bias in them");
+  TORCH_CHECK(input_gates.numel() > 0 && bias.numel() == (ln.on() ? w_hh.size(0) : 0),
+              "fused_forward: projection and zoneout take input_gates with the bias in them (layer norm: u_hat "
+              "and the bias apart)");
   const auto options = c0.options();
   AT_DISPATCH_FLOATING_TYPES(input_gates.scalar_type(), "fused_forward", [&] {
     const scalar_t* peep = peephole.numel() ? peephole.data_ptr<scalar_t>() : nullptr;
@@ -414,7 +415,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("forward", &fused_forward, "fused LSTM layer-direction forward");
   m.def("backward", &fused_backward, "fused LSTM layer-direction backward");
   m.def("input_layer_norm", &input_layer_norm,
-        "layer-norm cell's input share: u (N,4H) -> u_hat in place; returns x_gates, rstd (fused_input_norm.h)");
+        "layer-norm cell's input share: u (N,4H) -> u_hat in place; returns rstd (fused_input_norm.h)");
   m.def("layer_norm_gradients", &layer_norm_gradients,
         "dL/du and the layer-norm gradients that are sums over rows, in one pass (fused_input_norm.h)");
   m.def("pooled_empty", [](std::vector<int64_t> sizes, const torch::Tensor& like) {

@@ -22,7 +22,7 @@ namespace lstmlab_fused {
 // Tensors of one layer-norm forward call (all contiguous, P = H).
 template <typename scalar_t>
 struct LayerNormForwardLoop {
-  const scalar_t* x_gates;  // (T, B, 4H)
+  const scalar_t* u_hat;    // (T, B, 4H): LN(x W_ih^T), before the gain and bias (in weights)
   scalar_t* hiddens;        // (T, B, H) out: h_t (0 on padded steps)
   // Unless keep, the following hold one step (T = 1 in their shapes): scratch.
   scalar_t* gates;          // (T, B, 4H) out: activated gates
@@ -68,7 +68,7 @@ void ln_forward_rows(const LayerNormForwardLoop<scalar_t>& f, int64_t t, int64_t
   const int64_t H = f.hidden, B = f.batch, slot = f.keep ? t : 0;
   StepPointers<scalar_t> p{f.gates + slot * B * 4 * H, f.cells + slot * B * H, f.hiddens + t * B * H, f.c_run,
                            f.peephole};
-  layer_norm_rows<scalar_t, Peephole, Coupled>(f.x_gates + t * B * 4 * H, p, f.r_hat + slot * B * 4 * H,
+  layer_norm_rows<scalar_t, Peephole, Coupled>(f.u_hat + t * B * 4 * H, p, f.r_hat + slot * B * 4 * H,
                                                f.c_hat + slot * B * H, f.rstd_r + slot * B, f.rstd_c + slot * B,
                                                *f.weights, H, f.lengths, t, first, last);
   for (int64_t b = first; b < last; ++b)

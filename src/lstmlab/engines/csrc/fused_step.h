@@ -75,7 +75,8 @@ class PackedStack {
       if (layer.layer_norm()) {
         layer.gates = PackedMatrix({w_ih});
         layer.recurrent = PackedMatrix({w_hh});
-        layer.ln_bias = bias.contiguous();
+        // zeros without bias: the row kernel adds u_hat * g_ih + b itself
+        layer.ln_bias = bias.numel() ? bias.contiguous() : torch::zeros({4 * layer.hidden}, w_ih.options());
       } else {
         layer.gates = PackedMatrix({w_ih, w_hh});
         if (bias.numel()) {
@@ -158,21 +159,16 @@ class PackedStack {
     std::copy(input, input + batch * in_stride, y.data_ptr<scalar_t>());
   }
 
-  // The layer-norm cell for one row: x_gates = LN(W_ih x) g_ih [+ b] (z, in place), then
-  // the shared row kernel with r = W_hh h_{t-1}.
+  // The layer-norm cell for one row: z = W_ih x normalised in place to LN(W_ih x), then the
+  // shared row kernel (which adds its gain g_ih and the bias) with r = W_hh h_{t-1}.
   template <typename scalar_t, bool Peephole, bool Coupled>
   void layer_norm_row(const StreamLayer& w, scalar_t* z, scalar_t* r, scalar_t* z_out, scalar_t* c_out,
                       scalar_t* c_hat, scalar_t* c_run, scalar_t* m_out) const {
     const int64_t hidden = w.hidden;
     normalize_recurrent<scalar_t, Coupled>(z, hidden);
-    const scalar_t* gain = w.ln_ih.data_ptr<scalar_t>();
-    for (int64_t j = 0; j < 4 * hidden; ++j) z[j] *= gain[j];
-    if (w.ln_bias.numel()) {
-      const scalar_t* bias = w.ln_bias.data_ptr<scalar_t>();
-      for (int64_t j = 0; j < 4 * hidden; ++j) z[j] += bias[j];
-    }
     scalar_t rstd_r, rstd_c;
-    activate_row_ln<scalar_t, Peephole, Coupled>(z, r, z_out, c_out, c_hat, m_out, c_run, &rstd_r, &rstd_c,
+    activate_row_ln<scalar_t, Peephole, Coupled>(z, w.ln_ih.data_ptr<scalar_t>(), w.ln_bias.data_ptr<scalar_t>(),
+                                                 r, z_out, c_out, c_hat, m_out, c_run, &rstd_r, &rstd_c,
                                                  Peephole ? w.peephole.data_ptr<scalar_t>() : nullptr,
                                                  w.ln_hh.data_ptr<scalar_t>(), w.ln_c_weight.data_ptr<scalar_t>(),
                                                  w.ln_c_bias.data_ptr<scalar_t>(), hidden);
