@@ -191,7 +191,8 @@ class FusedDirection(torch.autograd.Function):
         ctx.norm_input = ln_ih is not None  # layer norm: x_gates = LN(x W_ih^T) g_ih + bias, made here
         u_hat = rstd_u = None
         if ctx.input_here and (ctx.norm_input or w_ih.numel() * w_ih.element_size() > FUSED_INPUT_MAX_BYTES):
-            u = load_extension().pooled_empty([*x.shape[:2], w_ih.shape[0]], x)  # (T, B, 4H)
+            # (T, B, 4H); without layer norm the loop writes the gates over it (see fused_forward)
+            u = load_extension().pooled_empty([*x.shape[:2], w_ih.shape[0]], x)
             torch.mm(x.flatten(0, 1), w_ih.T, out=u.view(-1, w_ih.shape[0]))
             x_gates = u
             if ctx.norm_input:  # u becomes u_hat in place (kept for the backward); the loop adds g_ih, bias

@@ -187,6 +187,8 @@ void backward_packed(const torch::Tensor& d_hiddens, const std::vector<torch::Te
 // keep_c (T,B,H) / keep_h (T,B,P): zoneout's keep weights, or empty tensors.
 // keep_trace false (no trace, no backward): gates, C and the LN tensors may hold only one
 // step (T = 1 in their shapes); M, H, h_n and c_n are complete.
+// input_gates (T,B,4H): the packed loops without layer norm overwrite it with the gates when
+// they keep the trace (it is consumed: pass a buffer nothing else reads).
 // x (T,B,I), w_ih (4H,I): with input_gates empty, the loop computes the input share itself
 // (cells without layer norm, projection or zoneout only). bias (4H): b_ih + b_hh, added in
 // the loop (same cells, and layer norm), or empty when input_gates includes it.
@@ -208,7 +210,13 @@ std::vector<torch::Tensor> fused_forward(torch::Tensor input_gates, torch::Tenso
   // statistics (scratch): the full (T, B, 4H) would cost memory traffic and page faults.
   const bool packed = packed_loops(project, zone_c, zone_h), keep = keep_trace || !packed;
   const int64_t kept = keep ? steps : 1;
-  auto gates = pooled_empty({kept, batch, 4 * hidden}, c0.options());
+  // The packed loops without layer norm read each number of input_gates once, right before
+  // writing that gate at the same place: keeping the trace, they write the gates over it
+  // (input_gates is consumed), which saves a (T, B, 4H) buffer and a third of its traffic.
+  const bool gates_in_place = packed && !ln.on() && keep && input_gates.numel() > 0;
+  TORCH_CHECK(!gates_in_place || (input_gates.is_contiguous() && input_gates.size(2) == 4 * hidden),
+              "fused_forward: input_gates must be a contiguous (T, B, 4H) tensor");
+  auto gates = gates_in_place ? input_gates : pooled_empty({kept, batch, 4 * hidden}, c0.options());
   auto cells = pooled_empty({kept, batch, hidden}, c0.options());
   auto hidden_pre = pooled_empty({steps, batch, hidden}, c0.options());
   auto hiddens = (project || zone_h) ? pooled_empty({steps, batch, width}, h0.options()) : hidden_pre;
