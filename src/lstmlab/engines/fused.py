@@ -172,12 +172,14 @@ class FusedDirection(torch.autograd.Function):
     concatenation with zeros for the others).
 
     Optional weights are None when the cell does not have them. x_gates None: the input
-    share comes from x (T, B, I) and W_ih (4H, I) here (cells without layer norm,
-    projection or zoneout): the loop computes x W_ih^T in its tile when W_ih is small,
-    else one GEMM here does first; the loop adds bias (4H); the backward returns their
-    gradients. The other cells pass x_gates with the bias in it. The big buffers come from
-    the extension's buffer pool (csrc/fused_buffers.h), so repeated calls do not fault
-    their pages in again.
+    share comes from x (T, B, I) and W_ih (4H, I) here, and the backward returns their
+    gradients and the bias's (4H), which the loop adds. Cells without layer norm,
+    projection or zoneout: the loop computes x W_ih^T in its tile when W_ih is small, else
+    one GEMM here does first (and the loop writes the gates over its output). Layer norm
+    (ln_ih given): one GEMM here, normalised row by row in C++ to u_hat, to which the loop
+    adds the gain and bias. The other cells pass x_gates with the bias in it. The big
+    buffers come from the extension's buffer pool (csrc/fused_buffers.h), so repeated calls
+    do not fault their pages in again.
     """
 
     @staticmethod
