@@ -1,13 +1,13 @@
 // The layer-normalised cell's input share, and its gradients that are sums over rows.
 //
-//   x_gates = LN(u) * g_ih + b,   u = x W_ih^T  (one GEMM for all steps, done by the caller)
+//   input share = LN(u) * g_ih + b,   u = x W_ih^T  (one GEMM for all steps, by the caller)
 //
 // Forward: one pass over the rows of u (T*B, 4H), normalising each in place to u_hat (kept
-// for the backward; the loops read it and add the gain and bias). Backward, after the time loop: one pass over the
-// rows of dz that gives dL/du for the dX and dW_ih GEMMs, and, in the same pass, every
-// layer-norm gradient that is a sum over rows (g_ih, b, g_hh, g_c, b_c). Without these
-// passes the same work took separate torch ops, each a trip over a (T, B, 4H) tensor
-// freshly mapped from the OS.
+// for the backward); the loops read u_hat and add the gain and bias themselves. Backward,
+// after the time loop: one pass over the rows of dz that gives dL/du for the dX and dW_ih
+// GEMMs and, in the same pass, every layer-norm gradient that is a sum over rows (g_ih, b,
+// g_hh, g_c, b_c). Without these passes the same work took separate torch ops, each a trip
+// over a (T, B, 4H) tensor freshly mapped from the OS.
 #pragma once
 
 #include <torch/extension.h>
@@ -35,7 +35,8 @@ inline torch::Tensor input_layer_norm(torch::Tensor u, bool coupled) {
     dispatch_variant(false, coupled, [&](auto, auto coupled_flag) {
       constexpr bool Coupled = decltype(coupled_flag)::value;
       at::parallel_for(0, rows, grain(hidden), [&](int64_t begin, int64_t end) {
-        for (int64_t n = begin; n < end; ++n) rstd_ptr[n] = normalize_recurrent<scalar_t, Coupled>(u_ptr + n * width, hidden);
+        for (int64_t n = begin; n < end; ++n)
+          rstd_ptr[n] = normalize_recurrent<scalar_t, Coupled>(u_ptr + n * width, hidden);
       });
     });
   });

@@ -65,7 +65,9 @@ inline int64_t blocks_of(int64_t n) {
 
 // Chunks of a packing loop whose items hold `item_numel` numbers each: ~64K numbers per
 // chunk, so that packing a small matrix stays on the calling thread.
-inline int64_t pack_grain(int64_t item_numel) { return std::max<int64_t>(1, (1 << 16) / std::max<int64_t>(1, item_numel)); }
+inline int64_t pack_grain(int64_t item_numel) {
+  return std::max<int64_t>(1, (1 << 16) / std::max<int64_t>(1, item_numel));
+}
 
 // Forward panels of w (4H, P): (blocks(H), P, 4, L), zero-padded past H (also W_ih, P = I).
 // Written in order (each panel row gathers one column of the block's 4L rows of w, whose

@@ -192,7 +192,8 @@ void forward_part(const ForwardLoop<scalar_t>& f, int64_t round, int64_t first, 
 template <typename scalar_t, bool Peephole, bool Coupled>
 void forward_loop(const ForwardLoop<scalar_t>& f) {
   const int64_t blocks = blocks_of<scalar_t>(f.hidden);
-  const auto split = loop_split<scalar_t>(f.batch, f.hidden, 4 * f.hidden * (f.hidden + (f.x_gates ? 0 : f.input_size)));
+  const int64_t depth = f.hidden + (f.x_gates ? 0 : f.input_size);  // W_hh's, and W_ih's when in the tile
+  const auto split = loop_split<scalar_t>(f.batch, f.hidden, 4 * f.hidden * depth);
   if (split.rows) {
     run_rows(f.steps, f.batch, split.threads, [&](int64_t round, int64_t row_begin, int64_t row_end) {
       forward_part<scalar_t, Peephole, Coupled>(f, round, 0, blocks, row_begin, row_end);
