@@ -14,7 +14,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..cell import (
-    GATES, STATES, TRACE_FIELDS, CellSpec, LayerWeights, input_gates, lstm_step, recurrent_weight, zoneout, zoneout_keep,
+    GATES, STATES, TRACE_FIELDS, CellSpec, LayerWeights, input_gates, lstm_step, recurrent_weight, zoneout,
+    zoneout_keep,
 )
 from ..inputs import valid_mask
 from .base import EngineResult, SequenceBatch
