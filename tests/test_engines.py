@@ -14,7 +14,7 @@ import torch
 from torch.nn.utils.rnn import pack_padded_sequence
 
 import lstmlab
-from lstmlab.cell import TRACE_FIELDS
+from lstmlab.cell import GATES, TRACE_FIELDS
 from lstmlab.engines import fused
 from tolerances import assert_close, tolerance
 
@@ -217,8 +217,9 @@ def test_fused_inference_without_trace_matches_reference(variant, packed):
                                      dict(bidirectional=True, layer_norm=True, coupled=True)],
                          ids=["plain-2-layers", "peephole", "layer_norm-coupled"])
 def test_fused_inference_with_trace_matches_reference(variant):
-    """Under no_grad a bidirectional trace stacks each direction's gate buffer once and
-    hands out i, f, g, o as views of it (reference.stack_trace): same values, same shapes."""
+    """Under no_grad both directions of a bidirectional layer write into one (T, B, 2, ·)
+    buffer per field (fused.stacked_outputs; with layer norm, each direction's gate buffer
+    is stacked once, reference.stack_trace): same values and shapes as the reference."""
     lstm = lstmlab.LSTM(7, 45, **variant).double().eval()
     x = torch.randn(6, 9, 7, dtype=torch.double)
     lengths = torch.tensor([6, 3, 1, 5, 6, 2, 4, 6, 1])
@@ -226,13 +227,47 @@ def test_fused_inference_with_trace_matches_reference(variant):
     for engine in ("reference", "fused"):
         lstm.engine = engine
         with torch.no_grad():
-            _, _, trace = lstm(pack_padded_sequence(x, lengths, enforce_sorted=False), trace=True)
-        results[engine] = trace
-    for k, layer in enumerate(results["reference"]):
+            output, states, trace = lstm(pack_padded_sequence(x, lengths, enforce_sorted=False), trace=True)
+        results[engine] = output.data, *states, trace
+    *expected, expected_trace = results["reference"]
+    *actual, actual_trace = results["fused"]
+    for name, a, e in zip(("output", "h_n", "c_n"), actual, expected):
+        assert_close(a, e, torch.float64, f"{variant} {name}")
+    for k, layer in enumerate(expected_trace):
         for name in TRACE_FIELDS:
-            actual = results["fused"][k][name]
-            assert actual.shape == layer[name].shape == (6, 9, 2, 45), name
-            assert_close(actual, layer[name], torch.float64, f"{variant} trace[{k}].{name}")
+            assert actual_trace[k][name].shape == layer[name].shape == (6, 9, 2, 45), name
+            assert_close(actual_trace[k][name], layer[name], torch.float64, f"{variant} trace[{k}].{name}")
+
+
+def test_fused_bidirectional_inference_writes_each_direction_into_its_slice():
+    """No copy stacks the directions: the last layer's output is its trace's h, and the
+    gates of every layer are views of one buffer; the values match the reference."""
+    lstm = lstmlab.LSTM(6, 21, num_layers=2, bidirectional=True, peephole=True).eval()
+    x = torch.randn(5, 4, 6)
+    with torch.no_grad():
+        output, _, trace = lstm(x, trace=True)
+        lstm.engine = "reference"
+        expected, _, expected_trace = lstm(x, trace=True)
+    assert output.data_ptr() == trace[-1].h.data_ptr()
+    for layer in trace:
+        assert len({layer[g].untyped_storage().data_ptr() for g in GATES}) == 1
+    assert_close(output, expected, torch.float32, "output")
+    for k, layer in enumerate(expected_trace):
+        for name in TRACE_FIELDS:
+            assert_close(trace[k][name], layer[name], torch.float32, f"trace[{k}].{name}")
+
+
+def test_fused_forward_rejects_an_out_buffer_of_the_wrong_shape():
+    """The C++ forward checks a given out buffer instead of writing past it."""
+    extension = fused.load_extension()
+    steps, batch, hidden = 3, 2, 5
+    x = torch.randn(steps, batch, 4)
+    w_ih, w_hh, bias = torch.randn(4 * hidden, 4), torch.randn(4 * hidden, hidden), torch.zeros(4 * hidden)
+    state, empty = torch.zeros(batch, hidden), torch.empty(0)
+    wrong = torch.empty(steps, batch, 2, hidden + 1)[:, :, 0]
+    with pytest.raises(RuntimeError, match="an out buffer must be"):
+        extension.forward(empty, state, state, w_hh, *[empty] * 7, torch.empty(0, dtype=torch.int64), False, False,
+                          True, x, w_ih, bias, empty, [empty, empty, wrong])
 
 
 @pytest.mark.slow

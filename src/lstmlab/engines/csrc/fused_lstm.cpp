@@ -48,6 +48,8 @@ void forward_packed(const torch::Tensor& input_gates, const torch::Tensor& x, co
   const bool fuse_input = input_gates.numel() == 0;
   TORCH_CHECK(!fuse_input || !ln.on(), "fused_forward: layer norm needs input_gates (u_hat)");
   TORCH_CHECK(bias.numel() == w_hh.size(0), "fused_forward: the packed loops add the bias (4H) themselves");
+  TORCH_CHECK(!ln.on() || (gates.is_contiguous() && cells.is_contiguous() && hiddens.is_contiguous()),
+              "fused_forward: the layer-norm loop writes contiguous outputs only");
   auto h_other = ln.on() ? h_state : torch::empty_like(h_state);
   AT_DISPATCH_FLOATING_TYPES(hiddens.scalar_type(), "forward_packed", [&] {
     auto packed = pack_forward<scalar_t>(w_hh, hidden);
@@ -81,6 +83,9 @@ void forward_packed(const torch::Tensor& input_gates, const torch::Tensor& x, co
                                gates.data_ptr<scalar_t>(),
                                cells.data_ptr<scalar_t>(),
                                hiddens.data_ptr<scalar_t>(),
+                               gates.stride(1),
+                               cells.stride(1),
+                               hiddens.stride(1),
                                {h_state.data_ptr<scalar_t>(), h_other.data_ptr<scalar_t>()},
                                c_state.data_ptr<scalar_t>(),
                                peephole.numel() ? peephole.data_ptr<scalar_t>() : nullptr,
@@ -179,6 +184,17 @@ void backward_packed(const torch::Tensor& d_hiddens, const std::vector<torch::Te
   });
 }
 
+// `out` when given (not empty): a (T, B, n) tensor of `sizes` whose rows may lie further
+// apart than n, but whose steps hold B rows each; else a new pooled buffer.
+torch::Tensor output_buffer(const torch::Tensor& out, at::IntArrayRef sizes, const torch::TensorOptions& options) {
+  if (!out.numel()) return pooled_empty(sizes, options);
+  TORCH_CHECK(out.sizes() == sizes && out.dtype() == options.dtype() && out.stride(2) == 1 &&
+                  out.stride(1) >= sizes[2] && out.stride(0) == sizes[1] * out.stride(1),
+              "fused_forward: an out buffer must be ", sizes, " with unit stride in its last dimension and B rows "
+              "per step, got ", out.sizes(), " with strides ", out.strides());
+  return out;
+}
+
 }  // namespace
 
 // Returns {gates (T,B,4H), C (T,B,H), M (T,B,H), H (T,B,P), h_n (B,P), c_n (B,H)}, then for
@@ -194,12 +210,16 @@ void backward_packed(const torch::Tensor& d_hiddens, const std::vector<torch::Te
 // the loop (same cells, and layer norm), or empty when input_gates includes it.
 // Layer norm: input_gates holds u_hat = LN(x W_ih^T) (input_layer_norm), and the loops add
 // u_hat * ln_g_ih + bias themselves; ln_g_ih is empty for the other cells.
+// out: empty, or {gates (T,B,4H), cells (T,B,H), hiddens (T,B,H)}, each empty or a buffer to
+// write into instead of a new one, whose rows may lie further apart (one direction of a
+// (T, B, D, ·) buffer); the packed loops of the cells without layer norm only.
 std::vector<torch::Tensor> fused_forward(torch::Tensor input_gates, torch::Tensor h0, torch::Tensor c0,
                                          torch::Tensor w_hh, torch::Tensor w_hr, torch::Tensor peephole,
                                          torch::Tensor ln_g_hh, torch::Tensor ln_g_c, torch::Tensor ln_b_c,
                                          torch::Tensor keep_c, torch::Tensor keep_h, torch::Tensor lengths,
                                          bool reverse, bool coupled, bool keep_trace, torch::Tensor x,
-                                         torch::Tensor w_ih, torch::Tensor bias, torch::Tensor ln_g_ih) {
+                                         torch::Tensor w_ih, torch::Tensor bias, torch::Tensor ln_g_ih,
+                                         std::vector<torch::Tensor> out) {
   const LayerNormWeights ln{ln_g_hh, ln_g_c, ln_b_c, ln_g_ih, bias};
   const auto& sized = input_gates.numel() ? input_gates : x;
   const int64_t steps = sized.size(0), batch = sized.size(1), hidden = c0.size(1);
@@ -213,12 +233,15 @@ std::vector<torch::Tensor> fused_forward(torch::Tensor input_gates, torch::Tenso
   // The packed loops without layer norm read each number of input_gates once, right before
   // writing that gate at the same place: keeping the trace, they write the gates over it
   // (input_gates is consumed), which saves a (T, B, 4H) buffer and a third of its traffic.
-  const bool gates_in_place = packed && !ln.on() && keep && input_gates.numel() > 0;
+  TORCH_CHECK(out.empty() || (out.size() == 3 && packed && !ln.on()),
+              "fused_forward: out is {gates, cells, hiddens}, for the packed loops without layer norm");
+  if (out.empty()) out.resize(3);
+  const bool gates_in_place = packed && !ln.on() && keep && input_gates.numel() > 0 && !out[0].numel();
   TORCH_CHECK(!gates_in_place || (input_gates.is_contiguous() && input_gates.size(2) == 4 * hidden),
               "fused_forward: input_gates must be a contiguous (T, B, 4H) tensor");
-  auto gates = gates_in_place ? input_gates : pooled_empty({kept, batch, 4 * hidden}, c0.options());
-  auto cells = pooled_empty({kept, batch, hidden}, c0.options());
-  auto hidden_pre = pooled_empty({steps, batch, hidden}, c0.options());
+  auto gates = gates_in_place ? input_gates : output_buffer(out[0], {kept, batch, 4 * hidden}, c0.options());
+  auto cells = output_buffer(out[1], {kept, batch, hidden}, c0.options());
+  auto hidden_pre = output_buffer(out[2], {steps, batch, hidden}, c0.options());
   auto hiddens = (project || zone_h) ? pooled_empty({steps, batch, width}, h0.options()) : hidden_pre;
   // With zoneout the carried c_t differs from the cell's fresh value, which o, tanh and LN see.
   auto cells_fresh = zone_c ? pooled_empty_like(cells) : torch::Tensor();

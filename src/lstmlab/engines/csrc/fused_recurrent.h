@@ -113,7 +113,9 @@ inline const scalar_t* previous_cell(const scalar_t* cells, const scalar_t* c0, 
   return first ? c0 + b * hidden : cells + ((reverse ? t + 1 : t - 1) * batch + b) * hidden;
 }
 
-// Tensors of one forward call (all contiguous, T = steps, P = H here).
+// Tensors of one forward call (T = steps, P = H here). All contiguous, except that the
+// rows of gates, cells and hiddens may lie further apart (their *_row strides): one
+// direction of a (T, B, D, ·) buffer that both directions of a layer write into.
 template <typename scalar_t>
 struct ForwardLoop {
   // The input share of the pre-activations: x_gates, or (x_gates null) computed per
@@ -126,6 +128,7 @@ struct ForwardLoop {
   scalar_t* gates;          // (T, B, 4H) out: activated gates; (1, B, 4H) scratch unless keep
   scalar_t* cells;          // (T, B, H) out: c_t; (1, B, H) scratch unless keep
   scalar_t* hiddens;        // (T, B, H) out: h_t (0 on padded steps)
+  int64_t gates_row, cells_row, hiddens_row;  // their row strides (4H, H, H when contiguous)
   scalar_t* h_run[2];       // (B, H) x 2: running h, alternately read and written; [0] holds h_0
   scalar_t* c_run;          // (B, H) running c, in/out
   const scalar_t* peephole;  // (3H) or nullptr
@@ -159,13 +162,14 @@ void forward_part(const ForwardLoop<scalar_t>& f, int64_t round, int64_t first, 
       }
       tile_forward_rows(rows, tile, h_prev + r0 * H, H, panel, H, f.x_gates == nullptr);
       for (int r = 0; r < rows; ++r) {
-        const int64_t b = r0 + r, wide = (t * B + b) * 4 * H + u0, narrow = (t * B + b) * H + u0;
-        const int64_t kept = (slot * B + b) * H + u0;  // offset in cells; gates: 4x
-        scalar_t* z = f.gates + 4 * (slot * B + b) * H + u0;
+        const int64_t b = r0 + r, wide = (t * B + b) * 4 * H + u0;
+        scalar_t* z = f.gates + (slot * B + b) * f.gates_row + u0;
+        scalar_t* cell = f.cells + (slot * B + b) * f.cells_row + u0;
+        scalar_t* h = f.hiddens + (t * B + b) * f.hiddens_row + u0;
         if (!is_valid(f.lengths, b, t)) {  // padded: outputs 0, state kept
           for (int64_t k = 0; k < 4; ++k) std::fill(z + k * H, z + k * H + n, scalar_t(0));
-          std::fill(f.cells + kept, f.cells + kept + n, scalar_t(0));
-          std::fill(f.hiddens + narrow, f.hiddens + narrow + n, scalar_t(0));
+          std::fill(cell, cell + n, scalar_t(0));
+          std::fill(h, h + n, scalar_t(0));
           std::copy(h_prev + b * H + u0, h_prev + b * H + u0 + n, h_next + b * H + u0);
           continue;
         }
@@ -180,9 +184,9 @@ void forward_part(const ForwardLoop<scalar_t>& f, int64_t round, int64_t first, 
           for (int64_t k = 0; k < 4; ++k)
             for (int64_t j = 0; j < n; ++j) z[k * H + j] = row_tile[k * L + j] + bias[k * H + j];
         }
-        activate_units<scalar_t, Peephole, Coupled>(z, f.cells + kept, f.hiddens + narrow, f.c_run + b * H + u0,
+        activate_units<scalar_t, Peephole, Coupled>(z, cell, h, f.c_run + b * H + u0,
                                                     Peephole ? f.peephole + u0 : nullptr, n, H);
-        std::copy(f.hiddens + narrow, f.hiddens + narrow + n, h_next + b * H + u0);
+        std::copy(h, h + n, h_next + b * H + u0);
       }
     }
   }
