@@ -181,6 +181,23 @@ def test_fused_packed_loops_with_the_input_gemm_outside(variant, monkeypatch):
     compare_engines("fused", variant, packed=True, **TEAM_SIZES[0])
 
 
+@pytest.mark.parametrize("threads", [1, 2], ids=lambda n: f"{n}threads")
+@pytest.mark.parametrize("sizes", TEAM_SIZES, ids=["B9-H45", "B7-H61", "B1-H131", "B13-H40", "B8-H230"])
+@pytest.mark.parametrize("variant", [dict(), dict(peephole=True, coupled=True, bidirectional=True)],
+                         ids=["plain", "peephole-coupled-bidirectional"])
+def test_fused_packed_loops_with_the_input_share_in_the_tile(variant, sizes, threads, monkeypatch):
+    """Small batches get the input GEMM before the loop; forced into the tile here, with
+    the rows split between threads and with the team over hidden units."""
+    monkeypatch.setattr(fused, "FUSED_INPUT_MIN_BATCH", 1)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        compare_engines("fused", variant, **sizes)
+        compare_engines("fused", variant, packed=True, **sizes)
+    finally:
+        torch.set_num_threads(previous)
+
+
 @pytest.mark.parametrize("limit", [0, 1 << 30], ids=["contiguous", "transposed"])
 @pytest.mark.parametrize("variant", [dict(bidirectional=True), dict(proj_size=3, peephole=True),
                                      dict(zoneout=0.2, layer_norm=True)], ids=["plain", "proj", "zoneout"])

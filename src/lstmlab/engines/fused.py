@@ -10,9 +10,11 @@ the gate math right after each tile. Batch rows are independent, so where the we
 fit in a core's L2 each thread runs the whole sequence for its share of the rows, with no
 wait between threads; otherwise one thread team (at::parallel_for) splits each step's
 hidden units, with one wait per step (two with layer norm). Without layer norm the loop adds
-the bias itself, and when W_ih is small it computes the whole input share x W_ih^T + b
-inside the tile, so no (T, B, 4H) input-gates buffer exists; otherwise Python computes
-x W_ih^T in one GEMM first. With layer norm, one GEMM makes x W_ih^T and C++ normalises
+the bias itself, and when W_ih is small and the batch has rows enough it computes the
+whole input share x W_ih^T + b inside the tile, so no (T, B, 4H) input-gates buffer
+exists; otherwise Python computes x W_ih^T in one GEMM first.
+Both directions of a bidirectional layer write into one (T, B, 2, ·) buffer per output
+where nothing needs a gradient (`stacked_outputs`), so no copy stacks them. With layer norm, one GEMM makes x W_ih^T and C++ normalises
 it row by row (csrc/fused_input_norm.h); after the backward loop one C++ pass gives its
 gradient and every layer-norm gain and bias gradient.
 Projection and zoneout take a per-step loop (one GEMM per step and a pass of gate math).
@@ -66,9 +68,16 @@ COMPILE_FLAGS = ["-O3", "-ffast-math", "-fopenmp-simd"]
 if "ATen parallel backend: OpenMP" in torch.__config__.parallel_info():
     COMPILE_FLAGS.append("-fopenmp")
 
-# Largest W_ih whose product the packed loops compute per step inside the tile (W_ih is
-# then re-read every step; ~half of a core's L2 here). Larger ones: one GEMM before the loop.
+# The packed loops compute the input share x W_ih^T per step inside the tile (no (T, B, 4H)
+# buffer) when W_ih is at most this large (it is re-read every step; ~half of a core's L2
+# here) and the batch has at least FUSED_INPUT_MIN_BATCH rows; otherwise one GEMM before
+# the loop. With fewer rows each W_ih load serves too few of them: two full row blocks
+# (one per thread) are needed to beat the GEMM. Inference with the trace, 2 threads,
+# (T, B, I, H), in-tile against GEMM-first (x nn.LSTM, interleaved medians):
+# (200, 1, 64, 64) 0.69 vs 0.52; (50, 8, 128, 256) 1.02 vs 0.96; (500, 16, 32, 64) 0.67 vs
+# 0.70; (100, 32, 64, 128) 0.89 vs 0.94.
 FUSED_INPUT_MAX_BYTES = 1 << 20
+FUSED_INPUT_MIN_BATCH = 12
 
 _extension = None
 _build_error: str | None = None
@@ -174,8 +183,9 @@ class FusedDirection(torch.autograd.Function):
     Optional weights are None when the cell does not have them. x_gates None: the input
     share comes from x (T, B, I) and W_ih (4H, I) here, and the backward returns their
     gradients and the bias's (4H), which the loop adds. Cells without layer norm,
-    projection or zoneout: the loop computes x W_ih^T in its tile when W_ih is small, else
-    one GEMM here does first (and the loop writes the gates over its output). Layer norm
+    projection or zoneout: the loop computes x W_ih^T in its tile when W_ih is small and
+    the batch large enough (FUSED_INPUT_MAX_BYTES, FUSED_INPUT_MIN_BATCH), else one GEMM
+    here does first (and the loop writes the gates over its output). Layer norm
     (ln_ih given): one GEMM here, normalised row by row in C++ to u_hat, to which the loop
     adds the gain and bias. The other cells pass x_gates with the bias in it. The big
     buffers come from the extension's buffer pool (csrc/fused_buffers.h), so repeated calls
@@ -193,7 +203,9 @@ class FusedDirection(torch.autograd.Function):
         ctx.input_here = x_gates is None  # x, W_ih given: their gradients are this function's
         norm_input = ln_ih is not None  # layer norm: u_hat = LN(x W_ih^T) made here, g_ih and bias added in the loop
         u_hat = rstd_u = None
-        if ctx.input_here and (norm_input or w_ih.numel() * w_ih.element_size() > FUSED_INPUT_MAX_BYTES):
+        input_gemm = (norm_input or x.shape[1] < FUSED_INPUT_MIN_BATCH
+                      or w_ih.numel() * w_ih.element_size() > FUSED_INPUT_MAX_BYTES) if ctx.input_here else False
+        if input_gemm:
             # (T, B, 4H); without layer norm the loop writes the gates over it (see fused_forward)
             u = load_extension().pooled_empty([*x.shape[:2], w_ih.shape[0]], x)
             torch.mm(x.flatten(0, 1), w_ih.T, out=u.view(-1, w_ih.shape[0]))
@@ -351,9 +363,9 @@ def run_direction(x: Tensor, h0: Tensor, c0: Tensor, weights: LayerWeights, spec
     keep_c = zoneout_keep(spec.zoneout_c, training, (steps, *c0.shape), c0)  # (T, B, H) or None
     keep_h = zoneout_keep(spec.zoneout_h, training, (steps, *h0.shape), h0)  # (T, B, P) or None
     # The packed loops of the cells without layer norm, projection or zoneout add the bias
-    # themselves and, when W_ih is small, compute the whole input share in the step's tile
-    # (no (T, B, 4H) buffer); a large W_ih (re-read every step, it would stream from memory)
-    # gets one GEMM first. Layer norm: FusedDirection makes the input share itself (one GEMM,
+    # themselves and, when W_ih is small and the batch large enough, compute the whole input
+    # share in the step's tile (no (T, B, 4H) buffer); otherwise FusedDirection makes it
+    # with one GEMM first (see FUSED_INPUT_MIN_BATCH). Layer norm: FusedDirection makes the input share itself (one GEMM,
     # then LN row by row in C++). The other cells get input_gates, bias included.
     packed_plain = not spec.layer_norm and weights.w_hr is None and keep_c is None and keep_h is None
     if packed_plain or spec.layer_norm:
