@@ -48,12 +48,16 @@ void ln_forward_product(const LayerNormForwardLoop<scalar_t>& f, int64_t t, int6
                         int64_t row_begin, int64_t row_end) {
   constexpr int L = kLanes<scalar_t>;
   const int64_t H = f.hidden, B = f.batch;
+  const bool ahead = fetch_panels_ahead<scalar_t>(H);
+  const int64_t tiles = row_blocks(row_begin, row_end);
   alignas(64) scalar_t tile[kRowBlock * 4 * L];
   for (int64_t u = first; u < last; ++u) {
     const int64_t u0 = u * L, n = std::min<int64_t>(L, H - u0);
+    const scalar_t* next = ahead ? f.packed + (u + 1 < last ? u + 1 : first) * H * 4 * L : nullptr;  // see forward_part
     for (int64_t r0 = row_begin; r0 < row_end; r0 += kRowBlock) {
       const int rows = static_cast<int>(std::min<int64_t>(kRowBlock, row_end - r0));
-      tile_forward_rows(rows, tile, f.h_run + r0 * H, H, f.packed + u * H * 4 * L, H);
+      tile_forward_rows(rows, tile, f.h_run + r0 * H, H, f.packed + u * H * 4 * L, H, false,
+                        panel_ahead(next, H * 4 * L, tiles, (r0 - row_begin) / kRowBlock, H));
       for (int r = 0; r < rows; ++r) {
         scalar_t* row = f.r_hat + ((f.keep ? t : 0) * B + r0 + r) * 4 * H + u0;
         for (int64_t k = 0; k < 4; ++k) std::copy(tile + (r * 4 + k) * L, tile + (r * 4 + k) * L + n, row + k * H);
@@ -138,14 +142,18 @@ void ln_backward_product(const LayerNormBackwardLoop<scalar_t>& d, int64_t round
   const int64_t H = d.hidden, B = d.batch, T = d.steps, s = round / 2;
   const int64_t t_later = s > 0 ? time_index(T - s, T, d.reverse) : 0;
   const int64_t t = s < T ? time_index(T - 1 - s, T, d.reverse) : 0;
+  const bool ahead = fetch_panels_ahead<scalar_t>(H);
+  const int64_t tiles = row_blocks(row_begin, row_end);
   for (int64_t u = first; u < last; u += kColumnGroup) {  // one group of columns (see pack_backward)
     const int columns = static_cast<int>(std::min<int64_t>(kColumnGroup, last - u));
     const int64_t u0 = u * L, n = std::min<int64_t>(columns * L, H - u0);
+    const auto [next, next_numel] = next_column_group(d.packed, u, first, last, H);
     for (int64_t r0 = row_begin; r0 < row_end; r0 += kRowBlock) {
       const int rows = static_cast<int>(std::min<int64_t>(kRowBlock, row_end - r0));
       if (s > 0)  // dh_t = dR_{t+1} W_hh
         recurrent_gradient(d.d_rec + t_later * B * 4 * H, d.packed, d.lengths, t_later, r0, rows, u, columns, H,
-                           d.dh_run);
+                           d.dh_run,
+                           panel_ahead(ahead ? next : nullptr, next_numel, tiles, (r0 - row_begin) / kRowBlock, 4 * H));
       if (s == T) continue;
       for (int r = 0; r < rows; ++r) {
         const int64_t b = r0 + r, narrow = (t * B + b) * H + u0;
