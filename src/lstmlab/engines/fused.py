@@ -9,14 +9,16 @@ for register-blocked tiles that compute all four gates of a block of hidden unit
 the gate math right after each tile. Batch rows are independent, so where the weights
 fit in a core's L2 each thread runs the whole sequence for its share of the rows, with no
 wait between threads; otherwise one thread team (at::parallel_for) splits each step's
-hidden units, with one wait per step (two with layer norm). Without layer norm the loop adds
-the bias itself, and when W_ih is small and the batch has rows enough it computes the
-whole input share x W_ih^T + b inside the tile, so no (T, B, 4H) input-gates buffer
-exists; otherwise Python computes x W_ih^T in one GEMM first.
-Both directions of a bidirectional layer write into one (T, B, 2, ·) buffer per output
-where nothing needs a gradient (`stacked_outputs`), so no copy stacks them. With layer norm, one GEMM makes x W_ih^T and C++ normalises
-it row by row (csrc/fused_input_norm.h); after the backward loop one C++ pass gives its
-gradient and every layer-norm gain and bias gradient.
+hidden units, with one wait per step (two with layer norm), and where W_hh does not fit
+in L2 each tile asks for its share of the next panel ahead (it comes from L3 every step).
+Without layer norm the loop adds the bias itself, and when W_ih is small and the batch
+has rows enough it computes the whole input share x W_ih^T + b inside the tile, so no
+(T, B, 4H) input-gates buffer exists; otherwise Python computes x W_ih^T in one GEMM
+first. With layer norm, one GEMM makes x W_ih^T and C++ normalises it row by row
+(csrc/fused_input_norm.h); after the backward loop one C++ pass gives its gradient and
+every layer-norm gain and bias gradient. Where nothing needs a gradient, both directions
+of a bidirectional layer write into one (T, B, 2, ·) buffer per output
+(`stacked_outputs`), so no copy stacks them.
 Projection and zoneout take a per-step loop (one GEMM per step and a pass of gate math).
 After the backward loop Python does the large GEMMs: dW_hh = sum_t dZ_t^T h_{t-1}, dX and
 dW_ih, dW_hr = dH^T M, and the peephole gradients. The gates the forward
@@ -377,8 +379,9 @@ def run_direction(x: Tensor, h0: Tensor, c0: Tensor, weights: LayerWeights, spec
     # The packed loops of the cells without layer norm, projection or zoneout add the bias
     # themselves and, when W_ih is small and the batch large enough, compute the whole input
     # share in the step's tile (no (T, B, 4H) buffer); otherwise FusedDirection makes it
-    # with one GEMM first (see FUSED_INPUT_MIN_BATCH). Layer norm: FusedDirection makes the input share itself (one GEMM,
-    # then LN row by row in C++). The other cells get input_gates, bias included.
+    # with one GEMM first (see FUSED_INPUT_MIN_BATCH). Layer norm: FusedDirection makes the
+    # input share itself (one GEMM, then LN row by row in C++). The other cells get
+    # input_gates, bias included.
     packed_plain = not spec.layer_norm and weights.w_hr is None and keep_c is None and keep_h is None
     if packed_plain or spec.layer_norm:
         bias = w_hh.new_zeros(w_hh.shape[0]) if weights.b_ih is None else weights.b_ih + weights.b_hh  # (4H,)

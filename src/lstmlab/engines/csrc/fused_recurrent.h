@@ -71,7 +71,9 @@ inline bool fetch_panels_ahead(int64_t hidden) {
 }
 
 // Row blocks (tiles) of rows [row_begin, row_end).
-inline int64_t row_blocks(int64_t row_begin, int64_t row_end) { return (row_end - row_begin + kRowBlock - 1) / kRowBlock; }
+inline int64_t row_blocks(int64_t row_begin, int64_t row_end) {
+  return (row_end - row_begin + kRowBlock - 1) / kRowBlock;
+}
 
 // The backward loops' split; their W_hh panels are packed for its parts (pack_backward).
 template <typename scalar_t>
@@ -85,7 +87,8 @@ template <typename scalar_t>
 inline std::pair<const scalar_t*, int64_t> next_column_group(const scalar_t* packed, int64_t u, int64_t first,
                                                               int64_t last, int64_t hidden) {
   const int64_t v = u + kColumnGroup < last ? u + kColumnGroup : first;
-  return {packed + v * 4 * hidden * kLanes<scalar_t>, 4 * hidden * std::min<int64_t>(kColumnGroup, last - v) * kLanes<scalar_t>};
+  const int64_t columns = std::min<int64_t>(kColumnGroup, last - v);
+  return {packed + v * 4 * hidden * kLanes<scalar_t>, 4 * hidden * columns * kLanes<scalar_t>};
 }
 
 // The backward's recurrent product for one tile: dh_run's units [u0, u0 + n) (column group
