@@ -7,6 +7,7 @@ succeed here: a build failure is a test failure, not a skip.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 
 import pytest
@@ -144,6 +145,23 @@ def test_fused_odd_sizes(sizes, variant):
     compare_engines("fused", variant, **sizes)
 
 
+@contextlib.contextmanager
+def torch_threads(count: int):
+    """torch's thread count set to `count` inside the block, restored after it."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def compare_padded_and_packed(variant: dict, sizes: dict) -> None:
+    """The fused engine against the reference on a padded batch and on a packed one."""
+    compare_engines("fused", variant, **sizes)
+    compare_engines("fused", variant, packed=True, **sizes)
+
+
 # Sizes where the packed, thread-team loops (csrc/fused_recurrent.h) split the work: at least
 # 2^16 multiply-adds per step (B * 4H * H); H=45 is not a multiple of a vector's lanes, B=9
 # and B=7 not multiples of the kernel's row block, and B=1 gives tiles of one row.
@@ -163,13 +181,8 @@ TEAM_SIZES = [dict(batch=9, hidden=45, input_size=7), dict(batch=7, hidden=61, s
 def test_fused_packed_loops_with_a_thread_team(variant, sizes, threads):
     """1 thread runs the loop serially; 2 split the rows or each step; 3 is more threads
     than this machine's cores (a team's parts are then claimed by whichever thread comes first)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        compare_engines("fused", variant, **sizes)
-        compare_engines("fused", variant, packed=True, **sizes)
-    finally:
-        torch.set_num_threads(previous)
+    with torch_threads(threads):
+        compare_padded_and_packed(variant, sizes)
 
 
 @pytest.mark.parametrize("variant", [dict(), dict(peephole=True, coupled=True, bidirectional=True)],
@@ -177,8 +190,7 @@ def test_fused_packed_loops_with_a_thread_team(variant, sizes, threads):
 def test_fused_packed_loops_with_the_input_gemm_outside(variant, monkeypatch):
     """A large W_ih is not re-read every step: its GEMM runs before the loop (forced here)."""
     monkeypatch.setattr(fused, "FUSED_INPUT_MAX_BYTES", 0)
-    compare_engines("fused", variant, **TEAM_SIZES[0])
-    compare_engines("fused", variant, packed=True, **TEAM_SIZES[0])
+    compare_padded_and_packed(variant, TEAM_SIZES[0])
 
 
 @pytest.mark.parametrize("threads", [1, 2], ids=lambda n: f"{n}threads")
@@ -189,13 +201,8 @@ def test_fused_packed_loops_with_the_input_share_in_the_tile(variant, sizes, thr
     """Small batches get the input GEMM before the loop; forced into the tile here, with
     the rows split between threads and with the team over hidden units."""
     monkeypatch.setattr(fused, "FUSED_INPUT_MIN_BATCH", 1)
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        compare_engines("fused", variant, **sizes)
-        compare_engines("fused", variant, packed=True, **sizes)
-    finally:
-        torch.set_num_threads(previous)
+    with torch_threads(threads):
+        compare_padded_and_packed(variant, sizes)
 
 
 @pytest.mark.parametrize("limit", [0, 1 << 30], ids=["contiguous", "transposed"])
@@ -331,12 +338,8 @@ def engine_errors_float32(engine, options, steps=20, batch=64, input_size=40, hi
 def test_fused_float32_as_accurate_as_reference(threads, variant):
     """float32 rounding grows with T·B terms in the weight gradients, so the bar is the
     float32 reference's own error against float64 (with a floor from the tolerance table)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         errors = engine_errors_float32("fused", dict(num_layers=2, **variant))
-    finally:
-        torch.set_num_threads(previous)
     floor = tolerance(torch.float32)["atol"]
     for key, (engine_error, reference_error, scale) in errors.items():
         assert engine_error <= max(4 * reference_error, floor * max(1.0, scale)), (key, engine_error, reference_error)

@@ -361,6 +361,18 @@ def weighted_previous(d: Tensor, states: Tensor, initial: Tensor, reverse: bool,
     return (later * before).sum((0, 1)) + (_first_steps(d, reverse, lengths) * initial).sum(0)
 
 
+def packed_without_layer_norm(spec: CellSpec, weights: LayerWeights) -> bool:
+    """Whether the cell runs the packed loops without layer norm: no projection, no zoneout
+    (zoneout takes the per-step loop in evaluation too). These loops add the bias, can
+    compute the input share in their tile and write into `stacked_outputs`' buffers."""
+    return not spec.layer_norm and weights.w_hr is None and not spec.zoneout_c and not spec.zoneout_h
+
+
+def _needs_grad(tensors) -> bool:
+    """Whether autograd records a call on these tensors (None entries are skipped)."""
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
 def run_direction(x: Tensor, h0: Tensor, c0: Tensor, weights: LayerWeights, spec: CellSpec,
                   lengths: Tensor | None, reverse: bool, training: bool,
                   need_trace: bool = True, out: dict[str, Tensor] | None = None) -> tuple[Tensor, Tensor, Tensor, dict]:
@@ -382,15 +394,14 @@ def run_direction(x: Tensor, h0: Tensor, c0: Tensor, weights: LayerWeights, spec
     # with one GEMM first (see FUSED_INPUT_MIN_BATCH). Layer norm: FusedDirection makes the
     # input share itself (one GEMM, then LN row by row in C++). The other cells get
     # input_gates, bias included.
-    packed_plain = not spec.layer_norm and weights.w_hr is None and keep_c is None and keep_h is None
-    if packed_plain or spec.layer_norm:
+    if packed_without_layer_norm(spec, weights) or spec.layer_norm:
         bias = w_hh.new_zeros(w_hh.shape[0]) if weights.b_ih is None else weights.b_ih + weights.b_hh  # (4H,)
         x_gates, input_share = None, (x, weights.w_ih, bias, weights.ln_ih if spec.layer_norm else None)
     else:
         x_gates, input_share = input_gates(x, weights, spec), (None, None, None, None)  # (T, B, 4H)
     inputs = (x_gates, h0, c0, w_hh, weights.w_hr, weights.peephole, weights.ln_hh, weights.ln_c_weight,
               weights.ln_c_bias)
-    differentiable = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs + input_share)
+    differentiable = _needs_grad(inputs + input_share)
     out_list = [] if out is None else [out.get(n, x.new_empty(0)) for n in ("gates", "c", "h")]
     arguments = (*inputs, keep_c, keep_h, lengths, reverse, spec.coupled, need_trace or differentiable,
                  *input_share, out_list)
@@ -416,12 +427,9 @@ def stacked_outputs(batch: SequenceBatch, need_trace: bool, x: Tensor,
     that stacked the directions took ~5 of ~22 ms.
     """
     weights = directions[0]
-    if len(directions) == 1 or batch.spec.layer_norm or weights.w_hr is not None:
+    if len(directions) == 1 or not packed_without_layer_norm(batch.spec, weights):
         return None
-    if batch.spec.zoneout_c or batch.spec.zoneout_h:  # zoneout takes the per-step loop, in evaluation too
-        return None
-    tensors = [x, batch.h0, batch.c0, *(t for w in directions for t in w if t is not None)]
-    if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+    if _needs_grad([x, batch.h0, batch.c0, *(t for w in directions for t in w)]):
         return None
     steps, rows, hidden = x.shape[0], x.shape[1], weights.w_hh.shape[1]
     pooled = load_extension().pooled_empty
