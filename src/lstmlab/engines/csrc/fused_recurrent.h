@@ -81,6 +81,14 @@ inline LoopSplit backward_split(int64_t batch, int64_t hidden) {
   return loop_split<scalar_t>(batch, hidden, 4 * hidden * hidden);
 }
 
+// The forward panel (pack_forward) of the unit block after u within a part's blocks
+// [first, last) (after the last: the first, for the next step), or null unless `ahead`.
+template <typename scalar_t>
+inline const scalar_t* next_unit_panel(const scalar_t* packed, int64_t u, int64_t first, int64_t last,
+                                       int64_t hidden, bool ahead) {
+  return ahead ? packed + (u + 1 < last ? u + 1 : first) * hidden * 4 * kLanes<scalar_t> : nullptr;
+}
+
 // The panel of pack_backward's column group after the one at u, within a part's blocks
 // [first, last) (after the last: the first, for the next round), and its numbers.
 template <typename scalar_t>
@@ -177,8 +185,7 @@ void forward_part(const ForwardLoop<scalar_t>& f, int64_t round, int64_t first, 
   for (int64_t u = first; u < last; ++u) {
     const int64_t u0 = u * L, n = std::min<int64_t>(L, H - u0);
     const scalar_t* panel = f.packed + u * H * 4 * L;
-    // The panel after this one (after the last: the first, for the next step).
-    const scalar_t* next = ahead ? f.packed + (u + 1 < last ? u + 1 : first) * H * 4 * L : nullptr;
+    const scalar_t* next = next_unit_panel(f.packed, u, first, last, H, ahead);
     for (int64_t r0 = row_begin; r0 < row_end; r0 += kRowBlock) {
       const int rows = static_cast<int>(std::min<int64_t>(kRowBlock, row_end - r0));
       if (f.x_gates) {

@@ -53,7 +53,7 @@ void ln_forward_product(const LayerNormForwardLoop<scalar_t>& f, int64_t t, int6
   alignas(64) scalar_t tile[kRowBlock * 4 * L];
   for (int64_t u = first; u < last; ++u) {
     const int64_t u0 = u * L, n = std::min<int64_t>(L, H - u0);
-    const scalar_t* next = ahead ? f.packed + (u + 1 < last ? u + 1 : first) * H * 4 * L : nullptr;  // see forward_part
+    const scalar_t* next = next_unit_panel(f.packed, u, first, last, H, ahead);
     for (int64_t r0 = row_begin; r0 < row_end; r0 += kRowBlock) {
       const int rows = static_cast<int>(std::min<int64_t>(kRowBlock, row_end - r0));
       tile_forward_rows(rows, tile, f.h_run + r0 * H, H, f.packed + u * H * 4 * L, H, false,
