@@ -281,6 +281,28 @@ def test_fused_bidirectional_inference_writes_each_direction_into_its_slice():
             assert_close(trace[k][name], layer[name], torch.float32, f"trace[{k}].{name}")
 
 
+def test_fused_zoneout_keeps_zero_fresh_cells_on_padded_steps():
+    """The per-step loop's fresh cells (before zoneout; the o peephole's gradient sums
+    dz_o * fresh over every step) are 0 on padded steps, not whatever the recycled buffer
+    held: with NaN left there, the peephole gradient was NaN now and then. Freed NaN
+    buffers of the same size are put in the allocator's way before each call."""
+    extension = fused.load_extension()
+    steps, batch, hidden = 6, 4, 5
+    lengths = torch.tensor([6, 2, 4, 1])
+    padded = torch.arange(steps)[:, None] >= lengths[None, :]  # (T, B)
+    empty = torch.empty(0, dtype=torch.double)
+    state = torch.zeros(batch, hidden, dtype=torch.double)
+    keep_c = torch.full((steps, batch, hidden), 0.3, dtype=torch.double)
+    for _ in range(10):
+        x_gates = torch.randn(steps, batch, 4 * hidden, dtype=torch.double)
+        w_hh = torch.randn(4 * hidden, hidden, dtype=torch.double)
+        poison = torch.full((steps, batch, hidden), float("nan"), dtype=torch.double)
+        del poison
+        fresh = extension.forward(x_gates, state, state, w_hh, empty, empty, empty, empty, empty, keep_c, empty,
+                                  lengths, False, False, True, empty, empty, empty, empty, [])[10]
+        assert torch.equal(fresh[padded], torch.zeros_like(fresh[padded]))
+
+
 def test_fused_forward_rejects_an_out_buffer_of_the_wrong_shape():
     """The C++ forward checks a given out buffer instead of writing past it."""
     extension = fused.load_extension()

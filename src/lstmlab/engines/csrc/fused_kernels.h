@@ -182,12 +182,17 @@ inline scalar_t peephole_at(const scalar_t* peephole, int k, int64_t j, int64_t 
 
 // Zoneout (Krueger et al. 2016) on one step's state, after the cell computed `fresh`:
 // state = keep * prev + (1 - keep) * fresh, for valid rows. `fresh` (B, W) holds the new
-// values and becomes the zoned-out state; `saved` (B, W), if given, keeps the fresh values.
+// values and becomes the zoned-out state; `saved` (B, W), if given, keeps the fresh values,
+// 0 on padded rows (it is a recycled buffer: left unwritten, it held whatever was there,
+// NaN at times, and the peephole gradient's sum of dz_o * saved turned NaN with it).
 template <typename scalar_t>
 void zoneout_rows(scalar_t* fresh, const scalar_t* prev, const scalar_t* keep, scalar_t* saved, int64_t batch,
                   int64_t width, const int64_t* lengths, int64_t t) {
   for (int64_t b = 0; b < batch; ++b) {
-    if (!is_valid(lengths, b, t)) continue;
+    if (!is_valid(lengths, b, t)) {
+      if (saved) std::fill(saved + b * width, saved + (b + 1) * width, scalar_t(0));
+      continue;
+    }
     scalar_t* __restrict row = fresh + b * width;
     const scalar_t* __restrict before = prev + b * width;
     const scalar_t* __restrict k = keep + b * width;
