@@ -67,6 +67,31 @@ struct StepPointers {
   const scalar_t* peephole;  // (3H) or nullptr
 };
 
+// One hidden unit of the plain / peephole / coupled cell: its gates, new cell state and
+// m = o * tanh(c), from the pre-activations zi, zf, zg, zo and c_{t-1}. The peephole
+// weights of unit j are peephole[j + k * stride] for i, f, o (read only when Peephole).
+// Every row kernel of these cells computes its units with this one function.
+template <typename scalar_t>
+struct UnitState {
+  scalar_t i, f, g, o, c, m;
+};
+
+template <typename scalar_t, bool Peephole, bool Coupled>
+inline UnitState<scalar_t> cell_unit(scalar_t zi, scalar_t zf, scalar_t zg, scalar_t zo, scalar_t c_prev,
+                                     const scalar_t* __restrict peephole, int64_t j, int64_t stride) {
+  if constexpr (Peephole) {
+    zi += peephole[j] * c_prev;
+    zf += peephole[stride + j] * c_prev;
+  }
+  const scalar_t i = sigmoid(zi);
+  const scalar_t f = Coupled ? scalar_t(1) - i : sigmoid(zf);
+  const scalar_t g = tanh_(zg);
+  const scalar_t c = f * c_prev + i * g;
+  if constexpr (Peephole) zo += peephole[2 * stride + j] * c;
+  const scalar_t o = sigmoid(zo);
+  return {i, f, g, o, c, o * tanh_(c)};
+}
+
 // Gate activations (in place in z), the new cell state and m = o * tanh(c) for `count`
 // hidden units of one batch row; z and peephole hold the gate slices `stride` apart
 // (i at 0, f at stride, ...). The variant flags are template parameters and every pointer
@@ -76,25 +101,15 @@ inline void activate_units(scalar_t* __restrict z, scalar_t* __restrict c_out, s
                            scalar_t* __restrict c_run, const scalar_t* __restrict peephole, int64_t count,
                            int64_t stride) {
   for (int64_t j = 0; j < count; ++j) {
-    const scalar_t c_prev = c_run[j];
-    scalar_t zi = z[j], zf = z[stride + j], zg = z[2 * stride + j], zo = z[3 * stride + j];
-    if constexpr (Peephole) {
-      zi += peephole[j] * c_prev;
-      zf += peephole[stride + j] * c_prev;
-    }
-    const scalar_t i = sigmoid(zi);
-    const scalar_t f = Coupled ? scalar_t(1) - i : sigmoid(zf);
-    const scalar_t g = tanh_(zg);
-    const scalar_t c = f * c_prev + i * g;
-    if constexpr (Peephole) zo += peephole[2 * stride + j] * c;
-    const scalar_t o = sigmoid(zo);
-    z[j] = i;
-    z[stride + j] = f;
-    z[2 * stride + j] = g;
-    z[3 * stride + j] = o;
-    c_out[j] = c;
-    c_run[j] = c;
-    m_out[j] = o * tanh_(c);
+    const auto u = cell_unit<scalar_t, Peephole, Coupled>(z[j], z[stride + j], z[2 * stride + j],
+                                                          z[3 * stride + j], c_run[j], peephole, j, stride);
+    z[j] = u.i;
+    z[stride + j] = u.f;
+    z[2 * stride + j] = u.g;
+    z[3 * stride + j] = u.o;
+    c_out[j] = u.c;
+    c_run[j] = u.c;
+    m_out[j] = u.m;
   }
 }
 

@@ -19,6 +19,7 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <type_traits>
 #include <utility>
 
 #include "fused_kernels.h"
@@ -144,6 +145,32 @@ inline const scalar_t* previous_cell(const scalar_t* cells, const scalar_t* c0, 
   return first ? c0 + b * hidden : cells + ((reverse ? t + 1 : t - 1) * batch + b) * hidden;
 }
 
+// One batch row of a forward tile, `count` units (Count, when not 0, is count as a
+// compile-time constant: a full block of L units, one vector per gate with no remainder
+// code): z = tile + bias (input + tile + bias with Input) for the four gates, then
+// cell_unit; writes the gates (z, gate k at k * H), the cell state (cell and c_run) and
+// h (h and h_next, the running copy the next step reads).
+template <typename scalar_t, bool Peephole, bool Coupled, bool Input, int Count>
+inline void activate_tile_row(const scalar_t* __restrict row_tile, const scalar_t* __restrict input,
+                              const scalar_t* __restrict bias, const scalar_t* __restrict peephole,
+                              scalar_t* __restrict z, scalar_t* __restrict cell, scalar_t* __restrict h,
+                              scalar_t* __restrict h_next, scalar_t* __restrict c_run, int64_t count, int64_t H) {
+  constexpr int L = kLanes<scalar_t>;
+  if constexpr (Count != 0) count = Count;
+  for (int64_t j = 0; j < count; ++j) {
+    scalar_t pre[4];
+    for (int k = 0; k < 4; ++k)
+      pre[k] = (Input ? input[k * H + j] + row_tile[k * L + j] : row_tile[k * L + j]) + bias[k * H + j];
+    const auto u = cell_unit<scalar_t, Peephole, Coupled>(pre[0], pre[1], pre[2], pre[3], c_run[j], peephole, j, H);
+    z[j] = u.i;
+    z[H + j] = u.f;
+    z[2 * H + j] = u.g;
+    z[3 * H + j] = u.o;
+    cell[j] = c_run[j] = u.c;
+    h[j] = h_next[j] = u.m;
+  }
+}
+
 // Tensors of one forward call (T = steps, P = H here). All contiguous, except that the
 // rows of gates, cells and hiddens may lie further apart (their *_row strides): one
 // direction of a (T, B, D, ·) buffer that both directions of a layer write into.
@@ -209,19 +236,22 @@ void forward_part(const ForwardLoop<scalar_t>& f, int64_t round, int64_t first, 
           continue;
         }
         // The bias is added here, not in the (T, B, 4H) GEMM: that would cost a pass over x_gates.
-        const scalar_t* bias = f.bias + u0;
-        const scalar_t* row_tile = tile + r * 4 * L;
-        if (f.x_gates) {
-          const scalar_t* input = f.x_gates + wide;
-          for (int64_t k = 0; k < 4; ++k)
-            for (int64_t j = 0; j < n; ++j) z[k * H + j] = input[k * H + j] + row_tile[k * L + j] + bias[k * H + j];
+        const scalar_t* input = f.x_gates ? f.x_gates + wide : nullptr;
+        const scalar_t* peephole = Peephole ? f.peephole + u0 : nullptr;
+        scalar_t* c_run = f.c_run + b * H + u0;
+        auto row = [&](auto input_flag, auto count_constant) {
+          activate_tile_row<scalar_t, Peephole, Coupled, decltype(input_flag)::value, decltype(count_constant)::value>(
+              tile + r * 4 * L, input, f.bias + u0, peephole, z, cell, h, h_next + b * H + u0, c_run, n, H);
+        };
+        using Full = std::integral_constant<int, L>;
+        using Any = std::integral_constant<int, 0>;
+        if (input) {
+          if (n == L) row(std::true_type{}, Full{});
+          else row(std::true_type{}, Any{});
         } else {
-          for (int64_t k = 0; k < 4; ++k)
-            for (int64_t j = 0; j < n; ++j) z[k * H + j] = row_tile[k * L + j] + bias[k * H + j];
+          if (n == L) row(std::false_type{}, Full{});
+          else row(std::false_type{}, Any{});
         }
-        activate_units<scalar_t, Peephole, Coupled>(z, cell, h, f.c_run + b * H + u0,
-                                                    Peephole ? f.peephole + u0 : nullptr, n, H);
-        std::copy(h, h + n, h_next + b * H + u0);
       }
     }
   }

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "fused_gemv.h"
+#include "fused_kernels.h"
 #include "fused_layer_norm.h"
 #include "fused_math.h"
 
@@ -27,18 +28,10 @@ template <typename scalar_t, bool Peephole, bool Coupled>
 void stream_activate_row(const scalar_t* __restrict z, scalar_t* __restrict c_run, scalar_t* __restrict m_out,
                          const scalar_t* __restrict peephole, int64_t hidden) {
   for (int64_t j = 0; j < hidden; ++j) {
-    const scalar_t c_prev = c_run[j];
-    scalar_t zi = z[j], zf = z[hidden + j], zo = z[3 * hidden + j];
-    if constexpr (Peephole) {
-      zi += peephole[j] * c_prev;
-      zf += peephole[hidden + j] * c_prev;
-    }
-    const scalar_t i = sigmoid(zi);
-    const scalar_t f = Coupled ? scalar_t(1) - i : sigmoid(zf);
-    const scalar_t c = f * c_prev + i * tanh_(z[2 * hidden + j]);
-    if constexpr (Peephole) zo += peephole[2 * hidden + j] * c;
-    c_run[j] = c;
-    m_out[j] = sigmoid(zo) * tanh_(c);
+    const auto u = cell_unit<scalar_t, Peephole, Coupled>(z[j], z[hidden + j], z[2 * hidden + j], z[3 * hidden + j],
+                                                          c_run[j], peephole, j, hidden);
+    c_run[j] = u.c;
+    m_out[j] = u.m;
   }
 }
 
