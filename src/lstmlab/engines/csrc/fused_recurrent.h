@@ -82,21 +82,38 @@ inline LoopSplit backward_split(int64_t batch, int64_t hidden) {
   return loop_split<scalar_t>(batch, hidden, 4 * hidden * hidden);
 }
 
-// The forward panel (pack_forward) of the unit block after u within a part's blocks
-// [first, last) (after the last: the first, for the next step), or null unless `ahead`.
-template <typename scalar_t>
-inline const scalar_t* next_unit_panel(const scalar_t* packed, int64_t u, int64_t first, int64_t last,
-                                       int64_t hidden, bool ahead) {
-  return ahead ? packed + (u + 1 < last ? u + 1 : first) * hidden * 4 * kLanes<scalar_t> : nullptr;
+// The order in which a part visits its panels in one round: unit blocks [first, last)
+// (forward), or the column groups that start at first, first + kColumnGroup, ...
+// (backward); ascending in even rounds, descending in odd ones. Where W_hh does not fit in
+// a core's L2, a round then starts with the panels the previous one ended with, still in
+// L2, and only the others come from L3 (in ascending order every round, the oldest line
+// goes first and each panel is gone again when it is next needed).
+struct PanelOrder {
+  int64_t first, count, stride;
+  bool descending;
+  // The first unit block of the k-th panel visited.
+  int64_t at(int64_t k) const { return first + (descending ? count - 1 - k : k) * stride; }
+};
+
+inline PanelOrder panel_order(int64_t first, int64_t last, int64_t stride, int64_t round) {
+  return {first, (last - first + stride - 1) / stride, stride, round % 2 == 1};
 }
 
-// The panel of pack_backward's column group after the one at u, within a part's blocks
-// [first, last) (after the last: the first, for the next round), and its numbers.
+// The forward panel (pack_forward) visited after the k-th, or null: after the last (the
+// next round starts with the same one, still cached) or unless `ahead`.
 template <typename scalar_t>
-inline std::pair<const scalar_t*, int64_t> next_column_group(const scalar_t* packed, int64_t u, int64_t first,
-                                                              int64_t last, int64_t hidden) {
-  const int64_t v = u + kColumnGroup < last ? u + kColumnGroup : first;
-  const int64_t columns = std::min<int64_t>(kColumnGroup, last - v);
+inline const scalar_t* next_unit_panel(const scalar_t* packed, const PanelOrder& order, int64_t k, int64_t hidden,
+                                       bool ahead) {
+  return ahead && k + 1 < order.count ? packed + order.at(k + 1) * hidden * 4 * kLanes<scalar_t> : nullptr;
+}
+
+// The panel of pack_backward's column group visited after the k-th (of a part's blocks
+// [first, last)) and its numbers; null after the last, as in next_unit_panel.
+template <typename scalar_t>
+inline std::pair<const scalar_t*, int64_t> next_column_group(const scalar_t* packed, const PanelOrder& order,
+                                                              int64_t k, int64_t last, int64_t hidden) {
+  if (k + 1 >= order.count) return {nullptr, 0};
+  const int64_t v = order.at(k + 1), columns = std::min<int64_t>(kColumnGroup, last - v);
   return {packed + v * 4 * hidden * kLanes<scalar_t>, 4 * hidden * columns * kLanes<scalar_t>};
 }
 
@@ -209,10 +226,11 @@ void forward_part(const ForwardLoop<scalar_t>& f, int64_t round, int64_t first, 
   const bool ahead = fetch_panels_ahead<scalar_t>(H);
   const int64_t tiles = row_blocks(row_begin, row_end);
   alignas(64) scalar_t tile[kRowBlock * 4 * L];
-  for (int64_t u = first; u < last; ++u) {
-    const int64_t u0 = u * L, n = std::min<int64_t>(L, H - u0);
+  const PanelOrder order = panel_order(first, last, 1, round);
+  for (int64_t k = 0; k < order.count; ++k) {
+    const int64_t u = order.at(k), u0 = u * L, n = std::min<int64_t>(L, H - u0);
     const scalar_t* panel = f.packed + u * H * 4 * L;
-    const scalar_t* next = next_unit_panel(f.packed, u, first, last, H, ahead);
+    const scalar_t* next = next_unit_panel(f.packed, order, k, H, ahead);
     for (int64_t r0 = row_begin; r0 < row_end; r0 += kRowBlock) {
       const int rows = static_cast<int>(std::min<int64_t>(kRowBlock, row_end - r0));
       if (f.x_gates) {
@@ -310,10 +328,12 @@ void backward_part(const BackwardLoop<scalar_t>& d, int64_t round, int64_t first
   const int64_t t = has_step ? time_index(T - 1 - round, T, d.reverse) : 0;
   const bool ahead = fetch_panels_ahead<scalar_t>(H);
   const int64_t tiles = row_blocks(row_begin, row_end);
-  for (int64_t u = first; u < last; u += kColumnGroup) {  // one group of columns (see pack_backward)
+  const PanelOrder order = panel_order(first, last, kColumnGroup, round);
+  for (int64_t k = 0; k < order.count; ++k) {  // one group of columns (see pack_backward)
+    const int64_t u = order.at(k);
     const int columns = static_cast<int>(std::min<int64_t>(kColumnGroup, last - u));
     const int64_t u0 = u * L, n = std::min<int64_t>(columns * L, H - u0);
-    const auto [next, next_numel] = next_column_group(d.packed, u, first, last, H);
+    const auto [next, next_numel] = next_column_group(d.packed, order, k, last, H);
     for (int64_t r0 = row_begin; r0 < row_end; r0 += kRowBlock) {
       const int rows = static_cast<int>(std::min<int64_t>(kRowBlock, row_end - r0));
       for (int r = 0; has_step && r < rows; ++r) {

@@ -51,9 +51,10 @@ void ln_forward_product(const LayerNormForwardLoop<scalar_t>& f, int64_t t, int6
   const bool ahead = fetch_panels_ahead<scalar_t>(H);
   const int64_t tiles = row_blocks(row_begin, row_end);
   alignas(64) scalar_t tile[kRowBlock * 4 * L];
-  for (int64_t u = first; u < last; ++u) {
-    const int64_t u0 = u * L, n = std::min<int64_t>(L, H - u0);
-    const scalar_t* next = next_unit_panel(f.packed, u, first, last, H, ahead);
+  const PanelOrder order = panel_order(first, last, 1, t);
+  for (int64_t k = 0; k < order.count; ++k) {
+    const int64_t u = order.at(k), u0 = u * L, n = std::min<int64_t>(L, H - u0);
+    const scalar_t* next = next_unit_panel(f.packed, order, k, H, ahead);
     for (int64_t r0 = row_begin; r0 < row_end; r0 += kRowBlock) {
       const int rows = static_cast<int>(std::min<int64_t>(kRowBlock, row_end - r0));
       tile_forward_rows(rows, tile, f.h_run + r0 * H, H, f.packed + u * H * 4 * L, H, false,
@@ -144,10 +145,12 @@ void ln_backward_product(const LayerNormBackwardLoop<scalar_t>& d, int64_t round
   const int64_t t = s < T ? time_index(T - 1 - s, T, d.reverse) : 0;
   const bool ahead = fetch_panels_ahead<scalar_t>(H);
   const int64_t tiles = row_blocks(row_begin, row_end);
-  for (int64_t u = first; u < last; u += kColumnGroup) {  // one group of columns (see pack_backward)
+  const PanelOrder order = panel_order(first, last, kColumnGroup, s);
+  for (int64_t k = 0; k < order.count; ++k) {  // one group of columns (see pack_backward)
+    const int64_t u = order.at(k);
     const int columns = static_cast<int>(std::min<int64_t>(kColumnGroup, last - u));
     const int64_t u0 = u * L, n = std::min<int64_t>(columns * L, H - u0);
-    const auto [next, next_numel] = next_column_group(d.packed, u, first, last, H);
+    const auto [next, next_numel] = next_column_group(d.packed, order, k, last, H);
     for (int64_t r0 = row_begin; r0 < row_end; r0 += kRowBlock) {
       const int rows = static_cast<int>(std::min<int64_t>(kRowBlock, row_end - r0));
       if (s > 0)  // dh_t = dR_{t+1} W_hh
