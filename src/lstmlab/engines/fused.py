@@ -10,7 +10,8 @@ the gate math right after each tile. Batch rows are independent, so where the we
 fit in a core's L2 each thread runs the whole sequence for its share of the rows, with no
 wait between threads; otherwise one thread team (at::parallel_for) splits each step's
 hidden units, with one wait per step (two with layer norm), and where W_hh does not fit
-in L2 each tile asks for its share of the next panel ahead (it comes from L3 every step).
+in L2 each tile asks for its share of the next panel ahead (it comes from L3 every step);
+the loops visit their panels in zigzag order, so a step starts with those still in L2.
 Without layer norm the loop adds the bias itself, and when W_ih is small and the batch
 has rows enough it computes the whole input share x W_ih^T + b inside the tile, so no
 (T, B, 4H) input-gates buffer exists; otherwise Python computes x W_ih^T in one GEMM

@@ -100,6 +100,7 @@ template <typename scalar_t, bool Peephole, bool Coupled>
 inline void activate_units(scalar_t* __restrict z, scalar_t* __restrict c_out, scalar_t* __restrict m_out,
                            scalar_t* __restrict c_run, const scalar_t* __restrict peephole, int64_t count,
                            int64_t stride) {
+#pragma omp simd  // every unit on its own (see activate_tile_row): GCC left the peephole cell scalar without it
   for (int64_t j = 0; j < count; ++j) {
     const auto u = cell_unit<scalar_t, Peephole, Coupled>(z[j], z[stride + j], z[2 * stride + j],
                                                           z[3 * stride + j], c_run[j], peephole, j, stride);

@@ -27,6 +27,7 @@ namespace lstmlab_fused {
 template <typename scalar_t, bool Peephole, bool Coupled>
 void stream_activate_row(const scalar_t* __restrict z, scalar_t* __restrict c_run, scalar_t* __restrict m_out,
                          const scalar_t* __restrict peephole, int64_t hidden) {
+#pragma omp simd  // as in activate_units
   for (int64_t j = 0; j < hidden; ++j) {
     const auto u = cell_unit<scalar_t, Peephole, Coupled>(z[j], z[hidden + j], z[2 * hidden + j], z[3 * hidden + j],
                                                           c_run[j], peephole, j, hidden);
