@@ -299,7 +299,7 @@ def test_fused_zoneout_keeps_zero_fresh_cells_on_padded_steps():
         poison = torch.full((steps, batch, hidden), float("nan"), dtype=torch.double)
         del poison
         fresh = extension.forward(x_gates, state, state, w_hh, empty, empty, empty, empty, empty, keep_c, empty,
-                                  lengths, False, False, True, empty, empty, empty, empty, [])[10]
+                                  lengths, False, False, True, empty, empty, empty, empty, [], [])[10]
         assert torch.equal(fresh[padded], torch.zeros_like(fresh[padded]))
 
 
@@ -313,7 +313,52 @@ def test_fused_forward_rejects_an_out_buffer_of_the_wrong_shape():
     wrong = torch.empty(steps, batch, 2, hidden + 1)[:, :, 0]
     with pytest.raises(RuntimeError, match="an out buffer must be"):
         extension.forward(empty, state, state, w_hh, *[empty] * 7, torch.empty(0, dtype=torch.int64), False, False,
-                          True, x, w_ih, bias, empty, [empty, empty, wrong])
+                          True, x, w_ih, bias, empty, [empty, empty, wrong], [])
+
+
+@pytest.mark.parametrize("batch", [3, 16], ids=["gemm-first", "input-in-tile"])
+def test_fused_inference_packs_changed_weights_again(batch):
+    """Without autograd the packed weights are cached per weight; a weight changed in place
+    (version counter), given other memory (.data =) or replaced is packed again."""
+    torch.manual_seed(0)
+    lstm = lstmlab.LSTM(6, 20, engine="fused").eval()
+    reference = lstmlab.LSTM(6, 20, engine="reference").eval()
+    x = torch.randn(5, batch, 6)
+
+    def check():
+        reference.load_state_dict(lstm.state_dict())
+        with torch.no_grad():
+            out, (h, c), trace = lstm(x, trace=True)
+            expected, (h_ref, c_ref), trace_ref = reference(x, trace=True)
+        torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(trace[0].g, trace_ref[0].g, atol=1e-5, rtol=1e-4)
+
+    check()
+    assert lstm.weight_hh_l0 in fused._packed_forward_weights
+    with torch.no_grad():
+        lstm.weight_hh_l0.mul_(-0.5)  # in place: version counter
+        lstm.weight_ih_l0.add_(0.3)
+    check()
+    lstm.weight_hh_l0.data = torch.randn(80, 20)  # other memory
+    check()
+    lstm.weight_ih_l0 = torch.nn.Parameter(torch.randn(80, 6))  # another tensor
+    check()
+    fused.release_buffers()
+    assert len(fused._packed_forward_weights) == 0
+    check()
+
+
+def test_fused_forward_rejects_a_packed_weight_of_the_wrong_shape():
+    """A packed weight handed to the C++ forward must be pack_forward_weight's result for that weight."""
+    extension = fused.load_extension()
+    steps, batch, hidden = 3, 2, 5
+    x = torch.randn(steps, batch, 4)
+    w_ih, w_hh, bias = torch.randn(4 * hidden, 4), torch.randn(4 * hidden, hidden), torch.zeros(4 * hidden)
+    state, empty = torch.zeros(batch, hidden), torch.empty(0)
+    other = extension.pack_forward_weight(torch.randn(4 * hidden, hidden + 1), hidden)
+    with pytest.raises(RuntimeError, match="a packed weight must be"):
+        extension.forward(empty, state, state, w_hh, *[empty] * 7, torch.empty(0, dtype=torch.int64), False, False,
+                          True, x, w_ih, bias, empty, [], [other, empty])
 
 
 @pytest.mark.slow

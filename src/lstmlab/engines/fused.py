@@ -48,6 +48,7 @@ from pathlib import Path
 
 import torch
 from torch import Tensor
+from torch.utils.weak import WeakIdKeyDictionary
 
 from ..cell import CellSpec, LayerWeights, input_gates, recurrent_weight, zoneout_keep
 from ..inputs import valid_mask
@@ -145,8 +146,10 @@ def release_buffers() -> int:
     The engine's big buffers (gates, cells, gradients: (T, B, 4H) and alike) go back to a
     pool when the last tensor using them dies, so that the next call of the same shape
     does not fault their pages in again (~10 ms per 50 MB here). The pool holds at most
-    ``$LSTMLAB_BUFFER_POOL_MB`` MiB (default 1024) and never memory still in use.
+    ``$LSTMLAB_BUFFER_POOL_MB`` MiB (default 1024) and never memory still in use. The packed
+    copies of weights kept for calls without autograd (`packed_forward_weight`) go too.
     """
+    _packed_forward_weights.clear()  # their memory goes back to the pool, freed just below
     extension = load_extension()
     return 0 if extension is None else extension.release_buffers()
 
@@ -218,16 +221,21 @@ class FusedDirection(torch.autograd.Function):
                 u_hat = u
         in_loop = ctx.input_here and x_gates is None
         input_share = [_or_empty(t, empty) for t in (x_gates, x if in_loop else None, w_ih if in_loop else None, bias)]
+        packed_loops = w_hr is None and keep_c is None and keep_h is None  # see fused_lstm.cpp
+        # Without autograd the weights rarely change between calls: their packed copies are
+        # cached (packed_forward_weight); with autograd each call packs its own.
+        packed = ([packed_forward_weight(w_hh), packed_forward_weight(w_ih) if in_loop else empty]
+                  if packed_loops and isinstance(ctx, _NoGradContext) else [])
         (gates, cells, hidden_pre, hiddens, h_n, c_n, r_hat, rstd_r, c_hat, rstd_c, cells_fresh) = \
             load_extension().forward(input_share[0], h0.contiguous(), c0.contiguous(), w_hh, *optional, lengths,
-                                     reverse, coupled, keep_trace, *input_share[1:], _or_empty(ln_ih, empty), out)
+                                     reverse, coupled, keep_trace, *input_share[1:], _or_empty(ln_ih, empty), out,
+                                     packed)
         ctx.save_for_backward(gates, cells, hidden_pre, hiddens, h0, c0, w_hh, *optional, r_hat, rstd_r, c_hat,
                               rstd_c, cells_fresh, lengths,
                               *(_or_empty(t, empty) for t in (x, w_ih, u_hat, rstd_u, ln_ih)))
         ctx.reverse, ctx.coupled = reverse, coupled
         ctx.has = [t is not None for t in (w_hr, peephole, ln_hh, keep_c)]
-        # The C++ side ran the packed loops (no projection, no zoneout; see fused_lstm.cpp).
-        ctx.packed_loops = w_hr is None and keep_c is None and keep_h is None
+        ctx.packed_loops = packed_loops  # the C++ side ran them (no projection, no zoneout)
         return (*gates.chunk(4, dim=-1), cells, hiddens, h_n, c_n)
 
     @staticmethod
@@ -286,6 +294,27 @@ class FusedDirection(torch.autograd.Function):
             d_w_ih = _weight_gradient(flat, x)
         return (None if ctx.input_here else dz, dh0, dc0, d_w_hh, d_w_hr, d_peephole, *d_ln,
                 None, None, None, None, None, None, d_x, d_w_ih, d_bias, d_ln_ih, None)
+
+
+# Packed copies of weights for the forward loops' tiles, per weight tensor (see
+# packed_forward_weight); dropped with the weight, or by release_buffers().
+_packed_forward_weights = WeakIdKeyDictionary()
+
+
+def packed_forward_weight(w: Tensor) -> Tensor:
+    """W (4H, K) packed for the forward loops' tiles (csrc/fused_packed.h's pack_forward),
+    cached per weight tensor and packed again when w changed: in place (its version
+    counter moved: optimiser steps, load_state_dict, in-place ops under no_grad) or given
+    other memory. Packing is a pass over W per call: at (1, 8, 128, 256), T = 1, more of the
+    C++ call's time than the loop (perf: 11% of samples against 8%). The cache holds a
+    packed copy (W's size) per weight for as long as the weight lives.
+    """
+    stamp = (w._version, w.data_ptr(), w.dtype, tuple(w.shape))
+    cached = _packed_forward_weights.get(w)
+    if cached is None or cached[0] != stamp:
+        cached = (stamp, load_extension().pack_forward_weight(w, w.shape[0] // 4))
+        _packed_forward_weights[w] = cached
+    return cached[1]
 
 
 class _NoGradContext:

@@ -35,6 +35,21 @@ using namespace lstmlab_fused;
 // cells without projection or zoneout; the others take the per-step loops below.
 bool packed_loops(bool project, bool zone_c, bool zone_h) { return !project && !zone_c && !zone_h; }
 
+// pack_forward(w, hidden), or packed[index] where the caller packed it already (a
+// non-empty tensor: `pack_forward_weight`'s result for this w, cached by engines/fused.py
+// for calls without autograd, whose weights rarely change between calls).
+template <typename scalar_t>
+torch::Tensor packed_or_pack(const std::vector<torch::Tensor>& packed, size_t index, const torch::Tensor& w,
+                             int64_t hidden) {
+  if (index >= packed.size() || !packed[index].numel()) return pack_forward<scalar_t>(w, hidden);
+  const auto& given = packed[index];
+  TORCH_CHECK(given.scalar_type() == w.scalar_type() && given.is_contiguous() &&
+                  given.sizes() == at::IntArrayRef({blocks_of<scalar_t>(hidden), w.size(1), 4, kLanes<scalar_t>}),
+              "fused_forward: a packed weight must be pack_forward_weight's result for W of sizes ", w.sizes(),
+              ", got sizes ", given.sizes());
+  return given;
+}
+
 // Forward on the packed loop: fills gates, cells, hiddens (T,B,H) and h_state, c_state.
 // With layer norm also fills `saved`.
 // The input share: input_gates (T,B,4H), or when that is empty, x (T,B,I) and w_ih; bias
@@ -43,7 +58,8 @@ void forward_packed(const torch::Tensor& input_gates, const torch::Tensor& x, co
                     const torch::Tensor& bias, const torch::Tensor& w_hh, const torch::Tensor& peephole,
                     const LayerNormWeights& ln, const torch::Tensor& lengths, torch::Tensor& gates,
                     torch::Tensor& cells, torch::Tensor& hiddens, torch::Tensor& h_state, torch::Tensor& c_state,
-                    LayerNormSaved& saved, bool reverse, bool coupled, bool keep) {
+                    LayerNormSaved& saved, bool reverse, bool coupled, bool keep,
+                    const std::vector<torch::Tensor>& packed_weights) {
   const int64_t steps = hiddens.size(0), batch = hiddens.size(1), hidden = c_state.size(1);
   const bool fuse_input = input_gates.numel() == 0;
   TORCH_CHECK(!fuse_input || !ln.on(), "fused_forward: layer norm needs input_gates (u_hat)");
@@ -52,8 +68,8 @@ void forward_packed(const torch::Tensor& input_gates, const torch::Tensor& x, co
               "fused_forward: the layer-norm loop writes contiguous outputs only");
   auto h_other = ln.on() ? h_state : torch::empty_like(h_state);
   AT_DISPATCH_FLOATING_TYPES(hiddens.scalar_type(), "forward_packed", [&] {
-    auto packed = pack_forward<scalar_t>(w_hh, hidden);
-    auto packed_in = fuse_input ? pack_forward<scalar_t>(w_ih, hidden) : torch::Tensor();
+    auto packed = packed_or_pack<scalar_t>(packed_weights, 0, w_hh, hidden);
+    auto packed_in = fuse_input ? packed_or_pack<scalar_t>(packed_weights, 1, w_ih, hidden) : torch::Tensor();
     if (ln.on()) {
       LayerNormForwardLoop<scalar_t> loop{input_gates.data_ptr<scalar_t>(),
                                           hiddens.data_ptr<scalar_t>(),
@@ -213,13 +229,16 @@ torch::Tensor output_buffer(const torch::Tensor& out, at::IntArrayRef sizes, con
 // out: empty, or {gates (T,B,4H), cells (T,B,H), hiddens (T,B,H)}, each empty or a buffer to
 // write into instead of a new one, whose rows may lie further apart (one direction of a
 // (T, B, D, ·) buffer); the packed loops of the cells without layer norm only.
+// packed_weights: empty, or {W_hh packed, W_ih packed}, each empty or pack_forward_weight's
+// result for that weight (W_ih: only when the loop computes the input share); the packed
+// loops pack the others themselves.
 std::vector<torch::Tensor> fused_forward(torch::Tensor input_gates, torch::Tensor h0, torch::Tensor c0,
                                          torch::Tensor w_hh, torch::Tensor w_hr, torch::Tensor peephole,
                                          torch::Tensor ln_g_hh, torch::Tensor ln_g_c, torch::Tensor ln_b_c,
                                          torch::Tensor keep_c, torch::Tensor keep_h, torch::Tensor lengths,
                                          bool reverse, bool coupled, bool keep_trace, torch::Tensor x,
                                          torch::Tensor w_ih, torch::Tensor bias, torch::Tensor ln_g_ih,
-                                         std::vector<torch::Tensor> out) {
+                                         std::vector<torch::Tensor> out, std::vector<torch::Tensor> packed_weights) {
   const LayerNormWeights ln{ln_g_hh, ln_g_c, ln_b_c, ln_g_ih, bias};
   const auto& sized = input_gates.numel() ? input_gates : x;
   const int64_t steps = sized.size(0), batch = sized.size(1), hidden = c0.size(1);
@@ -256,7 +275,7 @@ std::vector<torch::Tensor> fused_forward(torch::Tensor input_gates, torch::Tenso
   }
   if (packed) {
     forward_packed(input_gates, x, w_ih, bias, w_hh, peephole, ln, lengths, gates, cells, hidden_pre, h_state, c_state,
-                   saved, reverse, coupled, keep);
+                   saved, reverse, coupled, keep, packed_weights);
     return {gates, cells, hidden_pre, hiddens, h_state, c_state, saved.r_hat, saved.rstd_r, saved.c_hat,
             saved.rstd_c, cells_fresh};
   }
@@ -445,6 +464,14 @@ std::vector<torch::Tensor> fused_backward(torch::Tensor d_hiddens, std::vector<t
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("forward", &fused_forward, "fused LSTM layer-direction forward");
   m.def("backward", &fused_backward, "fused LSTM layer-direction backward");
+  m.def("pack_forward_weight", [](const torch::Tensor& w, int64_t hidden) {
+    TORCH_CHECK(w.dim() == 2 && w.size(0) == 4 * hidden, "pack_forward_weight: expected W of sizes (4H, ·) with H = ",
+                hidden, ", got ", w.sizes());
+    torch::Tensor packed;
+    AT_DISPATCH_FLOATING_TYPES(w.scalar_type(), "pack_forward_weight",
+                               [&] { packed = pack_forward<scalar_t>(w.contiguous(), hidden); });
+    return packed;
+  }, "W (4H, K) packed for the forward loops' tiles (fused_packed.h's pack_forward)");
   m.def("input_layer_norm", &input_layer_norm,
         "layer-norm cell's input share: u (N,4H) -> u_hat in place; returns rstd (fused_input_norm.h)");
   m.def("layer_norm_gradients", &layer_norm_gradients,
