@@ -303,17 +303,24 @@ def test_fused_zoneout_keeps_zero_fresh_cells_on_padded_steps():
         assert torch.equal(fresh[padded], torch.zeros_like(fresh[padded]))
 
 
-def test_fused_forward_rejects_an_out_buffer_of_the_wrong_shape():
-    """The C++ forward checks a given out buffer instead of writing past it."""
+@pytest.mark.parametrize("wrong", ["out", "packed"])
+def test_fused_forward_rejects_a_buffer_of_the_wrong_shape(wrong):
+    """The C++ forward checks a given out buffer instead of writing past it, and a given
+    packed weight against the weight it stands for (pack_forward_weight's result)."""
     extension = fused.load_extension()
     steps, batch, hidden = 3, 2, 5
     x = torch.randn(steps, batch, 4)
     w_ih, w_hh, bias = torch.randn(4 * hidden, 4), torch.randn(4 * hidden, hidden), torch.zeros(4 * hidden)
     state, empty = torch.zeros(batch, hidden), torch.empty(0)
-    wrong = torch.empty(steps, batch, 2, hidden + 1)[:, :, 0]
-    with pytest.raises(RuntimeError, match="an out buffer must be"):
+    if wrong == "out":
+        wrong_rows = torch.empty(steps, batch, 2, hidden + 1)[:, :, 0]
+        out, packed, message = [empty, empty, wrong_rows], [], "an out buffer must be"
+    else:
+        other = extension.pack_forward_weight(torch.randn(4 * hidden, hidden + 1), hidden)
+        out, packed, message = [], [other, empty], "a packed weight must be"
+    with pytest.raises(RuntimeError, match=message):
         extension.forward(empty, state, state, w_hh, *[empty] * 7, torch.empty(0, dtype=torch.int64), False, False,
-                          True, x, w_ih, bias, empty, [empty, empty, wrong], [])
+                          True, x, w_ih, bias, empty, out, packed)
 
 
 @pytest.mark.parametrize("batch", [3, 16], ids=["gemm-first", "input-in-tile"])
@@ -346,19 +353,6 @@ def test_fused_inference_packs_changed_weights_again(batch):
     fused.release_buffers()
     assert len(fused._packed_forward_weights) == 0
     check()
-
-
-def test_fused_forward_rejects_a_packed_weight_of_the_wrong_shape():
-    """A packed weight handed to the C++ forward must be pack_forward_weight's result for that weight."""
-    extension = fused.load_extension()
-    steps, batch, hidden = 3, 2, 5
-    x = torch.randn(steps, batch, 4)
-    w_ih, w_hh, bias = torch.randn(4 * hidden, 4), torch.randn(4 * hidden, hidden), torch.zeros(4 * hidden)
-    state, empty = torch.zeros(batch, hidden), torch.empty(0)
-    other = extension.pack_forward_weight(torch.randn(4 * hidden, hidden + 1), hidden)
-    with pytest.raises(RuntimeError, match="a packed weight must be"):
-        extension.forward(empty, state, state, w_hh, *[empty] * 7, torch.empty(0, dtype=torch.int64), False, False,
-                          True, x, w_ih, bias, empty, [], [other, empty])
 
 
 @pytest.mark.slow
