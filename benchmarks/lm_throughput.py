@@ -31,8 +31,8 @@ from lstmlab.data.batching import BPTTBatches, make_streams
 from lstmlab.data.shakespeare import shakespeare_splits
 from lstmlab.data.tokenizers import CharTokenizer
 from lstmlab.models.lm import LanguageModel
-from lstmlab.models.lm_config import LMConfig
-from lstmlab.models.lm_task import LanguageModelLoss
+from lstmlab.recipes.lm.config import LMConfig
+from lstmlab.recipes.lm.task import LanguageModelLoss
 from lstmlab.train import Trainer
 
 RESULTS = Path(__file__).parent / "results" / "lm_throughput.md"

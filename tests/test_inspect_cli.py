@@ -54,19 +54,15 @@ def test_inspect_text_from_file_defaults_to_the_run_folder(lm_run):
 def test_inspect_rejects_what_it_cannot_read(tmp_path, capsys):
     not_a_run = save_checkpoint({"something": torch.zeros(2)}, tmp_path / "other.pt")
     assert run_cli(["inspect", str(not_a_run), "--out", str(tmp_path / "out")]) == 2
-    assert "neither a language-model run nor a long-lag checkpoint" in capsys.readouterr().err
+    assert "not an lstmlab run checkpoint" in capsys.readouterr().err
     assert run_cli(["inspect", str(tmp_path / "missing.pt")]) == 2
     assert "RUN not found" in capsys.readouterr().err
 
 
 def test_inspect_long_lag_checkpoint(tmp_path):
-    from lstmlab.experiments import longlag_models as longlag
-    from lstmlab.experiments.longlag_registry import make_task
-
-    task = make_task("adding", 20)
-    torch.manual_seed(0)
-    model = longlag.LongLagModel(longlag.ModelConfig("lstm", task.input_size, 6, task.output_size))
-    checkpoint = longlag.save_longlag_checkpoint(model, task, tmp_path / "adding.pt")
+    assert run_cli(["train", "longlag", "--task", "adding", "--length", "20", "--hidden_size", "6",
+                    "--max_steps", "5", "--eval_size", "32", "--progress", "false", "--out", str(tmp_path / "run")]) == 0
+    checkpoint = tmp_path / "run"
     assert run_cli(["inspect", str(checkpoint), "--out", str(tmp_path / "report")]) == 0
     report = (tmp_path / "report" / "report.html").read_text(encoding="utf-8")
     assert "The cells that carry the answer across the lag" in report

@@ -8,7 +8,7 @@ import torch
 
 from lstmlab import LayerTrace, Trace
 from lstmlab.inspect import as_recording
-from lstmlab.inspect.longlag_cells import (
+from lstmlab.recipes.longlag.cells import (
     Answer,
     answer_of_each_sequence,
     carrying_units,

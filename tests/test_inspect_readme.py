@@ -26,8 +26,8 @@ def test_readme_inspect_example_runs(tmp_path, monkeypatch):
 
 
 def test_readme_names_only_existing_commands_and_options():
-    from lstmlab.cli import COMMANDS
-    from lstmlab.inspect_cli import add_arguments
+    from lstmlab.cli import commands
+    from lstmlab.cli.inspect import add_arguments
     import argparse
 
     parser = argparse.ArgumentParser()
@@ -36,4 +36,4 @@ def test_readme_names_only_existing_commands_and_options():
     for line in re.findall(r"^lstmlab inspect .*$", inspect_section(), flags=re.M):
         for option in re.findall(r"(--[a-z-]+)", line.split("#")[0]):
             assert option in options, line
-    assert "inspect" in COMMANDS
+    assert "inspect" in commands()

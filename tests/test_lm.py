@@ -16,11 +16,12 @@ from lstmlab.config import apply_overrides
 from lstmlab.metrics import read_log
 from lstmlab.models.activation_regularization import activation_regularization, temporal_activation_regularization
 from lstmlab.models.embedding_dropout import embedding_dropout
-from lstmlab.models.generation import generate
-from lstmlab.models.lm import LanguageModel, load_language_model
-from lstmlab.models.lm_config import LMConfig, LMModelConfig
+from lstmlab.recipes.lm.generation import generate
+from lstmlab.models.lm import LanguageModel
+from lstmlab.models.lm import LMModelConfig
+from lstmlab.recipes.lm.config import LMConfig
 from lstmlab.models.locked_dropout import LockedDropout
-from lstmlab.models.lm_task import train_language_model
+from lstmlab.recipes.lm.task import train_language_model
 
 
 pytestmark = pytest.mark.usefixtures("single_thread")  # small models: see conftest
@@ -153,6 +154,11 @@ def test_resumed_lm_training_repeats_the_uninterrupted_run(corpus, tmp_path):
 
 
 # ------------------------------------------------------------------------- loading and generation
+def load_language_model(path):
+    run = lstmlab.load(path)
+    return run.model, run.tokenizer
+
+
 def test_load_language_model_gives_the_inspection_interface(trained_run):
     model, tokenizer = load_language_model(trained_run)
     assert not model.training and isinstance(model.lstm, lstmlab.LSTM)
@@ -174,7 +180,7 @@ def test_damaged_checkpoints_give_clear_errors(trained_run, tmp_path):
     with pytest.raises(CheckpointError, match="truncated, corrupt"):
         load_language_model(tmp_path / "garbage.pt")
     save_checkpoint({"metadata": {"task": "seq2seq"}}, tmp_path / "other.pt")
-    with pytest.raises(CheckpointError, match="not a language-model checkpoint"):
+    with pytest.raises(CheckpointError, match="not an lstmlab run checkpoint"):
         load_language_model(tmp_path / "other.pt")
     with pytest.raises(CheckpointError, match="no best.pt or latest.pt"):
         load_language_model(tmp_path)

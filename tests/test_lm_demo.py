@@ -7,7 +7,7 @@ import json
 import torch
 
 from lstmlab.cli import main
-from lstmlab.models.lm import load_language_model
+import lstmlab
 
 
 def test_demo_trains_reports_samples_and_writes_its_run_folder(tmp_path, capsys):
@@ -27,5 +27,5 @@ def test_demo_trains_reports_samples_and_writes_its_run_folder(tmp_path, capsys)
     report = tmp_path / "demo" / "inspect" / "report.html"  # the gate report of `lstmlab inspect`
     assert report.is_file() and "saturat" in report.read_text(encoding="utf-8").lower()
     assert f"Gate report: {report}" in out
-    model, tokenizer = load_language_model(tmp_path / "demo")
-    assert tokenizer.vocab_size > 70 and model.lstm.hidden_size == 256
+    run = lstmlab.load(tmp_path / "demo")
+    assert run.recipe == "lm" and run.tokenizer.vocab_size > 70 and run.model.lstm.hidden_size == 256

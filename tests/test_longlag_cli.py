@@ -5,8 +5,8 @@ import json
 import pytest
 
 from lstmlab.cli import main
-from lstmlab.experiments.longlag_models import load_longlag_checkpoint
-from lstmlab.experiments.longlag_suites import long_suite, paper_suite, quick_suite
+import lstmlab
+from lstmlab.recipes.longlag.suites import long_suite, paper_suite, quick_suite
 
 
 def test_cli_single_task_writes_table_json_png_and_checkpoint(tmp_path, capsys):
@@ -22,9 +22,9 @@ def test_cli_single_task_writes_table_json_png_and_checkpoint(tmp_path, capsys):
     assert {r["seed"] for r in results["runs"]} == {0, 1}
     assert results["command"].startswith("lstmlab longlag --task adding")
     assert (out / "success.png").stat().st_size > 1000
-    model, task = load_longlag_checkpoint(out / "checkpoints" / "adding-T30-lstm-seed0.pt")
-    assert task.label == "adding-T30" and model.lstm.hidden_size == 8
-    assert not (out / "checkpoints" / "adding-T30-rnn-seed0.pt").exists()
+    run = lstmlab.load(out / "checkpoints" / "adding-T30-lstm-seed0")
+    assert run.recipe == "longlag" and run.task.label == "adding-T30" and run.model.lstm.hidden_size == 8
+    assert not (out / "checkpoints" / "adding-T30-rnn-seed0").exists()
 
 
 @pytest.mark.parametrize("arguments, message", [
@@ -52,7 +52,7 @@ def test_quick_suite_runs_end_to_end(tmp_path, capsys):
     results = json.loads((out / "results.json").read_text())
     assert len(results["runs"]) == len(quick_suite()) * 3
     assert results["wall_seconds"] < 180, "the quick suite must finish in 3 minutes"
-    assert len(list((out / "checkpoints").glob("*-lstm-seed0.pt"))) == len(quick_suite())
+    assert len(list((out / "checkpoints").glob("*-lstm-seed0/latest.pt"))) == len(quick_suite())
 
 
 def test_paper_and_long_suites_cover_the_papers_lags():

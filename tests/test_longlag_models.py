@@ -1,22 +1,16 @@
 """Models with matched sizes, checkpoints that the inspection tool can load, and reproducible training."""
 
+import dataclasses
+
 import pytest
 import torch
 
 import lstmlab
 from lstmlab.checkpoint import CheckpointError, save_checkpoint
-from lstmlab.experiments.longlag import TrainConfig, train_one
-from lstmlab.experiments.longlag_models import (
-    LongLagModel,
-    ModelConfig,
-    count_parameters,
-    formula_parameters,
-    load_longlag_checkpoint,
-    model_configs,
-    parse_lstm_options,
-    save_longlag_checkpoint,
-)
-from lstmlab.experiments.longlag_registry import make_task
+from lstmlab.models.longlag import LongLagModel, ModelConfig, count_parameters, formula_parameters
+from lstmlab.recipes.longlag.contenders import model_configs, parse_lstm_options
+from lstmlab.recipes.longlag.experiment import longlag_train_config, train_one
+from lstmlab.recipes.longlag.task_registry import make_task
 
 
 @pytest.mark.parametrize("name, length", [("adding", 100), ("noise-free", 100), ("temporal-order-6b", None), ("copy", 50)])
@@ -70,33 +64,46 @@ def test_parse_lstm_options():
         parse_lstm_options("bogus")
 
 
-def test_checkpoint_round_trip_gives_the_same_model_and_a_working_task(tmp_path):
+def test_run_folder_round_trip_gives_the_same_model_and_a_working_task(tmp_path, single_thread):
     task = make_task("temporal-order-6a")
     config = model_configs(task, ["lstm"], 8, {}, chrono_init=110)[0]
-    model = LongLagModel(config)
-    path = save_longlag_checkpoint(model, task, tmp_path / "checkpoints" / f"{task.label}-lstm-seed0.pt")
-    loaded, loaded_task = load_longlag_checkpoint(path)
-    assert isinstance(loaded.lstm, lstmlab.LSTM) and loaded_task.label == task.label
-    batch = loaded_task.sample(4, torch.Generator().manual_seed(0))
-    assert torch.equal(model(batch.inputs), loaded(batch.inputs))
-    output, (h_n, c_n), trace = loaded.lstm(batch.inputs, trace=True)
+    train = longlag_train_config(max_steps=3, eval_interval=2)
+    _, model = train_one(task, config, 0, train, eval_size=16, out_dir=tmp_path / "run")
+    run = lstmlab.load(tmp_path / "run" / "latest.pt")
+    assert run.recipe == "longlag" and isinstance(run.model.lstm, lstmlab.LSTM) and run.task.label == task.label
+    batch = run.task.sample(4, torch.Generator().manual_seed(0))
+    assert torch.equal(model(batch.inputs), run.model(batch.inputs))
+    output, (h_n, c_n), trace = run.model.lstm(batch.inputs, trace=True)
     assert trace[0].c.shape == (batch.inputs.shape[0], 4, 1, 8)
+
+
+def test_checkpoints_of_the_earlier_layout_still_load(tmp_path):
+    """Long-lag files written before recipes ({"kind": "longlag", ...}) load as runs."""
+    task = make_task("adding", 20)
+    torch.manual_seed(0)
+    model = LongLagModel(ModelConfig("lstm", task.input_size, 6, task.output_size))
+    old = {"kind": "longlag", "task": task.label, "task_config": task.config(),
+           "model_config": dataclasses.asdict(model.config), "state_dict": model.state_dict(), "result": {"seed": 0}}
+    run = lstmlab.load(save_checkpoint(old, tmp_path / "adding-T20-lstm-seed0.pt"))
+    batch = task.sample(3, torch.Generator().manual_seed(1))
+    assert run.recipe == "longlag" and torch.equal(run.model(batch.inputs), model(batch.inputs))
+    assert run.metadata["result"] == {"seed": 0}
 
 
 def test_loading_something_else_is_a_clear_error(tmp_path):
     path = save_checkpoint({"kind": "lm", "state_dict": {}}, tmp_path / "other.pt")
-    with pytest.raises(CheckpointError, match="not a long-lag checkpoint"):
-        load_longlag_checkpoint(path)
+    with pytest.raises(CheckpointError, match="not an lstmlab run checkpoint"):
+        lstmlab.load(path)
 
 
 def test_training_is_reproducible_and_learns_a_short_lag(single_thread):  # as the runner trains
     task = make_task("temporal-order-6a", 20)
     config = model_configs(task, ["lstm"], 16, {}, chrono_init=task.horizon())[0]
-    train = TrainConfig(max_steps=400, eval_every=50, eval_size=256, max_seconds=60)
-    first, _ = train_one(task, config, 0, train)
-    second, _ = train_one(task, config, 0, train)
+    train = longlag_train_config(max_steps=400, eval_interval=50, budget=60)
+    first, _ = train_one(task, config, 0, train, eval_size=256)
+    second, _ = train_one(task, config, 0, train, eval_size=256)
     assert first.history == second.history, "same seed, same run"
     assert first.success and first.stopped_by == "success"
-    assert first.sequences_to_success == first.steps * train.batch_size
-    other, _ = train_one(task, config, 1, train)
+    assert first.sequences_to_success == first.steps * 32
+    other, _ = train_one(task, config, 1, train, eval_size=256)
     assert other.history != first.history

@@ -6,10 +6,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lstmlab.experiments.longlag_base import last_step
-from lstmlab.experiments.longlag_registry import TASKS, make_task, task_from_config
-from lstmlab.experiments.longlag_reber import REBER_SYMBOLS
-from lstmlab.experiments.longlag_tasks import NoiseFreeLongLag
+from lstmlab.recipes.longlag.task_base import last_step
+from lstmlab.recipes.longlag.task_registry import TASKS, make_task, task_from_config
+from lstmlab.recipes.longlag.reber import REBER_SYMBOLS
+from lstmlab.recipes.longlag.tasks import NoiseFreeLongLag
 
 
 def generator(seed=0):

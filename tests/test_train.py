@@ -11,7 +11,7 @@ from torch import nn
 from lstmlab.checkpoint import CheckpointError
 from lstmlab.config import ConfigError, apply_overrides, load_toml
 from lstmlab.metrics import MetricsLog, bits_per_char, perplexity, read_log
-from lstmlab.models.lm_config import LMConfig
+from lstmlab.recipes.lm.config import LMConfig
 from lstmlab.train import LossOutput, TrainConfig, Trainer, learning_rate, seed_everything
 
 
@@ -50,13 +50,16 @@ def test_bits_and_perplexity():
     assert perplexity(math.log(50)) == pytest.approx(50.0)
 
 
-def test_csv_log_keeps_one_header_and_rejects_new_columns(tmp_path):
+def test_csv_log_keeps_one_header_that_grows_with_new_metrics(tmp_path):
     log = MetricsLog(tmp_path / "m.csv", fields=["step", "loss", "lr"])
     log.write({"step": 1, "loss": 2.0, "lr": 0.1})
     log.write({"step": 2, "loss": 1.5})
     assert read_log(tmp_path / "m.csv") == [{"step": "1", "loss": "2.0", "lr": "0.1"}, {"step": "2", "loss": "1.5"}]
-    with pytest.raises(ValueError, match="adds"):
-        log.write({"step": 3, "accuracy": 1.0})
+    log.write({"step": 3, "bleu": 7.5})  # a new metric widens the header; no value is dropped
+    MetricsLog(tmp_path / "m.csv").write({"step": 4, "loss": 1.0, "bleu": 8.0})  # reopened: the wide header
+    lines = (tmp_path / "m.csv").read_text().splitlines()
+    assert lines[0] == "step,loss,lr,bleu" and len(lines) == 5
+    assert read_log(tmp_path / "m.csv")[2:] == [{"step": "3", "bleu": "7.5"}, {"step": "4", "loss": "1.0", "bleu": "8.0"}]
 
 
 def test_learning_rate_warms_up_then_decays_over_the_budget():
@@ -188,6 +191,39 @@ def test_resume_rejects_damaged_checkpoints(tmp_path):
     torch.save({"model": {}}, tmp_path / "foreign.pt")
     with pytest.raises(CheckpointError, match="not a training checkpoint"):
         make_regression_trainer(tmp_path).resume(tmp_path / "foreign.pt")
+
+
+@pytest.mark.parametrize("direction", ["lower", "higher"])
+def test_any_metric_is_logged_and_chooses_best_pt(tmp_path, direction):
+    trainer = make_regression_trainer(tmp_path, eval_interval=10, max_steps=40, best_metric="score",
+                                      best_direction=direction, log_format="csv")
+    scores = iter([0.3, 0.9, 0.1, 0.5])
+
+    def evaluate(model):
+        return {"loss": 1.0, "score": next(scores), "tokens": 16}
+
+    trainer.evaluate_fn = evaluate
+    trainer.fit()
+    validation = [r for r in read_log(tmp_path / "metrics.csv") if r["split"] == "validation"]
+    assert [float(r["score"]) for r in validation] == [0.3, 0.9, 0.1, 0.5]
+    assert all(r["validation_tokens"] == "16" for r in validation)
+    best = torch.load(tmp_path / "best.pt", weights_only=True)["trainer"]
+    assert best["step"] == (20 if direction == "higher" else 30)
+    assert best["best_value"] == (0.9 if direction == "higher" else 0.1)
+
+
+def test_an_unknown_best_metric_is_a_clear_error(tmp_path):
+    trainer = make_regression_trainer(tmp_path, best_metric="bleu")
+    with pytest.raises(ValueError, match="best_metric 'bleu' is not among the evaluation's metrics"):
+        trainer.fit()
+
+
+def test_stop_when_ends_training_at_that_evaluation(tmp_path):
+    trainer = make_regression_trainer(tmp_path, eval_interval=5, max_steps=40)
+    trainer.stop_when = lambda record: record["step"] >= 15
+    result = trainer.fit()
+    assert trainer.step == 15 and trainer.stopped_early and result["finished"]
+    assert [r["step"] for r in trainer.history] == [5, 10, 15]
 
 
 def test_a_budget_is_required():

@@ -2,7 +2,7 @@
 
 Public API: `LSTM`, `LSTMCell` (drop-ins for torch.nn.LSTM / LSTMCell with variants
 and a trace of every gate), `Stream` (real-time one-step inference), `Trace`,
-`LayerTrace`, and `engines`.
+`LayerTrace`, `engines`, and `load` (a trained run of any recipe, ready to use).
 """
 
 from . import engines
@@ -12,4 +12,13 @@ from .stream import Stream
 from .trace import LayerTrace, Trace
 
 __version__ = "0.1.0"
-__all__ = ["LSTM", "LSTMCell", "Stream", "Trace", "LayerTrace", "CellSpec", "GATES", "engines", "__version__"]
+
+
+def load(path):
+    """A trained run (run folder or checkpoint file) of any recipe: see `lstmlab.runs`."""
+    from .runs import load as load_run  # imported on use: the recipes import lstmlab
+
+    return load_run(path)
+
+
+__all__ = ["LSTM", "LSTMCell", "Stream", "Trace", "LayerTrace", "CellSpec", "GATES", "engines", "load", "__version__"]

@@ -1,24 +1,54 @@
-"""Checkpoint files: written atomically, loaded without executing code.
+"""Checkpoint files and the run-folder schema shared by every recipe.
+
+Files are written atomically and loaded without executing code.
 
 A checkpoint is a dict of tensors, numbers, strings, lists and dicts saved with
 `torch.save`. It is written to a temporary file in the same folder, flushed to disk,
 then renamed over the target, so a crash mid-write never leaves a half-written file
 where a good one was. It is loaded with `torch.load(weights_only=True)`, which refuses
 to unpickle arbitrary objects (no code runs on load).
+
+Every recipe's trainer writes the same schema (``RUN_FORMAT``), in a run folder
+(``best.pt``, ``latest.pt``, ``metrics.jsonl``):
+
+- ``format``: "lstmlab.run/2"; ``recipe``: its name in `lstmlab.recipes` ("lm", "longlag", ...);
+- ``config``: the recipe's whole config (``dataclasses.asdict``), training section included;
+- ``components``: what rebuilding the model needs beyond the config (a tokenizer, a task, ...);
+- ``metadata``: for people (corpus, parameter count, ...);
+- ``model``; and, for resuming, ``optimizer``, ``trainer`` (step, history, best value),
+  ``rng``, ``batches`` (data position), ``loss_fn`` (carried state), ``per_process``.
+
+Checkpoints of the two earlier layouts (language-model runs, "lstmlab.train/1", and
+long-lag model files, ``{"kind": "longlag"}``) are read and upgraded by `upgrade`.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
 
+RUN_FORMAT = "lstmlab.run/2"
+_TRAINER_V1 = "lstmlab.train/1"  # language-model runs before recipes
+
+
 class CheckpointError(ValueError):
     """A checkpoint file is missing, truncated, corrupt or not an lstmlab checkpoint."""
+
+
+@dataclass
+class RunInfo:
+    """What a recipe's trainer records about the run beside the weights (see the schema above)."""
+
+    recipe: str  # the recipe's registered name
+    config: dict[str, Any] | None  # dataclasses.asdict of the recipe's config
+    components: dict[str, Any] = field(default_factory=dict)  # tokenizer, task, ...: plain types
+    metadata: dict[str, Any] = field(default_factory=dict)  # for people: corpus, parameters, ...
 
 
 def save_checkpoint(obj: dict[str, Any], path: str | os.PathLike) -> Path:
@@ -57,3 +87,44 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if not isinstance(obj, dict):
         raise CheckpointError(f"checkpoint {path} holds a {type(obj).__name__}, expected a dict")
     return obj
+
+
+def find_checkpoint(path: str | os.PathLike) -> Path:
+    """A run folder's best.pt, else latest.pt; or `path` itself when it is a file."""
+    path = Path(path)
+    if path.is_dir():
+        for name in ("best.pt", "latest.pt"):
+            if (path / name).is_file():
+                return path / name
+        raise CheckpointError(f"run folder {path} holds no best.pt or latest.pt checkpoint")
+    if not path.exists():
+        raise CheckpointError(f"run not found: expected a run folder or a checkpoint file at {path}")
+    return path
+
+
+def upgrade(state: dict[str, Any], path: str | os.PathLike) -> dict[str, Any]:
+    """`state` in the current schema (RUN_FORMAT); earlier layouts are converted in memory."""
+    if state.get("format") == RUN_FORMAT:
+        return state
+    if state.get("format") == _TRAINER_V1 and (state.get("metadata") or {}).get("task") == "lm":
+        metadata = dict(state["metadata"])
+        config, tokenizer = metadata.pop("config"), metadata.pop("tokenizer")
+        metadata.pop("task")
+        trainer = dict(state["trainer"])
+        trainer.setdefault("best_value", trainer.pop("best_loss", None))
+        return {**state, "format": RUN_FORMAT, "recipe": "lm", "config": config,
+                "components": {"tokenizer": tokenizer}, "metadata": metadata, "trainer": trainer}
+    if state.get("kind") == "longlag":
+        metadata = {key: value for key, value in state.items()
+                    if key not in ("kind", "task", "task_config", "model_config", "state_dict")}
+        return {"format": RUN_FORMAT, "recipe": "longlag", "config": None, "model": state["state_dict"],
+                "components": {"task": state["task_config"], "model": state["model_config"]},
+                "metadata": {"task": state["task"], **metadata}}
+    raise CheckpointError(f"{path} is not an lstmlab run checkpoint (format {state.get('format')!r}, "
+                          f"expected {RUN_FORMAT!r}; no recipe recorded)")
+
+
+def read_run_checkpoint(path: str | os.PathLike) -> tuple[Path, dict[str, Any]]:
+    """(checkpoint file, its state in the current schema) for a run folder or checkpoint file."""
+    checkpoint_path = find_checkpoint(path)
+    return checkpoint_path, upgrade(load_checkpoint(checkpoint_path), checkpoint_path)

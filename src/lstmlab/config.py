@@ -125,3 +125,33 @@ def from_dict(config_type: type, values: dict[str, Any]) -> Any:
 def choice(default: Any, choices: tuple, **kwargs: Any) -> Any:
     """A dataclass field restricted to `choices`."""
     return dataclasses.field(default=default, metadata={"choices": choices}, **kwargs)
+
+
+# ----------------------------------------------------------------------------- command line
+def add_config_options(parser: Any, config: Any, skip: set[str] = frozenset(), *,
+                       title: str = "config fields (type-checked)") -> None:
+    """One ``--name`` option per config field of `config` (dotted when the short name is
+    ambiguous across sections); values stay strings until `config_from_args` checks them."""
+    paths = field_paths(config)
+    short_names = [path.rsplit(".", 1)[-1] for path in paths]
+    group = parser.add_argument_group(title)
+    for path, (owner, field) in paths.items():
+        if path in skip:
+            continue
+        name = path.rsplit(".", 1)[-1]
+        flag = name if short_names.count(name) == 1 else path
+        type_name = getattr(field.type, "__name__", str(field.type))
+        flags = [f"--{flag}"] + ([f"--{flag.replace('_', '-')}"] if "_" in flag else [])
+        group.add_argument(*flags, dest=f"cfg:{path}", metavar=type_name.upper(),
+                           help=f"default {getattr(owner, field.name)!r}")
+
+
+def config_from_args(args: Any, base: Any, extra: dict[str, Any] | None = None) -> Any:
+    """`base` (defaults or a saved config), then ``--config FILE``, then `extra` overrides
+    (e.g. ``{"data.path": args.data}``), then the ``--key value`` options."""
+    if getattr(args, "config", None):
+        load_toml(base, args.config)
+    overrides = dict(extra or {})
+    overrides.update({key[4:]: value for key, value in vars(args).items()
+                      if key.startswith("cfg:") and value is not None})
+    return apply_overrides(base, overrides)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -25,18 +26,21 @@ def perplexity(nats_per_token: float) -> float:
 
 
 def loss_summary(nats: float, unit: str) -> dict[str, float]:
-    """{"loss": nats, "bits_per_char": ...} for unit "char", {"perplexity": ...} otherwise."""
+    """{"loss": nats, "bits_per_char": ...} for unit "char", {..., "perplexity": ...} for
+    "token"; the loss alone for any other unit (a sequence's MSE has no perplexity)."""
     if unit == "char":
         return {"loss": nats, "bits_per_char": bits_per_char(nats)}
-    return {"loss": nats, "perplexity": perplexity(nats)}
+    if unit == "token":
+        return {"loss": nats, "perplexity": perplexity(nats)}
+    return {"loss": nats}
 
 
 class MetricsLog:
     """Append one record per call to a JSONL or CSV file (format from the suffix).
 
-    The CSV header is `fields` (or the first record's keys); records may leave fields
-    empty, but a record with a key outside the header raises, since silently dropping
-    it would hide a metric.
+    The CSV header is `fields` (or the first record's keys), and grows with the
+    metrics: a record with a new key rewrites the file (atomically) with the wider
+    header, earlier rows leaving the new columns empty, so no metric is ever dropped.
     """
 
     def __init__(self, path: str | Path, fields: list[str] | None = None):
@@ -60,16 +64,28 @@ class MetricsLog:
     def _write_csv(self, record: dict[str, Any]) -> None:
         if self._csv_fields is None:
             self._csv_fields = list(record)
-        unknown = set(record) - set(self._csv_fields)
-        if unknown:
-            raise ValueError(f"CSV log {self.path} has columns {self._csv_fields}; "
-                             f"record adds {sorted(unknown)} (use a .jsonl log for varying fields)")
+        new = [key for key in record if key not in self._csv_fields]
+        if new and self._header_written:
+            self._widen_header(new)
+        elif new:
+            self._csv_fields += new
         with self.path.open("a", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=self._csv_fields)
             if not self._header_written:
                 writer.writeheader()
                 self._header_written = True
             writer.writerow(record)
+
+    def _widen_header(self, new: list[str]) -> None:
+        """Rewrite the CSV with `new` columns appended to its header (temp file + rename)."""
+        rows = read_log(self.path)
+        self._csv_fields = [*self._csv_fields, *new]
+        temporary = self.path.with_name(f".{self.path.name}.tmp")
+        with temporary.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=self._csv_fields)
+            writer.writeheader()
+            writer.writerows(rows)
+        os.replace(temporary, self.path)
 
 
 def read_log(path: str | Path) -> list[dict[str, Any]]:

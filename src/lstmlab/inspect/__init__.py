@@ -7,7 +7,9 @@
     best = rank_units(recording, "inside_quotes")           # units whose cell tracks quotes
     write_report(recording, "out/", summary="my model")     # out/report.html + PNGs
 
-`write_lm_report(run_path, text, out_dir)` does it all for a trained language model.
+Nothing here knows an application: each recipe builds its report from these pieces
+(`lstmlab.recipes.lm.inspect`, `lstmlab.recipes.longlag.inspect`), and `lstmlab inspect
+RUN` dispatches to the run's recipe.
 """
 
 from lstmlab.inspect.collect import QUANTITIES, Recording, as_recording, collect_text_trace, collect_trace
@@ -31,11 +33,10 @@ from lstmlab.inspect.stats import (
     saturation,
     saturation_summary,
 )
-from lstmlab.inspect.subjects import write_lm_report, write_longlag_report
 
 __all__ = [
     "BUILTIN_FEATURES", "GateSaturation", "MemoryProfile", "QUANTITIES", "Recording", "ReportSection", "UnitScore",
     "as_recording", "characters_to_tokens", "collect_text_trace", "collect_trace", "feature_signal",
     "forget_half_life", "memory_profile", "memory_span", "memory_summary", "rank_units", "retention_curve", "saturation",
-    "saturation_summary", "unit_correlations", "write_lm_report", "write_longlag_report", "write_report",
+    "saturation_summary", "unit_correlations", "write_report",
 ]

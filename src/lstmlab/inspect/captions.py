@@ -73,17 +73,3 @@ one half (counted up to the lag shown in the plot).</p>
 """
 
 SUMMARY = """<p>What was inspected: the model's layers, sizes and where it came from.</p>"""
-
-LONGLAG = """
-<p>In this long time-lag task the network must remember something it saw early in a sequence until it is asked
-for it many steps later, while irrelevant input passes by. We ran it on fresh sequences and picked the units whose
-cell state c, at the step where the answer is due, differs most between sequences with different answers.</p>
-<p><b>Top:</b> the cell state of the best such unit, one line per sequence, coloured by the answer that sequence asks
-for. If the LSTM has learned the task, the lines split apart when the information arrives and stay apart across the
-lag (the forget gate holds the cell, the input gate keeps new input out) until the answer is read out at the dot.
-<b>Bottom:</b> for the chosen units, how well the cell state alone gives the answer at each step: for a numeric
-answer r&sup2; (the squared correlation); for a class, the share of sequences whose class is guessed right from the
-nearest class average of c, rescaled so that guessing the most common class scores 0 and a perfect guess 1.
-0 means c says nothing about the answer yet (or any more); 1 means c alone settles it. This measures how clean
-the gap is, not how large: the top panel shows its size.</p>
-"""

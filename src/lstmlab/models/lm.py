@@ -3,7 +3,7 @@
 The AWD-LSTM regularisers (Merity et al. 2017) are options, each in its own module:
 embedding dropout (`embedding_dropout`), locked dropout on inputs and outputs
 (`locked_dropout`), weight drop (DropConnect on W_hh, built into `lstmlab.LSTM`), and
-AR / TAR (`activation_regularization`, applied in the loss, `lm_task`).
+AR / TAR (`activation_regularization`, applied in the loss of the `lm` recipe).
 
 Locked dropout *between* layers runs the stack layer by layer (`locked_layers`) while
 training; the stack stays one multi-layer `lstmlab.LSTM`, so inspection gets one
@@ -17,23 +17,45 @@ All tensors are time-major: tokens (T, B), logits (T, B, V).
 
 from __future__ import annotations
 
-import dataclasses
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
 import lstmlab
-from lstmlab.checkpoint import CheckpointError, load_checkpoint
-from lstmlab.config import from_dict
-from lstmlab.data.tokenizers import tokenizer_from_dict
+from lstmlab.config import choice
 from lstmlab.models.embedding_dropout import embedding_dropout
-from lstmlab.models.lm_config import LMConfig, LMModelConfig
 from lstmlab.models.locked_dropout import LockedDropout
 from lstmlab.models.locked_layers import LayerByLayer
 
 _GATES_PER_CELL = {"lstm": 4, "gru": 3, "rnn": 1}
+
+
+@dataclass
+class LMModelConfig:
+    """Embedding -> recurrent layers -> optional projection -> softmax, with AWD regularisers."""
+
+    cell: str = choice("lstm", ("lstm", "gru", "rnn"))  # gru/rnn: baselines of matched size
+    embedding_size: int = 128  # token embedding width E
+    hidden_size: int = 256  # LSTM hidden width H (gru/rnn: chosen to match parameters if match_parameters)
+    num_layers: int = 2  # stacked recurrent layers
+    projection_size: int = 0  # linear layer H -> P before the softmax; 0 = none
+    tie_weights: bool = False  # share the embedding and softmax weights (needs P or H == E)
+    match_parameters: bool = True  # gru/rnn: pick hidden_size so the model has the LSTM's parameter count
+    dropout_embedding: float = 0.0  # drop whole tokens from the embedding (AWD "dropoute")
+    dropout_input: float = 0.0  # locked dropout on the embeddings
+    dropout_between_layers: float = 0.0  # locked dropout between recurrent layers
+    dropout_output: float = 0.0  # locked dropout on the top layer's output
+    weight_drop: float = 0.0  # DropConnect on the recurrent weights W_hh (LSTM only)
+    ar_alpha: float = 0.0  # activation regularisation weight
+    tar_beta: float = 0.0  # temporal activation regularisation weight
+    peephole: bool = False  # LSTM variant: peephole connections
+    layer_norm: bool = False  # LSTM variant: layer normalisation
+    coupled: bool = False  # LSTM variant: coupled input-forget gate
+    forget_bias: float = 0.0  # LSTM: added to the forget-gate bias at initialisation
+    zoneout: float = 0.0  # LSTM variant: zoneout probability
+    engine: str = choice("auto", ("auto", "reference", "native", "fused"))  # lstmlab.LSTM engine (see lstmlab.engines)
 
 
 def _recurrent_layer(config: LMModelConfig, hidden_size: int, input_size: int | None = None,
@@ -153,38 +175,3 @@ class LanguageModel(nn.Module):
             output = output[0]
         features = self.projection(output) if self.projection is not None else output
         return self.decoder(features), state
-
-
-def find_checkpoint(path: str | Path) -> Path:
-    """A run folder's best.pt, else latest.pt; or `path` itself when it is a file."""
-    path = Path(path)
-    if path.is_dir():
-        for name in ("best.pt", "latest.pt"):
-            if (path / name).is_file():
-                return path / name
-        raise CheckpointError(f"run folder {path} holds no best.pt or latest.pt checkpoint")
-    return path
-
-
-def load_language_model(path: str | Path) -> tuple[LanguageModel, Any]:
-    """Load (model in eval mode, tokenizer) from a run folder or a checkpoint file."""
-    checkpoint_path = find_checkpoint(path)
-    state = load_checkpoint(checkpoint_path)
-    metadata = state.get("metadata") or {}
-    if metadata.get("task") != "lm":
-        raise CheckpointError(f"{checkpoint_path} is not a language-model checkpoint "
-                              f"(task {metadata.get('task')!r}, expected 'lm')")
-    config = from_dict(LMConfig, metadata["config"])
-    tokenizer = tokenizer_from_dict(metadata["tokenizer"])
-    model = LanguageModel(config.model, tokenizer.vocab_size)
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as error:
-        raise CheckpointError(f"{checkpoint_path}: weights do not fit the saved config ({error})") from error
-    model.eval()
-    model.config_full = config  # the whole LMConfig, for evaluate/generate
-    return model, tokenizer
-
-
-def config_to_dict(config: LMConfig) -> dict[str, Any]:
-    return dataclasses.asdict(config)

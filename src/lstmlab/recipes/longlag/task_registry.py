@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from .longlag_base import LongLagTask
-from .longlag_modern import CopyMemory, ModernAdding
-from .longlag_tasks import (
+from .task_base import LongLagTask
+from .modern_tasks import CopyMemory, ModernAdding
+from .tasks import (
     Adding,
     EmbeddedReber,
     Multiplication,

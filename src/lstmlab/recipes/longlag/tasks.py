@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .longlag_base import (
+from .task_base import (
     LongLagTask,
     SequenceBatch,
     check_int,
@@ -23,7 +23,7 @@ from .longlag_base import (
     one_hot_sequences,
     uniform_int,
 )
-from .longlag_reber import EmbeddedReber
+from .reber import EmbeddedReber
 
 __all__ = [
     "EmbeddedReber",

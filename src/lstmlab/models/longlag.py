@@ -1,27 +1,22 @@
-"""The three contenders — LSTM, GRU, tanh RNN — with matched parameter counts.
+"""The long-lag recipe's three contenders — LSTM, GRU, tanh RNN — and their parameter counts.
 
 Each model is one recurrent layer followed by a linear read-out at every step:
 inputs (T, B, I) → recurrent states (T, B, H) → outputs (T, B, O). The LSTM is
 `lstmlab.LSTM` (variants selectable); the GRU and the RNN are torch's own. Hidden sizes
 of the GRU and RNN are chosen so that their parameter counts (read-out included) come
-as close as possible to the LSTM's.
+as close as possible to the LSTM's (`matched_hidden_size`; the recipe's `contenders`
+builds the three configs for a task).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from ..checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from .longlag_base import LongLagTask
-from .longlag_registry import task_from_config
-
 MODEL_KINDS = ("lstm", "gru", "rnn")
 GATE_BLOCKS = {"lstm": 4, "gru": 3, "rnn": 1}  # weight blocks per layer (i,f,g,o / r,z,n / h)
-LSTM_BOOLEAN_OPTIONS = ("peephole", "layer_norm", "coupled")  # the switches of --lstm-options
 
 
 @dataclass
@@ -123,70 +118,3 @@ def matched_hidden_size(kind: str, input_size: int, output_size: int, target: in
         if count > target:
             return best
         hidden += 1
-
-
-def model_configs(task: LongLagTask, kinds: list[str], lstm_hidden: int, lstm_options: dict,
-                  chrono_init: int | None = None, input_to_output: bool = False) -> list[ModelConfig]:
-    """One config per kind; the LSTM has `lstm_hidden` units, the others match its size.
-
-    `chrono_init` (a horizon in steps) goes to the LSTM and the GRU; the tanh RNN has no gate.
-    """
-    lstm_config = ModelConfig("lstm", task.input_size, lstm_hidden, task.output_size, dict(lstm_options),
-                              chrono_init, input_to_output)
-    target = count_parameters(LongLagModel(lstm_config))
-    configs = []
-    for kind in kinds:
-        if kind == "lstm":
-            configs.append(lstm_config)
-        else:
-            hidden = matched_hidden_size(kind, task.input_size, task.output_size, target, input_to_output)
-            horizon = chrono_init if kind == "gru" else None
-            configs.append(ModelConfig(kind, task.input_size, hidden, task.output_size, {}, horizon, input_to_output))
-    return configs
-
-
-def parse_lstm_options(text: str) -> dict:
-    """"layer_norm,peephole,forget_bias=1" → {"layer_norm": True, "peephole": True, "forget_bias": 1.0}."""
-    options: dict = {}
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        key, _, value = item.partition("=")
-        if key in LSTM_BOOLEAN_OPTIONS and not value:
-            options[key] = True
-        elif key in ("forget_bias", "zoneout", "weight_drop") and value:
-            options[key] = float(value)
-        elif key == "chrono_init" and value:
-            options[key] = int(value)
-        else:
-            raise ValueError(
-                f"unknown or malformed lstm option {item!r}; expected switches "
-                f"{', '.join(LSTM_BOOLEAN_OPTIONS)} or forget_bias=X, zoneout=X, weight_drop=X, chrono_init=T"
-            )
-    return options
-
-
-def save_longlag_checkpoint(model: LongLagModel, task: LongLagTask, path: str | Path, extra: dict | None = None) -> Path:
-    """Write {"kind": "longlag", task, task_config, model_config, state_dict, ...} atomically."""
-    payload = {
-        "kind": "longlag",
-        "task": task.label,
-        "task_config": task.config(),
-        "model_config": asdict(model.config),
-        "state_dict": model.state_dict(),
-        **(extra or {}),
-    }
-    return save_checkpoint(payload, path)
-
-
-def load_longlag_checkpoint(path: str | Path) -> tuple[LongLagModel, LongLagTask]:
-    """(model, task) from a file written by `save_longlag_checkpoint`.
-
-    `model.lstm` is the trained `lstmlab.LSTM`; `task.sample(batch_size, generator)` makes
-    fresh inputs for it. The model is returned in eval mode.
-    """
-    payload = load_checkpoint(path)
-    if payload.get("kind") != "longlag":
-        raise CheckpointError(f"{path} is not a long-lag checkpoint (kind = {payload.get('kind')!r})")
-    task = task_from_config(payload["task_config"])
-    model = LongLagModel(ModelConfig(**payload["model_config"]))
-    model.load_state_dict(payload["state_dict"])
-    return model.eval(), task

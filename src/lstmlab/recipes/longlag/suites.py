@@ -14,11 +14,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from .longlag import Experiment, TrainConfig
-from .longlag_registry import make_task
+from .experiment import Experiment, longlag_train_config
+from .task_registry import make_task
 
-QUICK_TRAIN = TrainConfig(batch_size=32, max_steps=300, max_seconds=30, eval_every=50, eval_size=256)
-PAPER_TRAIN = TrainConfig(batch_size=32, max_steps=2000, max_seconds=150, eval_every=100, eval_size=2560)
+QUICK_TRAIN = longlag_train_config(max_steps=300, budget=30, eval_interval=50)
+PAPER_TRAIN = longlag_train_config(max_steps=2000, budget=150, eval_interval=100)
 
 
 def quick_suite() -> list[Experiment]:
@@ -26,15 +26,16 @@ def quick_suite() -> list[Experiment]:
     sizes = [("reber", None), ("noise-free", 10), ("very-long-lag", 10), ("adding", 20),
              ("multiplication", 20), ("temporal-order-6a", 20), ("temporal-order-6b", 20),
              ("modern-adding", 20), ("copy", 5)]
-    return [Experiment(make_task(name, length), lstm_hidden=16, train=QUICK_TRAIN, seeds=1)
+    return [Experiment(make_task(name, length), lstm_hidden=16, train=QUICK_TRAIN, seeds=1, eval_size=256)
             for name, length in sizes]
 
 
 def paper_suite() -> list[Experiment]:
     """The 1997 experiments (plus the two modern standards), sized for 2 CPU cores."""
-    def experiment(name: str, length: int | None, hidden: int = 32, **train_changes) -> Experiment:
-        return Experiment(make_task(name, length), lstm_hidden=hidden,
-                          train=replace(PAPER_TRAIN, **train_changes), seeds=3)
+    def experiment(name: str, length: int | None, hidden: int = 32, batch_size: int = 32, eval_size: int = 2560,
+                   **train_changes) -> Experiment:
+        return Experiment(make_task(name, length), lstm_hidden=hidden, train=replace(PAPER_TRAIN, **train_changes),
+                          seeds=3, batch_size=batch_size, eval_size=eval_size)
 
     return [
         experiment("reber", None, hidden=16, eval_size=512),
@@ -56,7 +57,7 @@ def long_suite() -> list[Experiment]:
     budget, and at T = 1000 every update costs ten times one at T = 100.
     """
     return [Experiment(make_task(name, length), lstm_hidden=32, seeds=3,
-                       train=replace(PAPER_TRAIN, max_seconds=180))
+                       train=replace(PAPER_TRAIN, budget=180))
             for name in ("adding", "multiplication") for length in (500, 1000)]
 
 

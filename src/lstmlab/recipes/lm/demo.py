@@ -20,10 +20,10 @@ import torch
 
 from lstmlab import engines
 from lstmlab.config import apply_overrides
-from lstmlab.inspect import write_lm_report
-from lstmlab.models.generation import generate
-from lstmlab.models.lm_config import LMConfig
-from lstmlab.models.lm_task import evaluate_tokens, prepare_data, train_language_model
+from lstmlab.recipes.lm.config import LMConfig
+from lstmlab.recipes.lm.generation import generate
+from lstmlab.recipes.lm.inspect import write_lm_report
+from lstmlab.recipes.lm.task import evaluate_tokens, prepare_data, train_language_model
 
 # The demo recipe (see README, "Language modelling"): 2 x 256 LSTM, AdamW 4e-3 with
 # cosine decay over the time budget (no warm-up: it delays the escape from the early

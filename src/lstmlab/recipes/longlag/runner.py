@@ -9,16 +9,20 @@ from __future__ import annotations
 
 import multiprocessing
 import threading
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Callable
 
 import torch
 from tqdm import tqdm
 
-from .longlag import Experiment, RunResult, Summary, TrainConfig, summarise, train_one
-from .longlag_models import LongLagModel, ModelConfig, count_parameters, model_configs, save_longlag_checkpoint
-from .longlag_registry import task_from_config
+from lstmlab.models.longlag import LongLagModel, ModelConfig, count_parameters
+from lstmlab.train import TrainConfig
+
+from .contenders import model_configs
+from .experiment import Experiment, RunResult, Summary, run_info, summarise, train_one
+from .task_registry import task_from_config
+
 
 
 def make_jobs(experiments: list[Experiment], kinds: list[str], lstm_options: dict, chrono: str | int | None,
@@ -40,23 +44,23 @@ def make_jobs(experiments: list[Experiment], kinds: list[str], lstm_options: dic
                 save = checkpoint_dir is not None and config.kind == "lstm" and seed == 0
                 jobs.append({
                     "experiment": index, "task_config": task.config(), "model_config": asdict(config),
-                    "seed": seed, "train": asdict(experiment.train), "threads": threads,
-                    "checkpoint": str(Path(checkpoint_dir) / f"{task.label}-lstm-seed0.pt") if save else None,
+                    "seed": seed, "train": asdict(experiment.train), "batch_size": experiment.batch_size,
+                    "eval_size": experiment.eval_size, "threads": threads,
+                    "checkpoint": str(Path(checkpoint_dir) / f"{task.label}-lstm-seed0") if save else None,
                 })
     return jobs
 
 
 def run_job(job: dict, show_steps: bool = False) -> dict:
-    """Train one job; save its checkpoint if asked. Returns the RunResult as a dict."""
+    """Train one job; with job["checkpoint"], its run folder goes there. Returns the RunResult as a dict."""
     torch.set_num_threads(job["threads"])
     task = task_from_config(job["task_config"])
     config = ModelConfig(**job["model_config"])
-    train = TrainConfig(**job["train"])
-    with tqdm(total=train.max_steps, desc=f"{task.label} {config.kind} seed {job['seed']}",
-              disable=not show_steps, leave=False, mininterval=2.0, dynamic_ncols=True) as bar:
-        result, model = train_one(task, config, job["seed"], train, bar)
-    if job["checkpoint"]:
-        save_longlag_checkpoint(model, task, job["checkpoint"], {"train_config": job["train"], "result": asdict(result)})
+    train = replace(TrainConfig(**job["train"]), progress=show_steps)
+    run = run_info(task, config, {k: v for k, v in job.items() if k not in ("checkpoint", "experiment")})
+    result, _ = train_one(task, config, job["seed"], train, batch_size=job["batch_size"], eval_size=job["eval_size"],
+                          out_dir=job["checkpoint"], run=run,
+                          description=f"{task.label} {config.kind} seed {job['seed']}")
     return asdict(result)
 
 

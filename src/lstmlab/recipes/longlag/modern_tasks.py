@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .longlag_base import LongLagTask, SequenceBatch, check_int, end_regression_wrong, one_hot_sequences
+from .task_base import LongLagTask, SequenceBatch, check_int, end_regression_wrong, one_hot_sequences
 
 
 @dataclass

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from .longlag_base import LongLagTask, SequenceBatch, check_int, one_hot_sequences
+from .task_base import LongLagTask, SequenceBatch, check_int, one_hot_sequences
 
 REBER_SYMBOLS = "BTPSXVE"
 

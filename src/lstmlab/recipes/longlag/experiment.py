@@ -4,15 +4,16 @@ Hochreiter & Schmidhuber (1997, section 5) trained with online gradient descent,
 sequence at a time, and stopped when a sliding window of recent training sequences was
 all right. We differ, on purpose, to fit a CPU budget:
 
-* Adam with minibatches (`batch_size` sequences per update) and gradient-norm clipping;
+* Adam with minibatches (`batch_size` sequences per update) and gradient-norm clipping,
+  on the shared trainer (`lstmlab.train.Trainer`, which stops a run at its first success);
 * the LSTM is the modern one (with forget gate, torch's layout; forget-gate bias
   initialised to `forget_bias`), not the 1997 cell without forget gate;
-* success is judged every `eval_every` updates on a *held-out* set (fresh sequences
+* success is judged every `eval_interval` updates on a *held-out* set (fresh sequences
   from a seed the training data never uses; 2a: both sequences; Reber: the 256
   training + 256 test strings), by the task's per-sequence criterion;
 * "sequences seen until success" counts training sequences up to the evaluation that
-  first found success (resolution eval_every × batch_size);
-* training stops at success, after `max_steps` updates, or after `max_seconds`.
+  first found success (resolution eval_interval × batch_size);
+* training stops at success, after `max_steps` updates, or after `budget` training seconds.
 
 A run is reproducible from its seed: the seed fixes the model's initial weights, the
 training stream and the held-out set (the time cap is a safety net that can make a
@@ -23,26 +24,18 @@ from __future__ import annotations
 
 import statistics
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
-from .longlag_base import LongLagTask
-from .longlag_models import LongLagModel, ModelConfig, count_parameters, model_configs
+from lstmlab.checkpoint import RunInfo
+from lstmlab.models.longlag import LongLagModel, ModelConfig, count_parameters
+from lstmlab.train import LossOutput, Trainer, TrainConfig
 
+from .task_base import LongLagTask
 
-@dataclass
-class TrainConfig:
-    """How one run trains and when it stops."""
-
-    batch_size: int = 32  # sequences per Adam update
-    learning_rate: float = 1e-2  # Adam step size
-    clip_norm: float = 1.0  # gradients are rescaled to at most this global norm
-    max_steps: int = 3000  # update budget per run
-    max_seconds: float = 120.0  # wall-clock safety cap per run
-    eval_every: int = 100  # updates between success checks on the held-out set
-    eval_size: int = 2560  # held-out sequences (the paper's test sets have 2560)
+RECIPE_NAME = "longlag"
 
 
 @dataclass
@@ -69,7 +62,6 @@ class RunResult:
 
 def evaluate(model: LongLagModel, task: LongLagTask, batch, chunk: int = 1024) -> tuple[float, float]:
     """(held-out loss, fraction wrong) of `model` on `batch`, in chunks to bound memory."""
-    model.eval()
     losses, wrong, count = [], 0, batch.batch_size
     with torch.no_grad():
         for start in range(0, count, chunk):
@@ -77,7 +69,6 @@ def evaluate(model: LongLagModel, task: LongLagTask, batch, chunk: int = 1024) -
             outputs = model(part.inputs)
             losses.append(float(task.loss(outputs, part)) * part.batch_size)
             wrong += int(task.wrong(outputs, part).sum())
-    model.train()
     return sum(losses) / count, wrong / count
 
 
@@ -94,45 +85,82 @@ def _slice_batch(batch, start: int, stop: int):
     )
 
 
-def train_one(task: LongLagTask, config: ModelConfig, seed: int, train: TrainConfig,
-              progress: tqdm | None = None) -> tuple[RunResult, LongLagModel]:
-    """Train one model on one task from one seed until success or a cap."""
+def longlag_train_config(**changes) -> TrainConfig:
+    """The shared trainer's settings for a long-lag run: Adam (AdamW without decay) at a
+    constant 1e-2, clipping at norm 1, 3000 updates or 120 s, a success check every 100."""
+    defaults = dict(optimizer="adamw", lr=1e-2, schedule="constant", grad_clip=1.0, max_steps=3000,
+                    budget=120.0, eval_interval=100, log_interval=100, best_metric="wrong_fraction",
+                    best_direction="lower", seed=0, progress=False)
+    return replace(TrainConfig(**defaults), **changes)
+
+
+class TaskBatches:
+    """Endless training batches of a task from a private generator (its state resumes)."""
+
+    def __init__(self, task: LongLagTask, batch_size: int, seed: int):
+        self.task, self.batch_size = task, batch_size
+        self.generator = torch.Generator().manual_seed(1_000_003 * seed + 17)
+
+    def __next__(self):
+        return self.task.sample(self.batch_size, self.generator)
+
+    def state_dict(self) -> dict:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
+
+
+def held_out_batch(task: LongLagTask, eval_size: int, seed: int):
+    """The held-out sequences of a run: a seed stream the training data never uses."""
+    return task.evaluation_batch(eval_size, torch.Generator().manual_seed(1_000_003 * seed + 99_991))
+
+
+def run_info(task: LongLagTask, config: ModelConfig, job: dict | None) -> RunInfo:
+    """What a long-lag run folder records: the job, and the task and model to rebuild."""
+    return RunInfo(RECIPE_NAME, job, {"task": task.config(), "model": asdict(config)},
+                   {"task": task.label, "criterion": task.criterion, "parameters": count_parameters(LongLagModel(config))})
+
+
+def train_one(task: LongLagTask, config: ModelConfig, seed: int, train: TrainConfig, *, batch_size: int = 32,
+              eval_size: int = 2560, out_dir: str | Path | None = None, run: RunInfo | None = None,
+              description: str | None = None) -> tuple[RunResult, LongLagModel]:
+    """Train one model on one task from one seed on the shared trainer, until success or a cap.
+
+    `train.max_steps` caps the updates, `train.budget` the training seconds; a success
+    check runs every `train.eval_interval` updates on `eval_size` held-out sequences.
+    With `out_dir`, the run folder (best.pt, latest.pt, metrics.jsonl) is written there.
+    """
     torch.manual_seed(seed)  # initial weights
     model = LongLagModel(config)
-    data_stream = torch.Generator().manual_seed(1_000_003 * seed + 17)
-    held_out = task.evaluation_batch(train.eval_size, torch.Generator().manual_seed(1_000_003 * seed + 99_991))
-    optimizer = torch.optim.Adam(model.parameters(), lr=train.learning_rate)
-    start, history, to_success, stopped_by = time.perf_counter(), [], None, "max_steps"
-    loss, wrong_fraction, step = float("nan"), 1.0, 0
-    for step in range(1, train.max_steps + 1):
-        batch = task.sample(train.batch_size, data_stream)
-        batch_loss = task.loss(model(batch.inputs), batch)
-        optimizer.zero_grad(set_to_none=True)
-        batch_loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), train.clip_norm)
-        optimizer.step()
-        out_of_time = time.perf_counter() - start > train.max_seconds
-        if step % train.eval_every == 0 or step == train.max_steps or out_of_time:
-            loss, wrong_fraction = evaluate(model, task, held_out)
-            history.append([step * train.batch_size, loss, wrong_fraction])
-            if progress is not None:
-                progress.set_postfix(step=step, loss=f"{loss:.4f}", wrong=f"{wrong_fraction:.3f}", refresh=False)
-            if task.is_success(wrong_fraction, loss):
-                to_success, stopped_by = step * train.batch_size, "success"
-                break
-            if out_of_time:
-                stopped_by = "max_seconds"
-                break
-        if progress is not None:
-            progress.update(1)
+    run = run or run_info(task, config, None)
+    held_out = held_out_batch(task, eval_size, seed)
+
+    def loss_fn(model: LongLagModel, batch) -> LossOutput:
+        loss = task.loss(model(batch.inputs), batch)
+        return LossOutput(loss, batch.batch_size, loss.item())
+
+    def evaluate_fn(model: LongLagModel) -> dict:
+        loss, wrong_fraction = evaluate(model, task, held_out)
+        return {"loss": loss, "wrong_fraction": wrong_fraction, "tokens": held_out.batch_size}
+
+    trainer = Trainer(model, TaskBatches(task, batch_size, seed), loss_fn, train, evaluate=evaluate_fn,
+                      out_dir=out_dir, run=run, unit="sequence", main_metric="wrong_fraction",
+                      stop_when=lambda record: task.is_success(record["wrong_fraction"], record["loss"]),
+                      description=description)
+    start = time.perf_counter()
+    last = trainer.fit()
+    history = [[r["step"] * batch_size, r["loss"], r["wrong_fraction"]] for r in trainer.history]
+    stopped_by = "success" if trainer.stopped_early else "max_steps" if trainer.step >= train.max_steps else "max_seconds"
     result = RunResult(
         task=task.label, lag=task.lag, model=config.kind, seed=seed, hidden_size=config.hidden_size,
-        parameters=count_parameters(model), success=to_success is not None, steps=step,
-        sequences_seen=step * train.batch_size, sequences_to_success=to_success, final_loss=loss,
-        final_wrong_fraction=wrong_fraction, eval_size=held_out.batch_size,
+        parameters=count_parameters(model), success=trainer.stopped_early, steps=trainer.step,
+        sequences_seen=trainer.step * batch_size,
+        sequences_to_success=trainer.step * batch_size if trainer.stopped_early else None,
+        final_loss=last["loss"], final_wrong_fraction=last["wrong_fraction"], eval_size=held_out.batch_size,
         wall_seconds=time.perf_counter() - start, stopped_by=stopped_by, history=history,
     )
-    return result, model
+    return result, model.eval()
 
 
 @dataclass
@@ -141,8 +169,10 @@ class Experiment:
 
     task: LongLagTask  # the task (with its length)
     lstm_hidden: int  # LSTM hidden size; GRU and RNN get matched parameter counts
-    train: TrainConfig  # optimisation and stopping
+    train: TrainConfig  # the shared trainer's optimisation and stopping (see longlag_train_config)
     seeds: int = 3  # seeds 0 … seeds − 1
+    batch_size: int = 32  # sequences per update
+    eval_size: int = 2560  # held-out sequences per success check (the paper's test sets have 2560)
     initialisation: dict | None = None  # overrides {"lstm_options": ..., "chrono": ...} of the run for this task
 
 

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 BENCHMARKS = {"engine": "engine.py", "lm": "lm_throughput.py"}
-FOLDER = Path(__file__).resolve().parents[2] / "benchmarks"  # src/lstmlab -> repository root
+FOLDER = Path(__file__).resolve().parents[3] / "benchmarks"  # src/lstmlab/cli -> repository root
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from .longlag import Summary
+from .experiment import Summary
 
 TABLE_HEADER = ("| task | model | hidden | params | success | median final loss (baseline) "
                 "| median wrong | median seqs to success | median wall s |")

@@ -7,7 +7,7 @@ import platform
 
 import torch
 
-from . import __version__, engines
+from lstmlab import __version__, engines
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -15,12 +15,12 @@ import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from .longlag import Experiment, TrainConfig
-from .longlag_models import MODEL_KINDS, parse_lstm_options
-from .longlag_registry import TASKS, make_task
-from .longlag_report import format_table, plot, write_json
-from .longlag_runner import run_experiments
-from .longlag_suites import SUITES
+from .contenders import MODEL_KINDS, parse_lstm_options
+from .experiment import Experiment, longlag_train_config
+from .task_registry import TASKS, make_task
+from .results import format_table, plot, write_json
+from .runner import run_experiments
+from .suites import SUITES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,29 +39,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=None, help="sequences per update (default 32)")
     parser.add_argument("--lr", type=float, default=None, help="Adam learning rate (default 0.01)")
     parser.add_argument("--max-steps", type=int, default=None, help="update cap per run (default 3000)")
-    parser.add_argument("--max-seconds", type=float, default=None, help="wall-clock cap per run (default 120)")
+    parser.add_argument("--max-seconds", type=float, default=None, help="training-time cap per run in seconds, evaluation excluded (default 120)")
     parser.add_argument("--eval-every", type=int, default=None, help="updates between success checks (default 100)")
     parser.add_argument("--eval-size", type=int, default=None, help="held-out sequences per check (default 2560)")
     parser.add_argument("--jobs", type=int, default=1, help="runs in parallel (processes); 2 suits a 2-core machine")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run (1 is fastest for these small models)")
-    parser.add_argument("--out", default=None, help="folder for results.json, success.png and LSTM checkpoints")
+    parser.add_argument("--out", default=None, help="folder for results.json, success.png and the LSTM run folders "
+                        "(checkpoints/<task>-lstm-seed0/)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (log lines only)")
 
 
 def build_experiments(args: argparse.Namespace) -> list[Experiment]:
-    overrides = {name: value for name, value in (
-        ("batch_size", args.batch_size), ("learning_rate", args.lr), ("max_steps", args.max_steps),
-        ("max_seconds", args.max_seconds), ("eval_every", args.eval_every), ("eval_size", args.eval_size),
+    """The experiments the options ask for: a suite, or one task at one or more lengths."""
+    overrides = {name: value for name, value in (  # the shared trainer's fields
+        ("lr", args.lr), ("max_steps", args.max_steps), ("budget", args.max_seconds),
+        ("eval_interval", args.eval_every), ("log_interval", args.eval_every),
     ) if value is not None}
+    sizes = {name: value for name, value in (("batch_size", args.batch_size), ("eval_size", args.eval_size))
+             if value is not None}
     if args.suite:
         if args.length is not None:
             raise SystemExit("--length applies to --task, not to a suite")
         experiments = SUITES[args.suite]()
-        return [replace(e, train=replace(e.train, **overrides), seeds=args.seeds or e.seeds) for e in experiments]
+        return [replace(e, train=replace(e.train, **overrides), seeds=args.seeds or e.seeds, **sizes)
+                for e in experiments]
     lengths = [None] if args.length is None else [_positive_int("--length", v) for v in args.length.split(",")]
-    train = replace(TrainConfig(), **overrides)
+    train = longlag_train_config(**overrides)
     try:
-        return [Experiment(make_task(args.task, length), args.hidden, train, args.seeds or 3) for length in lengths]
+        return [Experiment(make_task(args.task, length), args.hidden, train, args.seeds or 3, **sizes)
+                for length in lengths]
     except ValueError as error:
         raise SystemExit(f"lstmlab longlag: {error}") from None
 
@@ -80,7 +86,8 @@ def _models(text: str) -> list[str]:
     return kinds
 
 
-def _chrono(text: str) -> str | int | None:
+def parse_chrono(text: str) -> str | int | None:
+    """"auto", "none" or a positive number of steps -> "auto", None or the number."""
     if text == "auto":
         return "auto"
     if text == "none":
@@ -99,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
     command = "lstmlab " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     start = time.perf_counter()
     results, summaries = run_experiments(
-        experiments, kinds, lstm_options, chrono=_chrono(args.chrono),
+        experiments, kinds, lstm_options, chrono=parse_chrono(args.chrono),
         checkpoint_dir=out / "checkpoints" if args.out else None, workers=args.jobs,
         threads=args.threads, show_progress=not args.no_progress, input_to_output=args.input_to_output,
     )
@@ -111,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
                 "input_to_output": args.input_to_output,
                 "threads": args.threads, "experiments": [
                     {"task": e.task.config(), "lstm_hidden": e.lstm_hidden, "seeds": e.seeds, "train": asdict(e.train),
+                     "batch_size": e.batch_size, "eval_size": e.eval_size,
                      "initialisation": e.initialisation}
                     for e in experiments]}
     json_path = write_json(out / "results.json", command, settings, results, summaries, wall)

@@ -1,7 +1,7 @@
 """`lstmlab inspect RUN [--text TEXT | --file F] [--out DIR]`: a report of an LSTM's inner workings.
 
-RUN is a language-model run folder (or its checkpoint file), or a long-lag checkpoint.
-Writes DIR/report.html (self-contained: open it in any browser, offline) and the PNG
+RUN is a run folder (or checkpoint file) of any recipe; the recipe loads the model and
+adds its own report sections. Writes DIR/report.html (self-contained: open it in any browser, offline) and the PNG
 plots it shows.
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run", metavar="RUN", help="language-model run folder or checkpoint, or a long-lag checkpoint")
+    parser.add_argument("run", metavar="RUN", help="run folder or checkpoint file of any recipe (language model, long-lag run, ...)")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--text", help="text to run the language model on (default: a short built-in passage)")
     source.add_argument("--file", type=Path, help="read the text from this UTF-8 file")
@@ -27,8 +27,8 @@ def _default_out(run: Path) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lstmlab.checkpoint import CheckpointError
-    from lstmlab.inspect.subjects import write_run_report
+    import lstmlab
+    from lstmlab import recipes
 
     run_path = Path(args.run)
     if not run_path.exists():
@@ -45,10 +45,7 @@ def run(args: argparse.Namespace) -> int:
         text = text[: args.max_chars]
     out_dir = args.out or _default_out(run_path)
     print(f"inspecting {run_path} ...", flush=True)
-    try:
-        report = write_run_report(run_path, text, out_dir)
-    except (CheckpointError, ValueError) as error:
-        print(f"lstmlab inspect: {error}", file=sys.stderr)
-        return 2
+    loaded = lstmlab.load(run_path)
+    report = recipes.get(loaded.recipe).inspect(loaded, text=text, out_dir=out_dir)
     print(f"wrote {report} (open it in a browser) and the PNG plots beside it")
     return 0

@@ -1,4 +1,4 @@
-"""Language modelling as a task for the shared trainer: data, loss, evaluation, run.
+"""Language modelling on the shared trainer: data, loss, evaluation, run.
 
 `train_language_model(config, out_dir)` is what `lstmlab train lm` and `lstmlab demo`
 call: it loads and tokenises the corpus, builds the model, and hands batches, a loss
@@ -23,9 +23,13 @@ from lstmlab.data.tokenizers import train_tokenizer
 from lstmlab.models.activation_regularization import (
     activation_regularization, temporal_activation_regularization,
 )
+from lstmlab.checkpoint import RunInfo
 from lstmlab.models.lm import LanguageModel
-from lstmlab.models.lm_config import LMConfig
-from lstmlab.train import LossOutput, Trainer, init_distributed, seed_everything
+from lstmlab.recipes.lm.config import LMConfig
+from lstmlab.reproducibility import seed_everything
+from lstmlab.train import LossOutput, Trainer, init_distributed
+
+RECIPE_NAME = "lm"
 
 
 def detach_state(state: Any) -> Any:
@@ -121,11 +125,11 @@ def build_trainer(config: LMConfig, data: PreparedData, out_dir: str | Path | No
         return evaluate_tokens(model, data.validation_ids, data_config.eval_batch_size,
                                data_config.bptt, data_config.eval_tokens)
 
-    metadata = {"task": "lm", "config": dataclasses.asdict(config), "tokenizer": data.tokenizer.to_dict(),
-                "corpus": data.description, "unit": data.unit,
-                "parameters": sum(p.numel() for p in model.parameters())}
+    run = RunInfo(RECIPE_NAME, dataclasses.asdict(config), {"tokenizer": data.tokenizer.to_dict()},
+                  {"corpus": data.description, "unit": data.unit,
+                   "parameters": sum(p.numel() for p in model.parameters())})
     return Trainer(model, batches, LanguageModelLoss(config.model.ar_alpha, config.model.tar_beta),
-                   config.train, evaluate=evaluate, out_dir=out_dir, metadata=metadata, unit=data.unit)
+                   config.train, evaluate=evaluate, out_dir=out_dir, run=run, unit=data.unit)
 
 
 def train_language_model(config: LMConfig, out_dir: str | Path | None, *, resume: bool = False,
@@ -140,10 +144,10 @@ def train_language_model(config: LMConfig, out_dir: str | Path | None, *, resume
         trainer.resume(Path(out_dir) / "latest.pt")
     if trainer.is_main:
         print(f"corpus: {data.description}; {len(data.train_ids):,} training tokens, "
-              f"vocabulary {data.tokenizer.vocab_size}; model: {trainer.metadata['parameters']:,} parameters, "
+              f"vocabulary {data.tokenizer.vocab_size}; model: {trainer.run.metadata['parameters']:,} parameters, "
               f"cell {config.model.cell} (hidden {trainer.model.hidden_size})", flush=True)
     result = trainer.fit(until_step=until_step)
-    result["parameters"] = trainer.metadata["parameters"]
+    result["parameters"] = trainer.run.metadata["parameters"]
     result["trainer"] = trainer
     return result
 
