@@ -27,6 +27,16 @@ from lstmlab.checkpoint import CheckpointError, load_checkpoint, upgrade
 from lstmlab.config import add_config_options, config_from_args, field_paths, from_dict
 
 
+def new_run_folder(recipe: str) -> Path:
+    """runs/<recipe>-<date>-<time>, with -2, -3, ... when that folder exists already."""
+    base = Path("runs") / f"{recipe}-{time.strftime('%Y%m%d-%H%M%S')}"
+    folder, number = base, 1
+    while folder.exists():
+        number += 1
+        folder = base.with_name(f"{base.name}-{number}")
+    return folder
+
+
 class Recipe:
     """Base class of every recipe; see the module docstring for the hooks."""
 
@@ -74,7 +84,7 @@ class Recipe:
         return config
 
     def run_train(self, args: argparse.Namespace) -> int:
-        out_dir = Path(args.out or f"runs/{self.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+        out_dir = Path(args.out) if args.out else new_run_folder(self.name)
         base = self.default_config()
         if args.resume:
             path = out_dir / "latest.pt"

@@ -6,8 +6,6 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from lstmlab.recipes.base import Recipe
 
 from .config import LongLagConfig
@@ -38,7 +36,7 @@ class LongLagRecipe(Recipe):
                               config.model.input_to_output)[0]
         return {"experiment": 0, "task_config": task.config(), "model_config": asdict(model),
                 "seed": config.train.seed, "train": asdict(config.train), "batch_size": config.data.batch_size,
-                "eval_size": config.data.eval_size, "threads": torch.get_num_threads(),
+                "eval_size": config.data.eval_size, "threads": config.train.threads or 1,  # small models: 1 is fastest
                 "checkpoint": str(out_dir) if out_dir else None}
 
     def train(self, config: LongLagConfig, out_dir: Path, *, resume: bool) -> dict[str, Any]:

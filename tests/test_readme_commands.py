@@ -1,0 +1,95 @@
+"""The README's commands run, in the README's order, with small budgets.
+
+Every `lstmlab ...` line of the README's bash blocks (the torchrun line as the plain
+command it wraps) is run in-process in a scratch folder, with options appended that
+shrink it to seconds: a few steps, tiny models, few held-out sequences. Later lines
+use what earlier lines wrote (a trained run, a long-lag run folder), as a reader would.
+`lstmlab demo` is left to test_lm_demo.py, which runs it with a short budget.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+
+from lstmlab.cli import main
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+TINY_LM = ["--budget", "0", "--hidden_size", "16", "--embedding_size", "8", "--num_layers", "1",
+           "--batch_size", "4", "--bptt", "16", "--eval_tokens", "400", "--eval_batch_size", "64",
+           "--progress", "false", "--threads", "1", "--vocab_size", "300"]
+TINY_LONGLAG = ["--max-steps", "3", "--eval-every", "3", "--eval-size", "16", "--seeds", "1", "--no-progress"]
+
+
+def readme_commands() -> list[list[str]]:
+    """Each README bash line that runs lstmlab, as argv after `lstmlab`."""
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", README.read_text(encoding="utf-8"), flags=re.S):
+        for line in block.splitlines():
+            words = shlex.split(line.split("  #")[0])
+            if "lstmlab.cli" in words:  # torchrun ... -m lstmlab.cli train lm ...
+                words = ["lstmlab", *words[words.index("lstmlab.cli") + 1:]]
+            if words and words[0] == "lstmlab" and words[1:2] != ["demo"] and "RUN" not in words:
+                commands.append(words[1:])
+    return commands
+
+
+def shrunk(argv: list[str], resumed_steps: int) -> list[str]:
+    """`argv` with options that make it finish in seconds (appended: the last value wins)."""
+    if argv[:2] == ["train", "lm"]:
+        return [*argv, *TINY_LM, "--max_steps", str(resumed_steps if "--resume" in argv else 3)]
+    if argv[:2] == ["train", "longlag"]:
+        return [*argv, "--max_steps", "3", "--eval_size", "16", "--progress", "false"]
+    if argv[0] == "longlag":
+        return [*argv, *TINY_LONGLAG]
+    if argv[0] == "generate":
+        return [*argv, "--length", "5"]
+    return argv
+
+
+def write_user_files(folder: Path) -> None:
+    """The files the README's commands name: my_texts/, my_text.txt, recipe.toml."""
+    rng = random.Random(0)
+    words = "to be or not that is the question whether tis nobler in the mind to suffer".split()
+    (folder / "my_texts").mkdir()
+    (folder / "my_texts" / "a.txt").write_text("\n".join(" ".join(rng.choice(words) for _ in range(9))
+                                                          for _ in range(3000)))
+    (folder / "my_text.txt").write_text("HAMLET:\nTo be, or not to be (that is the question).\n")
+    (folder / "recipe.toml").write_text("[model]\nnum_layers = 1\n[train]\nlr = 0.004\n")
+
+
+def test_the_readme_has_the_commands_it_should():
+    commands = [" ".join(argv[:2]) for argv in readme_commands()]
+    for expected in ("train lm", "train longlag", "longlag --suite", "generate runs/shakespeare",
+                     "evaluate runs/shakespeare", "inspect runs/five-minutes", "inspect runs/longlag/checkpoints/very-long-lag-q10-p10-lstm-seed0"):
+        assert any(command.startswith(expected) for command in commands), expected
+
+
+def test_readme_commands_run_in_order(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    write_user_files(tmp_path)
+    for argv in readme_commands():
+        if argv[-1] == "--help":
+            with pytest.raises(SystemExit) as stop:
+                main(argv)
+            assert stop.value.code == 0, argv
+            continue
+        code = main(shrunk(argv, resumed_steps=6))
+        assert code == 0, f"lstmlab {' '.join(argv)} exited {code}: {capsys.readouterr().err[-2000:]}"
+    assert (tmp_path / "runs" / "five-minutes" / "my-text" / "report.html").is_file()
+    assert (tmp_path / "runs" / "longlag" / "checkpoints" / "very-long-lag-q10-p10-lstm-seed0" / "inspect"
+            / "report.html").is_file()
+    assert (tmp_path / "results" / "longlag" / "table.md").is_file()
+    run = main_load(tmp_path / "runs" / "shakespeare")
+    assert run.recipe == "lm" and run.config.model.hidden_size == 16
+
+
+def main_load(path: Path):
+    import lstmlab
+
+    return lstmlab.load(path)
