@@ -10,18 +10,18 @@ import pytest
 import torch
 
 import lstmlab
-from lstmlab.checkpoint import CheckpointError, save_checkpoint
+from lstmlab.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from lstmlab.cli import main
 from lstmlab.config import apply_overrides
 from lstmlab.metrics import read_log
 from lstmlab.models.activation_regularization import activation_regularization, temporal_activation_regularization
 from lstmlab.models.embedding_dropout import embedding_dropout
-from lstmlab.recipes.lm.generation import generate
-from lstmlab.models.lm import LanguageModel
-from lstmlab.models.lm import LMModelConfig
-from lstmlab.recipes.lm.config import LMConfig
+from lstmlab.models.lm import LanguageModel, LMModelConfig
 from lstmlab.models.locked_dropout import LockedDropout
+from lstmlab.recipes.lm.config import LMConfig
+from lstmlab.recipes.lm.generation import generate
 from lstmlab.recipes.lm.task import train_language_model
+from tolerances import assert_close
 
 
 pytestmark = pytest.mark.usefixtures("single_thread")  # small models: see conftest
@@ -64,7 +64,7 @@ def test_forward_step_and_trace_agree():
     for t in range(9):
         step_logits, state = model.step(tokens[t], state)
         stepped.append(step_logits)
-    torch.testing.assert_close(torch.stack(stepped), logits, atol=1e-5, rtol=1e-5)
+    assert_close(torch.stack(stepped), logits, torch.float32, "logits stepped vs the sequence")
     assert model.decoder.weight is model.embedding.weight
 
 
@@ -92,9 +92,9 @@ def test_locked_dropout_between_layers_runs_the_stack_layer_by_layer(cell):
     model.train()
     model.layer_by_layer.dropout.p = 0.0  # without dropout, layer by layer == the whole stack
     got, got_state = model(tokens)
-    torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
+    assert_close(got, expected, "float32 rerouted", "output layer by layer vs the whole stack")
     for a, b in zip(got_state if cell == "lstm" else [got_state], expected_state if cell == "lstm" else [expected_state]):
-        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+        assert_close(a, b, "float32 rerouted", "state layer by layer vs the whole stack")
     model.layer_by_layer.dropout.p = 0.5
     dropped, _ = model(tokens)
     dropped.sum().backward()
@@ -169,6 +169,26 @@ def test_load_language_model_gives_the_inspection_interface(trained_run):
     assert "".join(tokenizer.pieces(text)) == text and tokenizer.decode(tokenizer.encode(text)) == text
     same_model, _ = load_language_model(trained_run / "latest.pt")
     assert isinstance(same_model, LanguageModel)
+
+
+def test_runs_of_the_layout_before_recipes_still_load_and_resume(trained_run, tmp_path):
+    """A language-model run written before recipes ("lstmlab.train/1", config and tokenizer
+    in metadata) loads with lstmlab.load and continues with --resume."""
+    state = load_checkpoint(trained_run / "latest.pt")
+    trainer = {**state["trainer"], "best_loss": state["trainer"]["best_value"]}
+    del trainer["best_value"], trainer["stopped_early"]
+    old = {key: value for key, value in state.items() if key not in ("recipe", "config", "components")}
+    old.update(format="lstmlab.train/1", trainer=trainer,
+               metadata={"task": "lm", "config": state["config"], "tokenizer": state["components"]["tokenizer"],
+                         **state["metadata"]})
+    folder = tmp_path / "old-run"
+    save_checkpoint(old, folder / "latest.pt")
+    run = lstmlab.load(folder)
+    tokens = torch.tensor(run.tokenizer.encode("to be or")).unsqueeze(1)
+    expected = lstmlab.load(trained_run / "latest.pt").model(tokens)[0]
+    assert run.recipe == "lm" and torch.equal(run.model(tokens)[0], expected)
+    assert main(["train", "lm", "--out", str(folder), "--resume", "--max_steps", "42", "--progress", "false"]) == 0
+    assert load_checkpoint(folder / "latest.pt")["trainer"]["step"] == 42
 
 
 def test_damaged_checkpoints_give_clear_errors(trained_run, tmp_path):

@@ -11,6 +11,7 @@ from lstmlab.models.longlag import LongLagModel, ModelConfig, count_parameters, 
 from lstmlab.recipes.longlag.contenders import model_configs, parse_lstm_options
 from lstmlab.recipes.longlag.experiment import longlag_train_config, train_one
 from lstmlab.recipes.longlag.task_registry import make_task
+from tolerances import assert_close
 
 
 @pytest.mark.parametrize("name, length", [("adding", 100), ("noise-free", 100), ("temporal-order-6b", None), ("copy", 50)])
@@ -35,7 +36,8 @@ def test_input_to_output_shortcut_adds_a_linear_path():
     model = LongLagModel(ModelConfig("rnn", 4, 6, 4, input_to_output=True))
     inputs = torch.randn(5, 2, 4)
     without = model.readout(model.recurrent(inputs)[0])
-    assert torch.allclose(model(inputs) - without, inputs @ model.shortcut.weight.T, atol=1e-6)
+    assert_close(model(inputs) - without, inputs @ model.shortcut.weight.T, "float32 closed form",
+                 "output minus the recurrent path vs the shortcut")
 
 
 def test_lstm_is_lstmlab_and_variants_reach_it():

@@ -14,6 +14,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import lstmlab
 from tolerances import assert_close
+from variants import cases, cell_options, parametrize, variant
 
 pytestmark = pytest.mark.usefixtures("single_thread")  # tiny tensors: see conftest
 
@@ -21,27 +22,18 @@ F64 = torch.float64
 FIELDS = ("i", "f", "g", "o", "c", "h")
 T, B, I, H = 5, 3, 4, 3
 
-VARIANTS = [
-    dict(),
-    dict(peephole=True),
-    dict(layer_norm=True),
-    dict(coupled=True),
-    dict(zoneout=0.3),
-    dict(zoneout=(0.1, 0.5)),
-    dict(weight_drop=0.4),
-    dict(forget_bias=1.0),
-    dict(chrono_init=20),
-    dict(peephole=True, layer_norm=True, coupled=True, zoneout=(0.2, 0.3), weight_drop=0.2),
-]
-CELL_OPTIONS = ("peephole", "layer_norm", "coupled", "zoneout", "weight_drop")
+# each option alone, and everything that changes the equations together
+STEP_CASES = cases(
+    "plain", "peephole", "layer_norm", "coupled", "zoneout=0.3", "zoneout=0.1,0.5", "weight_drop=0.4",
+    "forget_bias=1.0", "chrono_init=20", "peephole-layer_norm-coupled-zoneout=0.2,0.3-weight_drop=0.2",
+)
 
 
 def _cell_for(lstm, layer, direction, options):
     """An LSTMCell holding the weights of one layer and direction of `lstm`."""
     suffix = f"_l{layer}" + ("_reverse" if direction else "")
     in_features = lstm.input_size if layer == 0 else lstm.hidden_size * (2 if lstm.bidirectional else 1)
-    cell_options = {k: v for k, v in options.items() if k in CELL_OPTIONS}
-    cell = lstmlab.LSTMCell(in_features, lstm.hidden_size, bias=lstm.bias, dtype=F64, **cell_options)
+    cell = lstmlab.LSTMCell(in_features, lstm.hidden_size, bias=lstm.bias, dtype=F64, **cell_options(options))
     state = {name.removesuffix(suffix): value for name, value in lstm.state_dict().items()
              if name.endswith(suffix)}
     cell.load_state_dict(state)
@@ -76,7 +68,7 @@ def _run_cells(lstm, options, x, h0, c0):
 
 @pytest.mark.parametrize("engine", ["reference", "auto"])
 @pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
-@pytest.mark.parametrize("options", VARIANTS, ids=str)
+@parametrize("options", STEP_CASES)
 def test_cell_steps_equal_the_sequence(options, bidirectional, engine):
     lstm = lstmlab.LSTM(I, H, num_layers=2, bidirectional=bidirectional, dtype=F64, engine=engine,
                         **options).eval()
@@ -95,8 +87,7 @@ def test_cell_steps_equal_the_sequence(options, bidirectional, engine):
 
 
 @pytest.mark.parametrize("engine", ["reference", "auto"])
-@pytest.mark.parametrize("options", [dict(), dict(peephole=True, layer_norm=True),
-                                     dict(peephole=True, layer_norm=True, zoneout=0.2)], ids=str)
+@parametrize("options", cases("plain", "layer_norm-peephole", "peephole-layer_norm-zoneout=0.2"))
 def test_cell_steps_equal_the_packed_sequence(options, engine):
     """Each sequence stepped over its own length (backwards for the reverse direction)."""
     lengths = [2, 5, 3, 1]
@@ -118,7 +109,7 @@ def test_cell_steps_equal_the_packed_sequence(options, engine):
         assert_close(c_n[:, b], cell_c_n[:, 0], F64, f"sequence {b} c_n")
 
 
-@pytest.mark.parametrize("options", [dict(), dict(peephole=True, coupled=True)], ids=str)
+@parametrize("options", cases("plain", "peephole-coupled"))
 def test_cell_steps_on_unbatched_input(options):
     cell = lstmlab.LSTMCell(I, H, dtype=F64, **options).eval()
     x, h, c = torch.randn(I, dtype=F64), torch.randn(H, dtype=F64), torch.randn(H, dtype=F64)
@@ -132,13 +123,13 @@ def test_cell_steps_on_unbatched_input(options):
 # ---------------------------------------------------------------- LSTM.step streaming
 
 @pytest.mark.parametrize("batched", [True, False], ids=["batched", "unbatched"])
-@pytest.mark.parametrize("config", [
-    dict(),
-    dict(num_layers=3, proj_size=2),
-    dict(num_layers=2, batch_first=True),
-    dict(num_layers=2, peephole=True, layer_norm=True, coupled=True, zoneout=0.3, proj_size=2),
-    dict(weight_drop=0.5, dropout=0.5, num_layers=2),
-], ids=str)
+@parametrize("config", cases(
+    "plain",
+    variant("plain", num_layers=3, proj_size=2),
+    variant("plain", num_layers=2, batch_first=True),
+    variant("peephole-layer_norm-coupled-zoneout=0.3", num_layers=2, proj_size=2),
+    variant("weight_drop=0.5", dropout=0.5, num_layers=2),
+))
 def test_streaming_step_equals_the_sequence(config, batched):
     lstm = lstmlab.LSTM(I, H + 1, dtype=F64, **config).eval()
     layers, P = lstm.num_layers, lstm.proj_size or H + 1

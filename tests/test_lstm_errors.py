@@ -11,6 +11,7 @@ import torch
 from torch.nn.utils.rnn import PackedSequence
 
 import lstmlab
+from variants import cases, variant
 
 pytestmark = pytest.mark.usefixtures("single_thread")  # tiny tensors: see conftest
 
@@ -28,8 +29,10 @@ def _raises(error, call, *given):
     return message
 
 
-@pytest.fixture(params=[dict(), dict(num_layers=2, bidirectional=True, proj_size=2),
-                        dict(peephole=True, layer_norm=True)], ids=["plain", "bi_proj", "variant"])
+LSTM_CASES = cases("plain", variant("plain", num_layers=2, bidirectional=True, proj_size=2), "layer_norm-peephole")
+
+
+@pytest.fixture(params=list(LSTM_CASES.values()), ids=list(LSTM_CASES))
 def lstm(request):
     return lstmlab.LSTM(I, H, **request.param)
 

@@ -20,6 +20,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 
 import lstmlab
 from tolerances import assert_close
+from variants import cases, parametrize, variant
 
 pytestmark = pytest.mark.usefixtures("single_thread")  # tiny tensors: see conftest
 
@@ -63,21 +64,21 @@ def _assert_recomputes(lstm, trace, c0, batch_first, dtype):
             c_prev = c[t]
 
 
-CONFIGS = [
-    dict(),
-    dict(num_layers=2, bidirectional=True),
-    dict(num_layers=3, proj_size=2),
-    dict(num_layers=2, bidirectional=True, proj_size=3, batch_first=True),
-    dict(peephole=True, bidirectional=True),
-    dict(layer_norm=True, num_layers=2, batch_first=True),
-    dict(coupled=True, peephole=True, layer_norm=True, proj_size=2, bidirectional=True),
-    dict(weight_drop=0.3, forget_bias=1.0, num_layers=2),
-]
+CONFIGS = cases(
+    "plain",
+    variant("plain", num_layers=2, bidirectional=True),
+    variant("plain", num_layers=3, proj_size=2),
+    variant("plain", num_layers=2, bidirectional=True, proj_size=3, batch_first=True),
+    variant("peephole", bidirectional=True),
+    variant("layer_norm", num_layers=2, batch_first=True),
+    variant("peephole-layer_norm-coupled", proj_size=2, bidirectional=True),
+    variant("weight_drop=0.3-forget_bias=1.0", num_layers=2),
+)
 
 
 @pytest.mark.parametrize("dtype", [F64, torch.float32], ids=str)
 @pytest.mark.parametrize("engine", ["reference", "auto"])
-@pytest.mark.parametrize("config", CONFIGS, ids=str)
+@parametrize("config", CONFIGS)
 def test_trace_is_honest(config, engine, dtype):
     lstm = lstmlab.LSTM(I, H, dtype=dtype, engine=engine, **config).eval()
     batch_first, D = lstm.batch_first, 2 if lstm.bidirectional else 1
@@ -124,14 +125,12 @@ def test_unbatched_trace_shapes_and_values(config):
 
 
 @pytest.mark.parametrize("batch_first", [False, True], ids=["TB", "BT"])
-@pytest.mark.parametrize("config,engine", [
-    (dict(), "reference"),
-    (dict(), "auto"),
-    (dict(num_layers=2, bidirectional=True, proj_size=2), "reference"),
-    (dict(num_layers=2, bidirectional=True, proj_size=2), "auto"),
-    (dict(peephole=True, layer_norm=True, bidirectional=True), "reference"),
-    (dict(peephole=True, layer_norm=True, bidirectional=True), "auto"),
-], ids=str)
+@pytest.mark.parametrize("engine", ["reference", "auto"])
+@parametrize("config", cases(
+    "plain",
+    variant("plain", num_layers=2, bidirectional=True, proj_size=2),
+    variant("layer_norm-peephole", bidirectional=True),
+))
 def test_packed_trace(config, engine, batch_first):
     lengths = [3, 5, 1, 4]
     lstm = lstmlab.LSTM(I, H, dtype=F64, batch_first=batch_first, engine=engine, **config).eval()

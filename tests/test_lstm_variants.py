@@ -19,7 +19,8 @@ from torch.func import functional_call
 from torch.nn.utils.rnn import pack_padded_sequence
 
 import lstmlab
-from tolerances import assert_close
+from tolerances import GRADCHECK, assert_close, tolerance
+from variants import cases, parametrize, select, variant
 
 pytestmark = pytest.mark.usefixtures("single_thread")  # tiny tensors: see conftest
 
@@ -85,17 +86,11 @@ def _spec_layer(module, suffix, x, h, c, *, peephole=False, layer_norm=False, co
     return torch.stack(outputs), (h, c)
 
 
-SPEC_CASES = [
-    dict(peephole=True),
-    dict(layer_norm=True),
-    dict(coupled=True),
-    dict(zoneout=0.3),
-    dict(zoneout=(0.2, 0.6)),
-    dict(peephole=True, layer_norm=True),
-    dict(coupled=True, layer_norm=True),
-    dict(coupled=True, peephole=True, zoneout=0.25),
-    dict(peephole=True, layer_norm=True, coupled=True, zoneout=(0.1, 0.4)),
-]
+# the options that change the equations (those `_spec_layer` writes out), alone and together
+SPEC_CASES = cases(
+    "peephole", "layer_norm", "coupled", "zoneout=0.3", "zoneout=0.2,0.6", "layer_norm-peephole",
+    "layer_norm-coupled", "peephole-coupled-zoneout=0.25", "peephole-layer_norm-coupled-zoneout=0.1,0.4",
+)
 
 
 ENGINES = ["reference", "auto"]  # the specification, and whatever engine "auto" picks
@@ -103,7 +98,7 @@ ENGINES = ["reference", "auto"]  # the specification, and whatever engine "auto"
 
 @pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("proj_size", [0, 2], ids=["no_proj", "proj"])
-@pytest.mark.parametrize("options", SPEC_CASES, ids=str)
+@parametrize("options", SPEC_CASES)
 def test_variant_matches_its_equations(options, proj_size, engine):
     """Two stacked layers (eval mode) against the equations, layer by layer."""
     T, B, I, H = 4, 3, 3, 4
@@ -167,29 +162,24 @@ def _gradcheck(module, x, hx, *, trace=False, seed=None):
         return tuple(flat)
 
     inputs = (x.requires_grad_(True), *(t.requires_grad_(True) for t in hx), *values)
-    assert torch.autograd.gradcheck(function, inputs, eps=1e-6, atol=1e-6, rtol=1e-4)
+    assert torch.autograd.gradcheck(function, inputs, **GRADCHECK)
 
 
-GRADCHECK_CASES = [
-    dict(peephole=True),
-    dict(layer_norm=True),
-    dict(coupled=True),
-    dict(zoneout=0.3),
-    dict(zoneout=(0.0, 0.5)),
-    dict(weight_drop=0.4),
-    dict(forget_bias=1.0),
-    dict(chrono_init=8),
-    dict(layer_norm=True, peephole=True, bidirectional=True, proj_size=1),
-    dict(coupled=True, peephole=True, layer_norm=True, num_layers=2),
-    dict(zoneout=0.2, weight_drop=0.3, peephole=True, bidirectional=True),
-    dict(peephole=True, layer_norm=True, coupled=True, zoneout=(0.3, 0.1), weight_drop=0.2,
-         num_layers=2, bidirectional=True, proj_size=1, dropout=0.3),
-]
+# each option alone, then combinations with structure (H = 2, so proj_size 1)
+GRADCHECK_CASES = cases(
+    "peephole", "layer_norm", "coupled", "zoneout=0.3", "zoneout=0.0,0.5", "weight_drop=0.4",
+    "forget_bias=1.0", "chrono_init=8",
+    variant("layer_norm-peephole", bidirectional=True, proj_size=1),
+    variant("peephole-layer_norm-coupled", num_layers=2),
+    variant("peephole-zoneout=0.2-weight_drop=0.3", bidirectional=True),
+    variant("peephole-layer_norm-coupled-zoneout=0.3,0.1-weight_drop=0.2",
+            num_layers=2, bidirectional=True, proj_size=1, dropout=0.3),
+)
 
 
 @pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("training", [False, True], ids=["eval", "train"])
-@pytest.mark.parametrize("options", GRADCHECK_CASES, ids=str)
+@parametrize("options", GRADCHECK_CASES)
 def test_gradcheck_variant(options, training, engine):
     T, B, I, H = 3, 2, 2, 2
     lstm = lstmlab.LSTM(I, H, dtype=F64, engine=engine, **options).train(training)
@@ -200,12 +190,10 @@ def test_gradcheck_variant(options, training, engine):
     _gradcheck(lstm, x, hx, seed=11)
 
 
-@pytest.mark.parametrize("options", [
-    dict(),
-    dict(peephole=True, layer_norm=True),
-    dict(coupled=True, zoneout=0.3),
-    dict(peephole=True, bidirectional=True, proj_size=1, num_layers=2),
-], ids=str)
+@parametrize("options", cases(
+    "plain", "layer_norm-peephole", "coupled-zoneout=0.3",
+    variant("peephole", bidirectional=True, proj_size=1, num_layers=2),
+))
 @pytest.mark.parametrize("engine", ENGINES)
 def test_gradcheck_through_the_trace(engine, options):
     """Gradients of every trace tensor (gates and states of every layer) are right."""
@@ -234,13 +222,13 @@ def test_gradcheck_packed_variant(engine):
             lstm, dict(zip(names, params)), (packed,), dict(trace=True))
         return output.data, h_n, c_n, trace[0].c, trace[0].h
 
-    assert torch.autograd.gradcheck(function, (padded, *values), eps=1e-6, atol=1e-6, rtol=1e-4)
+    assert torch.autograd.gradcheck(function, (padded, *values), **GRADCHECK)
 
 
-@pytest.mark.parametrize("options", [
-    dict(peephole=True), dict(layer_norm=True), dict(coupled=True), dict(zoneout=0.3),
-    dict(weight_drop=0.4), dict(peephole=True, layer_norm=True, coupled=True, zoneout=(0.2, 0.4)),
-], ids=str)
+@parametrize("options", cases(
+    "peephole", "layer_norm", "coupled", "zoneout=0.3", "weight_drop=0.4",
+    "peephole-layer_norm-coupled-zoneout=0.2,0.4",
+))
 @pytest.mark.parametrize("training", [False, True], ids=["eval", "train"])
 def test_gradcheck_cell_variant(options, training):
     B, I, H = 2, 3, 2
@@ -254,7 +242,7 @@ def test_gradcheck_cell_variant(options, training):
 
     inputs = [torch.randn(B, I, dtype=F64), torch.randn(B, H, dtype=F64), torch.randn(B, H, dtype=F64)]
     inputs = [t.requires_grad_(True) for t in inputs] + values
-    assert torch.autograd.gradcheck(function, tuple(inputs), eps=1e-6, atol=1e-6, rtol=1e-4)
+    assert torch.autograd.gradcheck(function, tuple(inputs), **GRADCHECK)
 
 
 # ---------------------------------------------------------------- variant parameters and initialisation
@@ -386,8 +374,9 @@ def test_zoneout_training_keeps_each_unit_or_updates_it():
     h_prev = torch.cat([h0, h[:-1]])
     c_updated = f * c_prev + i * g
     h_updated = o * torch.tanh(c_updated)
-    c_kept, c_new = torch.isclose(c, c_prev, rtol=0, atol=1e-12), torch.isclose(c, c_updated, rtol=0, atol=1e-12)
-    h_kept, h_new = torch.isclose(h, h_prev, rtol=0, atol=1e-12), torch.isclose(h, h_updated, rtol=0, atol=1e-12)
+    same = tolerance("float64 recomputed")
+    c_kept, c_new = torch.isclose(c, c_prev, **same), torch.isclose(c, c_updated, **same)
+    h_kept, h_new = torch.isclose(h, h_prev, **same), torch.isclose(h, h_updated, **same)
     assert bool((c_kept | c_new).all()), "c_t must be c_{t-1} or the updated cell"
     assert bool((h_kept | h_new).all()), "h_t must be h_{t-1} or o*tanh(updated cell)"
     assert abs(c_kept.double().mean().item() - zoneout_c) < 0.05
@@ -416,8 +405,7 @@ def _weight_drop_run(lstm, x, hx):
 
 
 @pytest.mark.parametrize("engine", ENGINES)
-@pytest.mark.parametrize("options", [dict(), dict(num_layers=2, bidirectional=True, peephole=True)],
-                         ids=["plain", "stacked_peephole"])
+@parametrize("options", cases("plain", variant("peephole", num_layers=2, bidirectional=True)))
 def test_weight_drop_is_one_dropconnect_mask_per_call_on_weight_hh(options, engine):
     """Training with weight_drop=p equals the same LSTM (no weight drop) run with
     W_hh * mask / (1 - p), one mask for the whole sequence: a recurrent weight the mask
@@ -509,7 +497,7 @@ def test_engine_registry_and_description():
     assert all(name in general for name in names), general
     plain = lstmlab.engines.describe(lstmlab.LSTM(3, 4, engine="auto"))
     assert _chosen_engine(plain, "forward without trace")[0] == "native", plain
-    for options in (dict(peephole=True), dict(zoneout=0.1), dict(layer_norm=True, coupled=True)):
+    for options in select("peephole", "zoneout=0.1", "layer_norm-coupled"):
         variant = lstmlab.engines.describe(lstmlab.LSTM(3, 4, **options))
         for prefix in ("forward without trace", "forward with trace"):
             chosen, line = _chosen_engine(variant, prefix)
@@ -519,9 +507,7 @@ def test_engine_registry_and_description():
     assert _chosen_engine(forced, "forward without trace")[0] == "reference", forced
 
 
-@pytest.mark.parametrize("options", [
-    dict(peephole=True), dict(layer_norm=True), dict(coupled=True), dict(zoneout=0.1),
-], ids=str)
+@parametrize("options", cases("peephole", "layer_norm", "coupled", "zoneout=0.1"))
 def test_native_engine_refuses_variants_at_construction_and_says_why(options):
     """An engine asked for a cell it cannot run fails when the module is built, not later."""
     name = next(iter(options))

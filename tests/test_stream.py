@@ -15,21 +15,23 @@ import torch
 from torch import nn
 
 import lstmlab
-from tolerances import assert_close
+from tolerances import assert_close, tolerance
+from variants import cases, parametrize, variant
 
-VARIANTS = {
-    "plain": dict(),
-    "no-bias": dict(bias=False),
-    "peephole": dict(peephole=True),
-    "coupled": dict(coupled=True),
-    "peephole-coupled": dict(peephole=True, coupled=True),
-    "layer_norm": dict(layer_norm=True),
-    "layer_norm-peephole": dict(layer_norm=True, peephole=True),
-    "layer_norm-coupled-no-bias": dict(layer_norm=True, coupled=True, bias=False),
-    "2-layer-proj": dict(num_layers=2, proj_size=3),
-    "3-layer-coupled": dict(coupled=True, num_layers=3),
-    "2-layer-layer_norm-proj": dict(num_layers=2, layer_norm=True, proj_size=4),
-}
+# what the C++ step runs (no zoneout: Stream refuses it), with and without bias, stacked, projected
+STREAM_CASES = cases(
+    "plain",
+    variant("plain", bias=False),
+    "peephole",
+    "coupled",
+    "peephole-coupled",
+    "layer_norm",
+    "layer_norm-peephole",
+    variant("layer_norm-coupled", bias=False),
+    variant("plain", num_layers=2, proj_size=3),
+    variant("coupled", num_layers=3),
+    variant("layer_norm", num_layers=2, proj_size=4),
+)
 
 
 def run_stream(lstm, x, state=None):
@@ -44,7 +46,7 @@ def random_state(lstm, batch, dtype):
 
 
 @pytest.mark.parametrize("batch", [1, 3])
-@pytest.mark.parametrize("options", VARIANTS.values(), ids=VARIANTS.keys())
+@parametrize("options", STREAM_CASES)
 def test_stream_equals_sequence_float64(options, batch):
     lstm = lstmlab.LSTM(5, 7, **options).double().eval()
     x = torch.randn(8, batch, 5, dtype=torch.double)
@@ -60,8 +62,8 @@ def test_stream_equals_sequence_float64(options, batch):
 # 128-column panel, batch rows in groups of 3 plus a remainder, and a product large
 # enough (> 2^18 multiply-adds) to be split over threads.
 @pytest.mark.parametrize("hidden, batch, options", [
-    (40, 1, dict()), (40, 5, dict(peephole=True)), (33, 4, dict(num_layers=2, proj_size=17)),
-    (24, 2, dict(layer_norm=True, coupled=True)), (300, 1, dict()), (200, 3, dict(proj_size=50)),
+    (40, 1, variant("plain")), (40, 5, variant("peephole")), (33, 4, variant("plain", num_layers=2, proj_size=17)),
+    (24, 2, variant("layer_norm-coupled")), (300, 1, variant("plain")), (200, 3, variant("plain", proj_size=50)),
 ], ids=["H40-B1", "H40-B5-peephole", "H33-B4-2-layer-proj", "H24-B2-ln-coupled", "H300-B1", "H200-B3-proj"])
 def test_stream_equals_sequence_float32(hidden, batch, options):
     lstm = lstmlab.LSTM(70, hidden, **options).eval()
@@ -219,7 +221,8 @@ def test_stream_errors_name_what_was_expected():
     assert stream(torch.randn(2, 4).T.contiguous().T).shape == (2, 6)  # any strides are fine
 
 
-OTHER_BUILD_CHECK = """
+# the float32 row of tests/tolerances.py is written into the script: the child process has no tests/ on its path
+OTHER_BUILD_CHECK = f"""
 import sys, torch, lstmlab
 assert lstmlab.engines.fused.capability() == sys.argv[1], lstmlab.engines.fused.capability()
 lstm = lstmlab.LSTM(70, 40, num_layers=2, proj_size=20, peephole=True).eval()
@@ -227,7 +230,7 @@ x = torch.randn(5, 4, 70)
 stream = lstmlab.Stream(lstm, batch_size=4)
 steps = torch.stack([stream(x_t) for x_t in x])
 with torch.no_grad():
-    torch.testing.assert_close(steps, lstm(x)[0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(steps, lstm(x)[0], **{tolerance(torch.float32)!r})
 print("ok")
 """
 
