@@ -11,7 +11,12 @@ unique across sections, without it (``hidden_size``); dashes and underscores are
 
 from __future__ import annotations
 
+import argparse
+import ast
 import dataclasses
+import functools
+import inspect
+import textwrap
 import tomllib
 import types
 import typing
@@ -128,10 +133,40 @@ def choice(default: Any, choices: tuple, **kwargs: Any) -> Any:
 
 
 # ----------------------------------------------------------------------------- command line
+@functools.cache
+def field_comments(config_type: type) -> dict[str, str]:
+    """{field name: its trailing ``# comment``} from the dataclass's source (the help text)."""
+    try:
+        source = textwrap.dedent(inspect.getsource(config_type))
+    except (OSError, TypeError):  # no source (a frozen app): options keep their defaults only
+        return {}
+    lines = source.splitlines()
+    comments = {}
+    for node in ast.parse(source).body[0].body:
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            line = lines[node.end_lineno - 1]
+            if "#" in line:
+                comments[node.target.id] = line.split("#", 1)[1].strip()
+    return comments
+
+
+def _option_help(owner: Any, field: dataclasses.Field) -> str:
+    """'what it is (type, default X; one of a, b)' for one config field."""
+    type_name = getattr(field.type, "__name__", str(field.type)).replace("NoneType", "None")
+    comment = field_comments(type(owner)).get(field.name, "")
+    facts = [type_name, f"default {getattr(owner, field.name)!r}"]
+    choices = field.metadata.get("choices")
+    if choices:
+        facts.append("one of " + ", ".join(map(str, choices)))
+    return f"{comment} ({'; '.join(facts)})" if comment else f"({'; '.join(facts)})"
+
+
 def add_config_options(parser: Any, config: Any, skip: set[str] = frozenset(), *,
                        title: str = "config fields (type-checked)") -> None:
     """One ``--name`` option per config field of `config` (dotted when the short name is
-    ambiguous across sections); values stay strings until `config_from_args` checks them."""
+    ambiguous across sections), with the field's comment, type, default and choices as
+    its help; ``--name-with-dashes`` is accepted too (not listed twice). Values stay
+    strings until `config_from_args` checks them."""
     paths = field_paths(config)
     short_names = [path.rsplit(".", 1)[-1] for path in paths]
     group = parser.add_argument_group(title)
@@ -140,10 +175,10 @@ def add_config_options(parser: Any, config: Any, skip: set[str] = frozenset(), *
             continue
         name = path.rsplit(".", 1)[-1]
         flag = name if short_names.count(name) == 1 else path
-        type_name = getattr(field.type, "__name__", str(field.type))
-        flags = [f"--{flag}"] + ([f"--{flag.replace('_', '-')}"] if "_" in flag else [])
-        group.add_argument(*flags, dest=f"cfg:{path}", metavar=type_name.upper(),
-                           help=f"default {getattr(owner, field.name)!r}")
+        metavar = getattr(field.type, "__name__", "VALUE").upper()
+        group.add_argument(f"--{flag}", dest=f"cfg:{path}", metavar=metavar, help=_option_help(owner, field))
+        if "_" in flag:
+            group.add_argument(f"--{flag.replace('_', '-')}", dest=f"cfg:{path}", help=argparse.SUPPRESS)
 
 
 def config_from_args(args: Any, base: Any, extra: dict[str, Any] | None = None) -> Any:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +47,7 @@ from lstmlab.optimization import (  # noqa: F401  (learning_rate: part of this m
     averaged_weights, averaging_optimizer, learning_rate, make_optimizer, validation_stalled,
 )
 from lstmlab.reproducibility import rng_state, seed_everything, set_rng_state  # noqa: F401
+from lstmlab.stopping import StopOnSignal, TrainingInterrupted
 
 
 @dataclass
@@ -141,17 +143,33 @@ class Trainer:
     def fit(self, until_step: int | None = None) -> dict[str, Any]:
         """Train until the step or time budget is spent, `stop_when` says so, or `until_step`
         (to stop early and resume later). Saves ``latest.pt`` (and ``best.pt``) when there
-        is an out_dir. Returns the last evaluation record (or {}), with "finished"."""
+        is an out_dir. Returns the last evaluation record (or {}), with "finished".
+        On SIGINT / SIGTERM: finishes the step, saves latest.pt, raises TrainingInterrupted."""
+        with StopOnSignal() as stop:
+            return self._fit(until_step, stop)
+
+    def _progress_bar(self) -> Any:
+        """Steps, or seconds of training against the budget, beside the wall-clock time."""
         from tqdm import tqdm
 
         config = self.config
-        bar = tqdm(total=config.max_steps or int(config.budget), initial=self._bar_position(),
-                   unit="step" if config.max_steps else "s", disable=not (config.progress and self.is_main),
-                   dynamic_ncols=True, leave=self.description is None, desc=self.description)
+        what = "steps" if config.max_steps else "s of training"
+        return tqdm(total=config.max_steps or int(config.budget), initial=self._bar_position(),
+                    disable=not (config.progress and self.is_main), dynamic_ncols=True,
+                    leave=self.description is None, desc=self.description,
+                    bar_format="{desc}{percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} " + what
+                               + " [wall {elapsed}, about {remaining} left{postfix}]")
+
+    def _fit(self, until_step: int | None, stop: StopOnSignal) -> dict[str, Any]:
+        config = self.config
+        bar = self._progress_bar()
         window_loss, window_tokens, window_start, window_elapsed = 0.0, 0, self.tokens_seen, self.elapsed
         last_eval_elapsed = self.elapsed
         self.model.train()
         while not (self._budget_spent() or self.stopped_early) and (until_step is None or self.step < until_step):
+            if self._agreed(stop.received is not None):
+                bar.close()
+                raise TrainingInterrupted(stop.received or signal.SIGTERM, self.step, self.save("latest.pt"))
             started = time.perf_counter()
             lr = learning_rate(config, self.step, self.elapsed)
             output = self._train_step(next(self.batches), lr)
@@ -323,6 +341,8 @@ class Trainer:
     def resume(self, path: str | Path) -> None:
         """Restore everything `save` wrote; the next `fit()` continues exactly."""
         state = load_checkpoint(path)
+        if self.is_main and "trainer" in state:
+            print(f"resuming from step {state['trainer']['step']} of {path}", flush=True)
         if "optimizer" not in state or "trainer" not in state:
             raise CheckpointError(f"{path} is not a training checkpoint (format {state.get('format')!r}, "
                                   f"expected {RUN_FORMAT!r} with the training state)")

@@ -9,7 +9,8 @@ Shared sub-commands live in this folder (`train`, `evaluate`, `inspect`, `info`,
 
 and is imported only when its command is used (or for --help). A user's mistake (a bad
 option value, a missing file, a damaged checkpoint) ends with one line on stderr and
-exit status 2, not a traceback.
+exit status 2, not a traceback; a bug still shows its traceback, with a line asking
+for a report. A misspelt option or command gets a "did you mean" (`cli.parser`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,12 @@ import importlib
 import sys
 
 from lstmlab.checkpoint import CheckpointError
+from lstmlab.cli.parser import Parser
+from lstmlab.config import ConfigError
+
+# what a user's mistake raises (a bad value, a missing or damaged file): one line, exit 2
+USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError,
+               UnicodeDecodeError, CheckpointError, ConfigError)
 
 # name -> (module, one-line help) of the shared sub-commands
 SHARED_COMMANDS: dict[str, tuple[str, str]] = {
@@ -44,10 +51,11 @@ def commands() -> dict[str, tuple[str, str]]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="lstmlab", description="LSTM networks, opened up: train, inspect, benchmark."
-    )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    from lstmlab import __version__
+
+    parser = Parser(prog="lstmlab", description="LSTM networks, opened up: train, inspect, benchmark.")
+    parser.add_argument("--version", action="version", version=f"lstmlab {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     for name, (module_name, help_text) in commands().items():
         command_parser = sub.add_parser(name, help=help_text, description=help_text)
         command_parser.set_defaults(_module=module_name)
@@ -72,9 +80,13 @@ def main(argv: list[str] | None = None) -> int:
     module = importlib.import_module(args._module)
     try:
         result = module.run(args)
-    except (ValueError, FileNotFoundError, CheckpointError) as error:  # the user's mistake: say what, no traceback
+    except USER_ERRORS as error:  # the user's mistake: say what, no traceback
         print(f"lstmlab {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except Exception:
+        print(f"lstmlab {args.command}: this is a bug in lstmlab, not a mistake of yours; please report it "
+              "with the traceback below and the command you ran", file=sys.stderr)
+        raise
     return int(result or 0)
 
 

@@ -8,7 +8,6 @@ plots it shows.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 
@@ -32,13 +31,11 @@ def run(args: argparse.Namespace) -> int:
 
     run_path = Path(args.run)
     if not run_path.exists():
-        print(f"lstmlab inspect: RUN not found: expected a run folder or checkpoint file at {run_path}", file=sys.stderr)
-        return 2
+        raise FileNotFoundError(f"RUN not found: expected a run folder or checkpoint file at {run_path}")
     text = args.text
     if args.file is not None:
         if not args.file.is_file():
-            print(f"lstmlab inspect: --file {args.file}: no such file", file=sys.stderr)
-            return 2
+            raise FileNotFoundError(f"--file {args.file}: no such file")
         text = args.file.read_text(encoding="utf-8")
     if text is not None and args.max_chars > 0 and len(text) > args.max_chars:
         print(f"using the first {args.max_chars} of {len(text)} characters (raise --max-chars for more)")

@@ -13,6 +13,7 @@ Both share one small interface, which the models, the trainer and `lstmlab.inspe
 
 from __future__ import annotations
 
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -78,14 +79,15 @@ class BPETokenizer:
                              f"{distinct} distinct characters of the training text; got {vocab_size}")
         with tempfile.TemporaryDirectory() as folder:
             prefix = str(Path(folder) / "bpe")
-            sentencepiece.SentencePieceTrainer.train(
-                sentence_iterator=_sentences(text), model_prefix=prefix, model_type="bpe",
-                vocab_size=vocab_size, character_coverage=1.0, byte_fallback=True,
-                normalization_rule_name="identity", remove_extra_whitespaces=False,
-                add_dummy_prefix=False, split_by_whitespace=True, allow_whitespace_only_pieces=True,
-                user_defined_symbols=[_NEWLINE_STAND_IN], input_sentence_size=seed_sentences,
-                shuffle_input_sentence=False, minloglevel=2, num_threads=1,
-            )
+            try:
+                _train_sentencepiece(sentencepiece, text, prefix, vocab_size, seed_sentences)
+            except RuntimeError as error:  # sentencepiece's own check: the text has too few pieces
+                most = re.search(r"value <= (\d+)", str(error))
+                if not most:
+                    raise
+                raise ValueError(f"bpe vocab_size {vocab_size} is too large for this training text: it holds "
+                                 f"at most {most.group(1)} pieces; use --vocab_size {most.group(1)} or less, "
+                                 "or more text") from None
             return cls(Path(prefix + ".model").read_bytes())
 
     @property
@@ -138,6 +140,18 @@ def _sentences(text: str, max_chars: int = 2000) -> Iterator[str]:
         size += len(line) + 1
     if chunk:
         yield _NEWLINE_STAND_IN.join(chunk)
+
+
+def _train_sentencepiece(sentencepiece: Any, text: str, prefix: str, vocab_size: int, seed_sentences: int) -> None:
+    """sentencepiece BPE with byte fallback, keeping every space and newline (see BPETokenizer)."""
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=_sentences(text), model_prefix=prefix, model_type="bpe",
+        vocab_size=vocab_size, character_coverage=1.0, byte_fallback=True,
+        normalization_rule_name="identity", remove_extra_whitespaces=False,
+        add_dummy_prefix=False, split_by_whitespace=True, allow_whitespace_only_pieces=True,
+        user_defined_symbols=[_NEWLINE_STAND_IN], input_sentence_size=seed_sentences,
+        shuffle_input_sentence=False, minloglevel=2, num_threads=1,
+    )
 
 
 def train_tokenizer(kind: str, text: str, vocab_size: int = 2000) -> CharTokenizer | BPETokenizer:

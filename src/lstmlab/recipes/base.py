@@ -19,6 +19,10 @@ Everything here is generic: `run_train` serves ``lstmlab train <name>`` for any 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
+import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -62,6 +66,11 @@ class Recipe:
     def commands(self) -> dict[str, tuple[str, str]]:
         return {}
 
+    def next_commands(self, out_dir: Path) -> list[str]:
+        """What to run next on a finished run (printed after training)."""
+        return [f"lstmlab evaluate {out_dir} --split validation", f"lstmlab inspect {out_dir}",
+                f"lstmlab train {self.name} --out {out_dir} --resume --max_steps 0 --budget 600   # on, to 600 s of training in all"]
+
     def default_budget(self, config: Any) -> None:
         """Called when neither a step nor a time budget is given: five minutes."""
         config.train.budget = 300.0
@@ -69,7 +78,10 @@ class Recipe:
     # ----------------------------------------------------------------- `lstmlab train <name>`
     def add_train_arguments(self, parser: argparse.ArgumentParser) -> None:
         config = self.default_config()
-        if "data.path" in field_paths(config):
+        has_data = "data.path" in field_paths(config)
+        parser.usage = (f"lstmlab train {self.name} {'[--data PATH] ' if has_data else ''}[--config FILE.toml] "
+                        "[--out DIR] [--resume] [--FIELD VALUE ...]")
+        if has_data:
             parser.add_argument("--data", metavar="PATH", help="the data to train on (default: the bundled data)")
         parser.add_argument("--config", metavar="FILE.toml", help="TOML config (its sections are the config's)")
         parser.add_argument("--out", metavar="DIR", help=f"run folder for checkpoints and logs (default runs/{self.name}-<time>)")
@@ -84,17 +96,61 @@ class Recipe:
         return config
 
     def run_train(self, args: argparse.Namespace) -> int:
+        """`lstmlab train <name>`: config, training, then the run folder's curve and next steps."""
+        from lstmlab.stopping import TrainingInterrupted
+
         out_dir = Path(args.out) if args.out else new_run_folder(self.name)
-        base = self.default_config()
+        base = saved = None
         if args.resume:
             path = out_dir / "latest.pt"
             state = upgrade(load_checkpoint(path), path)
             if state.get("recipe") != self.name:
                 raise CheckpointError(f"{path} is a {state.get('recipe')!r} run, not a {self.name!r} run")
             base = self.config_from_state(state)
+            saved = dataclasses.asdict(base)
         data = getattr(args, "data", None)
-        config = config_from_args(args, base, {"data.path": data} if data else None)
+        config = config_from_args(args, base or self.default_config(), {"data.path": data} if data else None)
+        if saved is not None:
+            refuse_model_changes(saved, dataclasses.asdict(config))
         if not config.train.max_steps and not config.train.budget:
             self.default_budget(config)
-        self.train(config, out_dir, resume=args.resume)
+        main_process = os.environ.get("RANK", "0") == "0"
+        if main_process:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            (out_dir / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
+        try:
+            self.train(config, out_dir, resume=args.resume)
+        except TrainingInterrupted as stop:
+            if main_process:
+                print(f"\n{stop}; latest.pt holds it. Resume with: lstmlab train {self.name} --out {out_dir} --resume",
+                      file=sys.stderr)
+            return stop.exit_code
+        if main_process:
+            self.finish_run(out_dir)
         return 0
+
+    def finish_run(self, out_dir: Path) -> None:
+        """The learning curve (learning_curve.png) and the next commands for this run."""
+        from lstmlab.curves import plot_learning_curve
+
+        logs = [out_dir / name for name in ("metrics.jsonl", "metrics.csv") if (out_dir / name).is_file()]
+        curve = plot_learning_curve(logs[0], out_dir / "learning_curve.png", f"lstmlab train {self.name}: {out_dir.name}") \
+            if logs else None
+        print(f"run folder: {out_dir}/ (best.pt, latest.pt, config.json{', ' + logs[0].name if logs else ''}"
+              f"{', ' + curve.name if curve else ''})")
+        print("next:\n" + "\n".join(f"  {command}" for command in self.next_commands(out_dir)))
+
+
+RESUME_FIXED_DATA = ("path", "tokenizer", "vocab_size")  # data fields that the saved model depends on
+
+
+def refuse_model_changes(saved: dict, new: dict) -> None:
+    """--resume continues the run as saved: options that change its model (or the data and
+    vocabulary it was built for) are refused, naming each change."""
+    fixed = [("model", key) for key in new.get("model", {})]
+    fixed += [("data", key) for key in RESUME_FIXED_DATA if key in new.get("data", {})]
+    changes = [f"{key}: {saved[section][key]!r} -> {new[section][key]!r}"
+               for section, key in fixed if saved.get(section, {}).get(key) != new[section][key]]
+    if changes:
+        raise ValueError("--resume continues the run as it was saved, but these options would change its model "
+                         f"or data: {'; '.join(changes)}. Start a new run (another --out) to change them")

@@ -17,11 +17,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import lstmlab
-    from lstmlab.recipes.lm.generation import generate
+    from lstmlab.recipes.lm.generation import check_request, generate
 
     loaded = lstmlab.load(args.run)
     if loaded.recipe != "lm":
         raise ValueError(f"{args.run} is a {loaded.recipe!r} run; `lstmlab generate` samples from language models")
+    check_request(loaded.tokenizer, args.prime, args.length, args.temperature, args.top_k)
     sys.stdout.write(args.prime)
 
     def show(text: str) -> None:

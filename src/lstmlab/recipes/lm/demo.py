@@ -20,6 +20,7 @@ import torch
 
 from lstmlab import engines
 from lstmlab.config import apply_overrides
+from lstmlab.curves import plot_learning_curve
 from lstmlab.recipes.lm.config import LMConfig
 from lstmlab.recipes.lm.generation import generate
 from lstmlab.recipes.lm.inspect import write_lm_report
@@ -44,32 +45,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="torch threads; 0 = auto: torch's default, or 1 when the machine is already "
                         "busy (two threads stall each other when cores are shared)")
     parser.add_argument("--sample-length", type=int, default=600, help="characters to generate (default 600)")
-
-
-def plot_loss_curve(metrics_path: Path, png_path: Path) -> Path:
-    """Training and validation bits/char against characters seen, as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from lstmlab.metrics import read_log
-
-    records = read_log(metrics_path)
-    figure, axes = plt.subplots(figsize=(7, 4))
-    for split, style in (("train", "-"), ("validation", "o-")):
-        points = [(float(r["tokens"]), float(r["bits_per_char"])) for r in records if r["split"] == split]
-        if points:
-            axes.plot(*zip(*points), style, label=split)
-    axes.set_xlabel("characters seen")
-    axes.set_ylabel("bits per character")
-    axes.set_title("lstmlab demo: character LSTM on Shakespeare")
-    axes.grid(alpha=0.3)
-    axes.legend()
-    figure.tight_layout()
-    figure.savefig(png_path, dpi=120)
-    plt.close(figure)
-    return png_path
 
 
 def choose_threads() -> int:
@@ -110,7 +85,8 @@ def run(args: argparse.Namespace) -> int:
     print("\nA sample (temperature 0.8):\n" + "-" * 60)
     print("ROMEO:\n" + generate(model, data.tokenizer, "ROMEO:\n", args.sample_length, temperature=0.8, seed=0))
     print("-" * 60)
-    png = plot_loss_curve(out_dir / "metrics.jsonl", out_dir / "loss_curve.png")
+    png = plot_learning_curve(out_dir / "metrics.jsonl", out_dir / "loss_curve.png",
+                              "lstmlab demo: character LSTM on Shakespeare", x_label="characters seen")
     summary = {"validation_nats_per_char": nats, "validation_bits_per_char": nats / math.log(2),
                "training_characters": trainer.tokens_seen, "training_seconds": trainer.elapsed,
                "threads": torch.get_num_threads(), "wall_seconds": time.perf_counter() - started}

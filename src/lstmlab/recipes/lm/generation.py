@@ -21,13 +21,27 @@ def sample_next(logits: torch.Tensor, temperature: float, top_k: int, generator:
 
 
 @torch.no_grad()
+def check_request(tokenizer: Any, prime: str, length: int, temperature: float, top_k: int) -> None:
+    """ValueError naming what is wrong with a sampling request (before anything is printed)."""
+    if length < 0:
+        raise ValueError(f"length must be >= 0, got {length}")
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0 (0 = always the likeliest token), got {temperature}")
+    if top_k < 0:
+        raise ValueError(f"top_k must be >= 0 (0 = all tokens), got {top_k}")
+    prime_ids = tokenizer.encode(prime or "\n")
+    if tokenizer.decode(prime_ids) != (prime or "\n"):
+        unseen = sorted({char for char in prime if tokenizer.decode(tokenizer.encode(char)) != char})
+        raise ValueError(f"the prime text has characters the model never saw in training: "
+                         f"{', '.join(map(repr, unseen)) or repr(prime)}; leave them out")
+
+
 def generate(model: LanguageModel, tokenizer: Any, prime: str = "\n", length: int = 500,
              temperature: float = 0.8, top_k: int = 0, seed: int = 0,
              on_text: Callable[[str], None] | None = None) -> str:
     """Continue `prime` by `length` tokens; `on_text` receives each new piece of text as
     it is sampled (streaming). The same seed gives the same text."""
-    if length < 0:
-        raise ValueError(f"length must be >= 0, got {length}")
+    check_request(tokenizer, prime, length, temperature, top_k)
     prime_ids = tokenizer.encode(prime or "\n")
     if not prime_ids:
         raise ValueError(f"the prime text {prime!r} encodes to no tokens")

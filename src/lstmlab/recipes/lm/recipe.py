@@ -12,6 +12,9 @@ from lstmlab.recipes.base import Recipe
 from lstmlab.recipes.lm.config import LMConfig
 
 
+INSPECT_CHARACTERS = 2000  # of the validation text, when `lstmlab inspect` is given no text
+
+
 class LanguageModelRecipe(Recipe):
     """Character or subword language models (default: the bundled Shakespeare plays)."""
 
@@ -29,7 +32,6 @@ class LanguageModelRecipe(Recipe):
         if trainer.is_main:
             print(f"validation: {nats_to_report(result['loss'], trainer.unit)} after {trainer.step} steps, "
                   f"{trainer.tokens_seen:,} tokens, {trainer.elapsed:.1f} s of training")
-            print(f"run folder: {out_dir}")
         if torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
         return result
@@ -67,9 +69,20 @@ class LanguageModelRecipe(Recipe):
         return report
 
     def inspect(self, run: Any, *, text: str | None, out_dir: Path) -> Path:
+        """The report on `text`; without one, on the start of the run's own validation text
+        (the built-in passage for the bundled Shakespeare, chosen so every text feature varies)."""
+        from lstmlab.data.text import load_splits
         from lstmlab.recipes.lm.inspect import write_lm_report
 
+        if text is None and run.config.data.path is not None:
+            validation = load_splits(run.config.data.path).validation
+            text = validation[:INSPECT_CHARACTERS].rsplit("\n", 1)[0] or validation[:INSPECT_CHARACTERS]
+            print(f"inspecting the first {len(text):,} characters of the run's validation text "
+                  f"({run.config.data.path}; choose another with --text or --file)")
         return write_lm_report(run, text, out_dir)
+
+    def next_commands(self, out_dir: Path) -> list[str]:
+        return [f"lstmlab generate {out_dir} --prime 'JULIET:' --length 400", *super().next_commands(out_dir)]
 
     def commands(self) -> dict[str, tuple[str, str]]:
         return {

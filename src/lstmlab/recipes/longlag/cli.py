@@ -59,22 +59,19 @@ def build_experiments(args: argparse.Namespace) -> list[Experiment]:
              if value is not None}
     if args.suite:
         if args.length is not None:
-            raise SystemExit("--length applies to --task, not to a suite")
+            raise ValueError("--length applies to --task, not to a suite")
         experiments = SUITES[args.suite]()
         return [replace(e, train=replace(e.train, **overrides), seeds=args.seeds or e.seeds, **sizes)
                 for e in experiments]
     lengths = [None] if args.length is None else [_positive_int("--length", v) for v in args.length.split(",")]
     train = longlag_train_config(**overrides)
-    try:
-        return [Experiment(make_task(args.task, length), args.hidden, train, args.seeds or 3, **sizes)
-                for length in lengths]
-    except ValueError as error:
-        raise SystemExit(f"lstmlab longlag: {error}") from None
+    return [Experiment(make_task(args.task, length), args.hidden, train, args.seeds or 3, **sizes)
+            for length in lengths]
 
 
 def _positive_int(flag: str, text: str) -> int:
     if not text.strip().isdigit() or int(text) < 1:
-        raise SystemExit(f"{flag} expects positive integers, got {text!r}")
+        raise ValueError(f"{flag} expects positive integers, got {text!r}")
     return int(text)
 
 
@@ -82,7 +79,7 @@ def _models(text: str) -> list[str]:
     kinds = [k.strip() for k in text.split(",") if k.strip()]
     unknown = [k for k in kinds if k not in MODEL_KINDS]
     if not kinds or unknown:
-        raise SystemExit(f"--models expects a comma list of {', '.join(MODEL_KINDS)}, got {text!r}")
+        raise ValueError(f"--models expects a comma list of {', '.join(MODEL_KINDS)}, got {text!r}")
     return kinds
 
 
@@ -97,10 +94,7 @@ def parse_chrono(text: str) -> str | int | None:
 
 def run(args: argparse.Namespace) -> int:
     kinds = _models(args.models)
-    try:
-        lstm_options = parse_lstm_options(args.lstm_options)
-    except ValueError as error:
-        raise SystemExit(f"lstmlab longlag: {error}") from None
+    lstm_options = parse_lstm_options(args.lstm_options)  # a ValueError is the user's: one line, exit 2
     experiments = build_experiments(args)
     out = Path(args.out) if args.out else Path("longlag-out")
     command = "lstmlab " + " ".join(shlex.quote(a) for a in sys.argv[1:])

@@ -48,8 +48,10 @@ class LongLagRecipe(Recipe):
             raise ValueError(f"{out_dir} already holds a run (latest.pt); choose another --out")
         result = run_job(self.job(config, out_dir), show_steps=config.train.progress)
         print(result_line(result))
-        print(f"run folder: {out_dir}")
         return result
+
+    def next_commands(self, out_dir: Path) -> list[str]:
+        return [f"lstmlab evaluate {out_dir} --json", f"lstmlab inspect {out_dir}"]
 
     def load(self, state: dict[str, Any], path: Path) -> Any:
         from lstmlab.models.longlag import LongLagModel, ModelConfig
