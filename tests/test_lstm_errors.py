@@ -191,3 +191,25 @@ def test_step_wrong_input():
     _raises(ValueError, lambda: lstm.step(torch.randn(T, B, I)), (T, B, I))
     state = (torch.zeros(1, B + 1, H), torch.zeros(1, B + 1, H))
     _raises(ValueError, lambda: lstm.step(torch.randn(B, I), state), (1, B + 1, H))
+
+
+MISTAKES = {  # the same mistake made with torch's LSTM / LSTMCell and with lstmlab's
+    "input dtype": lambda lstm, cell: lstm(torch.randn(5, 3, 4, dtype=torch.float64)),
+    "input size": lambda lstm, cell: lstm(torch.randn(5, 3, 7)),
+    "input dims": lambda lstm, cell: lstm(torch.randn(5, 3, 4, 2)),
+    "state shape": lambda lstm, cell: lstm(torch.randn(5, 3, 4), (torch.zeros(1, 2, 8), torch.zeros(1, 2, 8))),
+    "state dtype": lambda lstm, cell: lstm(torch.randn(5, 3, 4), (torch.zeros(1, 3, 8, dtype=torch.float64),) * 2),
+    "cell input size": lambda lstm, cell: cell(torch.randn(3, 7)),
+    "cell state shape": lambda lstm, cell: cell(torch.randn(3, 4), (torch.zeros(2, 8), torch.zeros(2, 8))),
+}
+
+
+@pytest.mark.parametrize("mistake", MISTAKES)
+def test_errors_are_also_of_the_type_torch_raises(mistake):
+    """Code that catches torch.nn.LSTM's exception for a mistake catches lstmlab's too."""
+    make = MISTAKES[mistake]
+    with pytest.raises(Exception) as torch_error:
+        make(torch.nn.LSTM(4, 8), torch.nn.LSTMCell(4, 8))
+    with pytest.raises(torch_error.type) as ours:
+        make(lstmlab.LSTM(4, 8), lstmlab.LSTMCell(4, 8))
+    assert "expected" in str(ours.value)  # our message, not torch's

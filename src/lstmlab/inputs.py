@@ -43,6 +43,16 @@ def check_packed(packed: PackedSequence) -> None:
         )
 
 
+class ShapeError(ValueError, RuntimeError):
+    """A tensor of the wrong shape. Also a RuntimeError: what torch.nn.LSTM raises for a
+    wrong input size or state shape, so code that catches torch's type catches ours."""
+
+
+class DtypeError(TypeError, ValueError, RuntimeError):
+    """A tensor of the wrong dtype. Also a ValueError (torch.nn.LSTM's type for the input's
+    dtype) and a RuntimeError (its type for the state's dtype)."""
+
+
 def parse_input(input, batch_first: bool, input_size: int) -> ParsedInput:
     """Accept (T, B, I) / (B, T, I) / (T, I) / PackedSequence; return the engine layout."""
     if isinstance(input, PackedSequence):
@@ -65,16 +75,16 @@ def parse_input(input, batch_first: bool, input_size: int) -> ParsedInput:
 
 def check_features(x: Tensor, input_size: int) -> None:
     if x.shape[-1] != input_size:
-        raise ValueError(
+        raise ShapeError(
             f"input: expected input_size={input_size} features in the last dim, got {x.shape[-1]} "
             f"(shape {tuple(x.shape)})"
         )
 
 
 def check_like(name: str, tensor: Tensor, reference: Tensor) -> None:
-    """Same dtype (TypeError) and device (ValueError) as the weights."""
+    """Same dtype (DtypeError, a TypeError) and device (ValueError) as the weights."""
     if tensor.dtype != reference.dtype:
-        raise TypeError(f"{name}: expected dtype {reference.dtype} (the weights' dtype), got {tensor.dtype}")
+        raise DtypeError(f"{name}: expected dtype {reference.dtype} (the weights' dtype), got {tensor.dtype}")
     if tensor.device != reference.device:
         raise ValueError(f"{name}: expected device {reference.device} (the weights' device), got {tensor.device}")
 
@@ -93,7 +103,7 @@ def initial_state(hx, batch: int, shapes: tuple[tuple[int, int], tuple[int, int]
     for name, tensor, (rows, width) in zip(("h_0", "c_0"), hx, shapes):
         expected = (rows, width) if unbatched else (rows, batch, width)
         if tuple(tensor.shape) != expected:
-            raise ValueError(f"{name}: expected shape {expected}, got {tuple(tensor.shape)}")
+            raise ShapeError(f"{name}: expected shape {expected}, got {tuple(tensor.shape)}")
         check_like(name, tensor, like)
         states.append(tensor.unsqueeze(1) if unbatched else tensor)
     return tuple(states)

@@ -13,7 +13,9 @@ from torch import Tensor, nn
 
 from . import engines
 from .cell import TRACE_FIELDS, CellSpec, input_gates, lstm_step, recurrent_weight, zoneout, zoneout_keep
-from .inputs import ParsedInput, check_features, check_like, initial_state, pack_like, parse_input, valid_mask
+from .inputs import (
+    ParsedInput, ShapeError, check_features, check_like, initial_state, pack_like, parse_input, valid_mask,
+)
 from .parameters import (
     add_variant_parameters, check_bias_options, check_positive_int, check_probability,
     init_variant_parameters, layer_weights, make_spec, uniform_bound,
@@ -303,7 +305,7 @@ class LSTMCell(nn.Module):
         if isinstance(hx, (tuple, list)) and len(hx) == 2 and all(isinstance(t, Tensor) for t in hx):
             for name, tensor in zip(("h_0", "c_0"), hx):
                 if tuple(tensor.shape) != shape:
-                    raise ValueError(f"{name}: expected shape {shape}, got {tuple(tensor.shape)}")
+                    raise ShapeError(f"{name}: expected shape {shape}, got {tuple(tensor.shape)}")
             widened = tuple(t.unsqueeze(0) for t in hx)
         h0, c0 = initial_state(widened, x.shape[0], ((1, self.hidden_size),) * 2, unbatched, x)
         return h0[0], c0[0]

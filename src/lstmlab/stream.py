@@ -25,6 +25,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from . import engines
+from .inputs import DtypeError, ShapeError
 from .nn import LSTM
 
 
@@ -66,7 +67,7 @@ class Stream:
                 rows, batch_rows, width = target.shape  # unbatched states leave out the batch dim
                 expected = (rows, width) if self.batch_size is None else (rows, batch_rows, width)
                 if tuple(given.shape) != expected:
-                    raise ValueError(f"Stream state {name}: expected shape {expected}, got {tuple(given.shape)}")
+                    raise ShapeError(f"Stream state {name}: expected shape {expected}, got {tuple(given.shape)}")
                 target.copy_(given.detach().reshape(target.shape))
         self._core = engines.fused.load_extension().StreamState(self._weights, h, c, self.batch_size is None)
 
@@ -90,9 +91,9 @@ class Stream:
         expected = (self.lstm.input_size,) if self.batch_size is None else (self.batch_size, self.lstm.input_size)
         if not isinstance(x_t, Tensor) or tuple(x_t.shape) != expected:
             got = tuple(x_t.shape) if isinstance(x_t, Tensor) else type(x_t).__name__
-            raise ValueError(f"Stream input: expected shape {expected}, got {got}")
+            raise ShapeError(f"Stream input: expected shape {expected}, got {got}")
         dtype = self._core.h.dtype
         if x_t.dtype != dtype:
-            raise TypeError(f"Stream input: expected dtype {dtype} (the weights' dtype), got {x_t.dtype}")
+            raise DtypeError(f"Stream input: expected dtype {dtype} (the weights' dtype), got {x_t.dtype}")
         if x_t.device.type != "cpu":
             raise ValueError(f"Stream input: expected a CPU tensor (the stream runs on CPU), got {x_t.device}")
