@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 import lstmlab
-from lstmlab.engines import fused
+from lstmlab.engines import fused_direction as fused  # FusedDirection looks packed_forward_weight up there
 
 from engine import interleaved, machine_line
 

@@ -16,7 +16,8 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 import lstmlab
 from lstmlab.cell import GATES, TRACE_FIELDS
-from lstmlab.engines import fused
+from lstmlab.engines import fused, fused_direction, fused_extension
+from lstmlab.engines.fused_extension import ForwardInputs, ForwardOutputs
 from tolerances import assert_close, tolerance
 
 FUSED_VARIANTS = [dict(), dict(peephole=True), dict(coupled=True), dict(peephole=True, coupled=True),
@@ -189,7 +190,7 @@ def test_fused_packed_loops_with_a_thread_team(variant, sizes, threads):
                          ids=["plain", "peephole-coupled-bidirectional"])
 def test_fused_packed_loops_with_the_input_gemm_outside(variant, monkeypatch):
     """A large W_ih is not re-read every step: its GEMM runs before the loop (forced here)."""
-    monkeypatch.setattr(fused, "FUSED_INPUT_MAX_BYTES", 0)
+    monkeypatch.setattr(fused_direction, "FUSED_INPUT_MAX_BYTES", 0)
     compare_padded_and_packed(variant, TEAM_SIZES[0])
 
 
@@ -200,7 +201,7 @@ def test_fused_packed_loops_with_the_input_gemm_outside(variant, monkeypatch):
 def test_fused_packed_loops_with_the_input_share_in_the_tile(variant, sizes, threads, monkeypatch):
     """Small batches get the input GEMM before the loop; forced into the tile here, with
     the rows split between threads and with the team over hidden units."""
-    monkeypatch.setattr(fused, "FUSED_INPUT_MIN_BATCH", 1)
+    monkeypatch.setattr(fused_direction, "FUSED_INPUT_MIN_BATCH", 1)
     with torch_threads(threads):
         compare_padded_and_packed(variant, sizes)
 
@@ -210,7 +211,7 @@ def test_fused_packed_loops_with_the_input_share_in_the_tile(variant, sizes, thr
                                      dict(zoneout=0.2, layer_norm=True)], ids=["plain", "proj", "zoneout"])
 def test_fused_weight_gradients_in_either_orientation(variant, limit, monkeypatch):
     """dW = d^T inputs is computed as (inputs^T d)^T for small weights only: both ways agree."""
-    monkeypatch.setattr(fused, "TRANSPOSED_GRADIENT_MAX_NUMEL", limit)
+    monkeypatch.setattr(fused_direction, "TRANSPOSED_GRADIENT_MAX_NUMEL", limit)
     compare_engines("fused", variant, packed=True, batch=4, steps=6)
 
 
@@ -243,7 +244,7 @@ def test_fused_inference_without_trace_matches_reference(variant, packed):
 def test_fused_inference_with_trace_matches_reference(variant):
     """Under no_grad both directions of a bidirectional layer write into one (T, B, 2, ·)
     buffer per field (fused.stacked_outputs; with layer norm, each direction's gate buffer
-    is stacked once, reference.stack_trace): same values and shapes as the reference."""
+    is stacked once, layers.stack_trace): same values and shapes as the reference."""
     lstm = lstmlab.LSTM(7, 45, **variant).double().eval()
     x = torch.randn(6, 9, 7, dtype=torch.double)
     lengths = torch.tensor([6, 3, 1, 5, 6, 2, 4, 6, 1])
@@ -298,8 +299,11 @@ def test_fused_zoneout_keeps_zero_fresh_cells_on_padded_steps():
         w_hh = torch.randn(4 * hidden, hidden, dtype=torch.double)
         poison = torch.full((steps, batch, hidden), float("nan"), dtype=torch.double)
         del poison
-        fresh = extension.forward(x_gates, state, state, w_hh, empty, empty, empty, empty, empty, keep_c, empty,
-                                  lengths, False, False, True, empty, empty, empty, empty, [], [])[10]
+        inputs = ForwardInputs(input_gates=x_gates, x=empty, w_ih=empty, bias=empty, ln_g_ih=empty, h0=state,
+                               c0=state, w_hh=w_hh, w_hr=empty, peephole=empty, ln_g_hh=empty, ln_g_c=empty,
+                               ln_b_c=empty, keep_c=keep_c, keep_h=empty, lengths=lengths, reverse=False,
+                               coupled=False, keep_trace=True, out=[], packed_weights=[])
+        fresh = ForwardOutputs._make(extension.forward(inputs)).cells_fresh
         assert torch.equal(fresh[padded], torch.zeros_like(fresh[padded]))
 
 
@@ -318,9 +322,12 @@ def test_fused_forward_rejects_a_buffer_of_the_wrong_shape(wrong):
     else:
         other = extension.pack_forward_weight(torch.randn(4 * hidden, hidden + 1), hidden)
         out, packed, message = [], [other, empty], "a packed weight must be"
+    inputs = ForwardInputs(input_gates=empty, x=x, w_ih=w_ih, bias=bias, ln_g_ih=empty, h0=state, c0=state,
+                           w_hh=w_hh, w_hr=empty, peephole=empty, ln_g_hh=empty, ln_g_c=empty, ln_b_c=empty,
+                           keep_c=empty, keep_h=empty, lengths=torch.empty(0, dtype=torch.int64), reverse=False,
+                           coupled=False, keep_trace=True, out=out, packed_weights=packed)
     with pytest.raises(RuntimeError, match=message):
-        extension.forward(empty, state, state, w_hh, *[empty] * 7, torch.empty(0, dtype=torch.int64), False, False,
-                          True, x, w_ih, bias, empty, out, packed)
+        extension.forward(inputs)
 
 
 @pytest.mark.parametrize("batch", [3, 16], ids=["gemm-first", "input-in-tile"])
@@ -341,7 +348,7 @@ def test_fused_inference_packs_changed_weights_again(batch):
         torch.testing.assert_close(trace[0].g, trace_ref[0].g, atol=1e-5, rtol=1e-4)
 
     check()
-    assert lstm.weight_hh_l0 in fused._packed_forward_weights
+    assert lstm.weight_hh_l0 in fused_extension._packed_forward_weights
     with torch.no_grad():
         lstm.weight_hh_l0.mul_(-0.5)  # in place: version counter
         lstm.weight_ih_l0.add_(0.3)
@@ -351,7 +358,7 @@ def test_fused_inference_packs_changed_weights_again(batch):
     lstm.weight_ih_l0 = torch.nn.Parameter(torch.randn(80, 6))  # another tensor
     check()
     fused.release_buffers()
-    assert len(fused._packed_forward_weights) == 0
+    assert len(fused_extension._packed_forward_weights) == 0
     check()
 
 

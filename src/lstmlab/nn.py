@@ -61,7 +61,10 @@ class LSTM(nn.Module):
     batch_first=False, dropout=0.0 (between layers, training only), bidirectional=False,
     proj_size=0, device=None, dtype=None.
     """ + _VARIANT_DOC + r"""
-        engine: "auto" (default), "reference" or "native"; see `lstmlab.engines.describe`.
+        engine: "auto" (default: the fastest engine that can run the call), "reference" (the
+            PyTorch time loop, the specification), "native" (torch's fused kernel, plain cells) or
+            "fused" (lstmlab's C++ time loop, every variant with its trace, CPU float32/64); see
+            `lstmlab.engines.describe`.
 
     Shapes: T time steps, B batch, I input_size, H hidden_size, P = proj_size or H,
     D = 2 if bidirectional else 1, L = num_layers.

@@ -24,7 +24,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from ..cell import TRACE_FIELDS, CellSpec, LayerWeights, input_gates, recurrent_weight
 from ..inputs import valid_mask
 from .base import EngineResult, SequenceBatch
-from .reference import stack_directions
+from .layers import previous_states, stack_directions
 
 
 def unsupported_reason(spec: CellSpec, need_trace: bool, like: Tensor | None = None) -> str | None:
@@ -61,18 +61,6 @@ def _fused(x: Tensor, h0: Tensor, c0: Tensor, layers: list[list[LayerWeights]], 
     output, _ = pad_packed_sequence(packed._replace(data=data), total_length=x.shape[0])
     unsort = packed.unsorted_indices
     return output, h_n.index_select(1, unsort), c_n.index_select(1, unsort)
-
-
-def previous_states(hs: Tensor, h0: Tensor, reverse: bool, valid: Tensor | None) -> Tensor:
-    """h_{t-1} as seen by step t: (T, B, P). Reverse runs from each sequence's own end."""
-    if not reverse:
-        return torch.cat((h0.unsqueeze(0), hs[:-1]), dim=0)
-    following = torch.cat((hs[1:], torch.zeros_like(hs[:1])), dim=0)  # hs[t + 1]
-    if valid is None:
-        following[-1] = h0
-        return following
-    next_valid = torch.cat((valid[1:], torch.zeros_like(valid[:1])), dim=0)  # (T, B, 1)
-    return torch.where(next_valid, following, h0)
 
 
 def _cell_states(f: Tensor, candidate: Tensor, c0: Tensor, reverse: bool, valid: Tensor | None) -> Tensor:

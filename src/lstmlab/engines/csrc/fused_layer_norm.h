@@ -13,36 +13,47 @@ namespace lstmlab_fused {
 
 constexpr double kLayerNormEps = 1e-5;  // cell.LN_EPS
 
-// Mean and 1/sqrt(var + eps) of x[0, n) (two passes: stable in float32).
+// The statistics and the normalisation run in double, rounded once to scalar_t at the
+// end. In float, -ffast-math has GCC compute 1/sqrtf with the approximate rsqrt
+// instruction and one Newton step (~1.5 ulp off), and (x - mean) * rstd rounds twice; the
+// rstd error scales a whole normalised row alike, so unlike the rounding of single
+// elements it does not average out in the sums downstream (W_hh h, the next layer, the
+// weight gradients). A float32 layer-norm cell's gradients were then up to 4x the float32
+// reference's error against float64; rounding once, as torch's layer_norm nearly does,
+// they are on par with it.
+inline double inverse_std(double sum_sq, int64_t n) { return 1.0 / std::sqrt(sum_sq / double(n) + kLayerNormEps); }
+
+// Mean and 1/sqrt(var + eps) of x[0, n), in double (two passes).
 template <typename scalar_t>
-inline void moments(const scalar_t* __restrict x, int64_t n, scalar_t& mean, scalar_t& rstd) {
-  scalar_t sum = 0;
-  for (int64_t j = 0; j < n; ++j) sum += x[j];
-  mean = sum / scalar_t(n);
-  scalar_t sq = 0;
-  for (int64_t j = 0; j < n; ++j) sq += (x[j] - mean) * (x[j] - mean);
-  rstd = scalar_t(1) / std::sqrt(sq / scalar_t(n) + scalar_t(kLayerNormEps));
+inline void moments(const scalar_t* __restrict x, int64_t n, double& mean, double& rstd) {
+  double sum = 0;
+  for (int64_t j = 0; j < n; ++j) sum += double(x[j]);
+  mean = sum / double(n);
+  double sq = 0;
+  for (int64_t j = 0; j < n; ++j) sq += (double(x[j]) - mean) * (double(x[j]) - mean);
+  rstd = inverse_std(sq, n);
 }
 
 // The slices of the gate vector that LN covers: all four, or i, g, o when coupled.
 template <bool Coupled>
 inline int64_t used_count(int64_t hidden) { return Coupled ? 3 * hidden : 4 * hidden; }
 
-// Normalise the recurrent pre-activation row r (4H) in place to r_hat, return its rstd.
+// Normalise the pre-activation row r (4H) in place to r_hat, return its rstd (in double,
+// see inverse_std). Also the input share's LN (fused_input_norm.h, the streaming step).
 template <typename scalar_t, bool Coupled>
 scalar_t normalize_recurrent(scalar_t* __restrict r, int64_t hidden) {
-  scalar_t sum = 0, sq = 0;
+  double sum = 0, sq = 0;
   const int64_t n = used_count<Coupled>(hidden);
-  for (int64_t j = 0; j < 4 * hidden; ++j) sum += (Coupled && j >= hidden && j < 2 * hidden) ? scalar_t(0) : r[j];
-  const scalar_t mean = sum / scalar_t(n);
+  for (int64_t j = 0; j < 4 * hidden; ++j) sum += (Coupled && j >= hidden && j < 2 * hidden) ? 0.0 : double(r[j]);
+  const double mean = sum / double(n);
   for (int64_t j = 0; j < 4 * hidden; ++j) {
-    const scalar_t d = (Coupled && j >= hidden && j < 2 * hidden) ? scalar_t(0) : r[j] - mean;
+    const double d = (Coupled && j >= hidden && j < 2 * hidden) ? 0.0 : double(r[j]) - mean;
     sq += d * d;
   }
-  const scalar_t rstd = scalar_t(1) / std::sqrt(sq / scalar_t(n) + scalar_t(kLayerNormEps));
+  const double rstd = inverse_std(sq, n);
   for (int64_t j = 0; j < 4 * hidden; ++j)
-    r[j] = (Coupled && j >= hidden && j < 2 * hidden) ? scalar_t(0) : (r[j] - mean) * rstd;
-  return rstd;
+    r[j] = (Coupled && j >= hidden && j < 2 * hidden) ? scalar_t(0) : scalar_t((double(r[j]) - mean) * rstd);
+  return scalar_t(rstd);
 }
 
 // Backward of a gate-vector LN (`normalize_recurrent`) followed by a gain: from dy (4H) =
@@ -98,13 +109,11 @@ void activate_row_ln(const scalar_t* __restrict u_hat, const scalar_t* __restric
     c_out[j] = c;
     c_run[j] = c;
   }
-  scalar_t mean;
-  moments(c_out, hidden, mean, *rstd_c);
-  const scalar_t rc = *rstd_c;
-  for (int64_t j = 0; j < hidden; ++j) {
-    c_hat[j] = (c_out[j] - mean) * rc;
-    m_out[j] = z[3 * hidden + j] * tanh_(c_hat[j] * g_c[j] + b_c[j]);
-  }
+  double mean, rc;
+  moments(c_out, hidden, mean, rc);
+  *rstd_c = scalar_t(rc);
+  for (int64_t j = 0; j < hidden; ++j) c_hat[j] = scalar_t((double(c_out[j]) - mean) * rc);
+  for (int64_t j = 0; j < hidden; ++j) m_out[j] = z[3 * hidden + j] * tanh_(c_hat[j] * g_c[j] + b_c[j]);
 }
 
 // Backward of one row. In: the forward's row values, dm (H) = dL/dm, dgt[k] (H) (gate k)

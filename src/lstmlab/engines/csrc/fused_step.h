@@ -51,7 +51,7 @@ struct StreamLayer {
 class PackedStack {
  public:
   // flat: per layer w_ih, w_hh, b_ih + b_hh, w_hr, peephole, ln_ih, ln_hh, ln_c_weight,
-  // ln_c_bias (engines/fused.py's step_weights; empty tensors where the cell has none).
+  // ln_c_bias (engines/fused_stream.py's step_weights; empty tensors where the cell has none).
   PackedStack(const std::vector<torch::Tensor>& flat, bool coupled) : coupled_(coupled) {
     TORCH_CHECK(!flat.empty() && flat.size() % 9 == 0, "PackedStack: expected 9 tensors per layer, got ", flat.size());
     dtype_ = flat[0].scalar_type();
