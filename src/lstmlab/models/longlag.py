@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from lstmlab.models import count_parameters  # noqa: F401  (part of this module's API)
+
 MODEL_KINDS = ("lstm", "gru", "rnn")
 GATE_BLOCKS = {"lstm": 4, "gru": 3, "rnn": 1}  # weight blocks per layer (i,f,g,o / r,z,n / h)
 
@@ -91,10 +93,6 @@ def chrono_init_gru(gru: nn.GRU, horizon: int) -> None:
     with torch.no_grad():
         gru.bias_ih_l0[hidden : 2 * hidden].uniform_(1.0, max(horizon - 1.0, 1.0 + 1e-3)).log_()
         gru.bias_hh_l0[hidden : 2 * hidden].zero_()
-
-
-def count_parameters(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
 
 
 def formula_parameters(kind: str, input_size: int, hidden_size: int, output_size: int,

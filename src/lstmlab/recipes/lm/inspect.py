@@ -9,10 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from lstmlab.inspect.collect import collect_text_trace
 from lstmlab.inspect.report import write_report
+from lstmlab.models import count_parameters
 
 # Used when no text is given: lines with quotes, brackets and line breaks, so that the
 # built-in features (quotes, brackets, position in line) all vary.
@@ -31,10 +30,6 @@ DEFAULT_TEXT = (
     "HAMLET:\n"
     "At supper! \"Not where he eats, but where he is eaten.\"\n"
 )
-
-
-def parameter_count(module: torch.nn.Module) -> int:
-    return sum(parameter.numel() for parameter in module.parameters())
 
 
 def write_lm_report(run: Any, text: str | None, out_dir: str | Path, *, max_steps: int = 600) -> Path:
@@ -61,7 +56,7 @@ def write_lm_report(run: Any, text: str | None, out_dir: str | Path, *, max_step
         "checkpoint": str(run.checkpoint),
         "model": f"language model: embedding {model.config.embedding_size} → LSTM "
                  f"{model.config.num_layers} × {model.hidden_size} → softmax over {tokenizer.vocab_size} tokens",
-        "parameters": f"{parameter_count(model):,}",
+        "parameters": f"{count_parameters(model):,}",
         "tokenizer": f"{type(tokenizer).__name__}, {tokenizer.vocab_size} tokens",
         "LSTM": repr(model.lstm),
         "engine": engines.describe(model.lstm),

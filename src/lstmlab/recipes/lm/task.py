@@ -17,13 +17,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lstmlab.checkpoint import RunInfo
 from lstmlab.data.batching import BPTTBatches, LMBatch, evaluation_windows, make_streams
 from lstmlab.data.text import load_splits
 from lstmlab.data.tokenizers import train_tokenizer
+from lstmlab.models import count_parameters
 from lstmlab.models.activation_regularization import (
-    activation_regularization, temporal_activation_regularization,
+    activation_regularization,
+    temporal_activation_regularization,
 )
-from lstmlab.checkpoint import RunInfo
 from lstmlab.models.lm import LanguageModel
 from lstmlab.recipes.lm.config import LMConfig
 from lstmlab.reproducibility import seed_everything
@@ -127,7 +129,7 @@ def build_trainer(config: LMConfig, data: PreparedData, out_dir: str | Path | No
 
     run = RunInfo(RECIPE_NAME, dataclasses.asdict(config), {"tokenizer": data.tokenizer.to_dict()},
                   {"corpus": data.description, "unit": data.unit,
-                   "parameters": sum(p.numel() for p in model.parameters())})
+                   "parameters": count_parameters(model)})
     return Trainer(model, batches, LanguageModelLoss(config.model.ar_alpha, config.model.tar_beta),
                    config.train, evaluate=evaluate, out_dir=out_dir, run=run, unit=data.unit)
 

@@ -11,6 +11,7 @@ import torch
 from lstmlab import engines
 from lstmlab.inspect.collect import collect_trace
 from lstmlab.inspect.report import ReportSection, write_report
+from lstmlab.models import count_parameters
 
 from .cells import answer_of_each_sequence, carrying_units, plot_carrying_cells
 
@@ -27,10 +28,6 @@ nearest class average of c, rescaled so that guessing the most common class scor
 0 means c says nothing about the answer yet (or any more); 1 means c alone settles it. This measures how clean
 the gap is, not how large: the top panel shows its size.</p>
 """
-
-
-def parameter_count(module: torch.nn.Module) -> int:
-    return sum(parameter.numel() for parameter in module.parameters())
 
 
 def _step_pieces(inputs: torch.Tensor, length: int) -> list[str]:
@@ -75,7 +72,7 @@ def write_longlag_report(run: Any, out_dir: str | Path, *, sequences: int = 64, 
         "task": f"{task.label} ({task.kind}); success: {task.criterion}",
         "model": f"LSTM {model.config.input_size} → {model.config.hidden_size} units → read-out {model.config.output_size}",
         "LSTM options": str(model.config.lstm_options or "none"),
-        "parameters": f"{parameter_count(model):,}",
+        "parameters": f"{count_parameters(model):,}",
         "engine": engines.describe(model.lstm),
         "inspected": f"{sequences} fresh sequences (seed {seed}), up to {steps} steps; the coloured text shows sequence 0, "
                      "one character per step (the letter of a one-hot input symbol, else a square)",
