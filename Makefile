@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-all install clean chromium
+.PHONY: demo test test-all install clean chromium bible
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,13 +17,13 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)
 
-demo: $(STAMP)
+demo: $(STAMP) bible
 	$(BIN)/lstmlab demo
 
-test: $(STAMP) chromium
+test: $(STAMP) chromium bible
 	$(BIN)/python -m pytest -q -m "not slow"
 
-test-all: $(STAMP) chromium
+test-all: $(STAMP) chromium bible
 	$(BIN)/python -m pytest -q
 
 # The inspect report's test opens the page in a real headless browser (Debian's chromium).
@@ -31,6 +31,22 @@ chromium:
 	@command -v chromium >/dev/null 2>&1 || { \
 	  echo "installing Debian's chromium (needed by the browser test in tests/test_inspect_report.py)"; \
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; }
+
+# The translation recipe's bundled parallel text: Debian's King James and Reina-Valera 1909
+# SWORD modules, downloaded as packages and unpacked into ~/.cache/lstmlab/sword (nothing is
+# installed; `apt-get install sword-text-kjv sword-text-sparv` works too). apt's package lists
+# are refreshed only when the download cannot find the packages.
+SWORD := $(HOME)/.cache/lstmlab/sword
+BIBLE_DEBS := sword-text-kjv sword-text-sparv
+bible:
+	@test -f $(SWORD)/mods.d/engKJV2006eb.conf -a -f $(SWORD)/mods.d/spaRV1909eb.conf || { \
+	  echo "downloading Debian's $(BIBLE_DEBS) (the translation recipe's verses) into $(SWORD)"; \
+	  work=$$(mktemp -d) && trap 'rm -rf "$$work"' EXIT && cd "$$work" && \
+	  { apt-get download -q $(BIBLE_DEBS) >apt.log 2>&1 || \
+	    { apt-get update -q >>apt.log 2>&1 && apt-get download -q $(BIBLE_DEBS) >>apt.log 2>&1; } || \
+	    { cat apt.log >&2; echo "make bible: could not download $(BIBLE_DEBS) (see above)" >&2; exit 1; }; } && \
+	  for deb in *.deb; do dpkg -x "$$deb" unpacked || exit 1; done && \
+	  mkdir -p $(SWORD) && cp -r unpacked/usr/share/sword/. $(SWORD)/; }
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info
