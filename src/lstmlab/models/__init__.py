@@ -2,7 +2,9 @@
 
 - `lm`: embedding -> LSTM stack -> softmax language model (AWD-LSTM regularisers:
   `embedding_dropout`, `locked_dropout`, `locked_layers`, `activation_regularization`);
-- `longlag`: one recurrent layer + read-out, LSTM / GRU / tanh RNN of matched size.
+- `longlag`: one recurrent layer + read-out, LSTM / GRU / tanh RNN of matched size;
+- `seq2seq`: attention encoder-decoder for translation (Luong et al. 2015);
+- `recurrent`: the LSTM / GRU / RNN stack they are built from (LSTM options checked).
 """
 
 from torch import nn

@@ -28,6 +28,7 @@ from lstmlab.config import choice
 from lstmlab.models.embedding_dropout import embedding_dropout
 from lstmlab.models.locked_dropout import LockedDropout
 from lstmlab.models.locked_layers import LayerByLayer
+from lstmlab.models.recurrent import LSTM_OPTIONS_OFF, recurrent_stack
 
 _GATES_PER_CELL = {"lstm": 4, "gru": 3, "rnn": 1}
 
@@ -64,18 +65,8 @@ def _recurrent_layer(config: LMModelConfig, hidden_size: int, input_size: int | 
     dropout is locked dropout, applied by `LayerByLayer`, so the stack itself has none)."""
     input_size = config.embedding_size if input_size is None else input_size
     num_layers = config.num_layers if num_layers is None else num_layers
-    if config.cell == "lstm":
-        return lstmlab.LSTM(input_size, hidden_size, num_layers,
-                            peephole=config.peephole, layer_norm=config.layer_norm, coupled=config.coupled,
-                            forget_bias=config.forget_bias, zoneout=config.zoneout,
-                            weight_drop=config.weight_drop, engine=config.engine)
-    variants = {"weight_drop": 0.0, "peephole": False, "layer_norm": False, "coupled": False, "zoneout": 0.0}
-    used = [name for name, off in variants.items() if getattr(config, name) != off]
-    if used:
-        raise ValueError(f"cell={config.cell!r} supports none of the LSTM options {used}; "
-                         "use cell='lstm' or turn them off")
-    module = nn.GRU if config.cell == "gru" else nn.RNN
-    return module(input_size, hidden_size, num_layers)
+    return recurrent_stack(config.cell, input_size, hidden_size, num_layers, engine=config.engine,
+                           **{name: getattr(config, name) for name in LSTM_OPTIONS_OFF})
 
 
 def count_parameters(config: LMModelConfig, vocab_size: int, hidden_size: int, cell: str) -> int:
