@@ -17,9 +17,6 @@ machine load hits both; we report medians of characters/second and the ratio.
 from __future__ import annotations
 
 import argparse
-import platform
-import statistics
-import subprocess
 import time
 from pathlib import Path
 
@@ -34,6 +31,7 @@ from lstmlab.models.lm import LanguageModel
 from lstmlab.recipes.lm.config import LMConfig
 from lstmlab.recipes.lm.task import LanguageModelLoss
 from lstmlab.train import Trainer
+from ratio_table import write_ratio_table  # benchmarks/ratio_table.py (the script's folder is on sys.path)
 
 RESULTS = Path(__file__).parent / "results" / "lm_throughput.md"
 
@@ -115,24 +113,11 @@ def main() -> None:
 
 
 def write_results(args: argparse.Namespace, rates: dict[str, list[float]], ratios: list[float]) -> None:
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    load = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else ["?"]
-    lines = [
-        "# LM training throughput: recipe vs a plain torch.nn.LSTM loop", "",
-        "Model: embedding 64 -> 2 x 256 LSTM -> softmax (81 characters); batch 64, BPTT 100, Adam, clip 1.0.",
-        f"Command: `.venv/bin/python benchmarks/lm_throughput.py --rounds {args.rounds} --steps {args.steps}"
-        + (f" --threads {args.threads}`" if args.threads else "`"), "",
-        f"Machine: {platform.machine()}, {torch.get_num_threads()} torch thread(s), torch {torch.__version__}, "
-        f"commit {commit}, load average at the end {' '.join(load)}.", "",
-        "| runner | median chars/s | min | max |", "|---|---:|---:|---:|",
-    ]
-    for name, values in rates.items():
-        lines.append(f"| {name} | {statistics.median(values):,.0f} | {min(values):,.0f} | {max(values):,.0f} |")
-    lines += ["", f"Recipe / baseline, median of per-round ratios: **{statistics.median(ratios):.3f}x** "
-              f"(rounds: {', '.join(f'{r:.2f}' for r in ratios)}).", ""]
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text("\n".join(lines))
-    print("\n".join(lines))
+    model = "Model: embedding 64 -> 2 x 256 LSTM -> softmax (81 characters); batch 64, BPTT 100, Adam, clip 1.0."
+    command = (f".venv/bin/python benchmarks/lm_throughput.py --rounds {args.rounds} --steps {args.steps}"
+               + (f" --threads {args.threads}" if args.threads else ""))
+    print(write_ratio_table(RESULTS, "LM training throughput: recipe vs a plain torch.nn.LSTM loop", model, command,
+                            "chars/s", rates, ratios))
 
 
 if __name__ == "__main__":

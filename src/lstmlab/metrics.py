@@ -2,7 +2,8 @@
 
 Losses are mean nats per token (natural log), as `torch.nn.functional.cross_entropy`
 gives them. For characters we report bits per character (nats / ln 2); for words or
-subwords, perplexity (exp of nats).
+subwords, perplexity (exp of nats). BLEU and chrF come from sacrebleu
+(`translation_scores`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,21 @@ def loss_summary(nats: float, unit: str) -> dict[str, float]:
     if unit == "token":
         return {"loss": nats, "perplexity": perplexity(nats)}
     return {"loss": nats}
+
+
+def translation_scores(hypotheses: list[str], references: list[str]) -> dict[str, Any]:
+    """Corpus BLEU and chrF (sacrebleu, on detokenised text, its default 13a tokenisation)
+    of `hypotheses` against one reference each, with sacrebleu's signatures."""
+    import sacrebleu
+
+    if len(hypotheses) != len(references):
+        raise ValueError(f"expected one reference per hypothesis, got {len(references)} references "
+                         f"for {len(hypotheses)} hypotheses")
+    bleu, chrf = sacrebleu.metrics.BLEU(), sacrebleu.metrics.CHRF()
+    bleu_score = bleu.corpus_score(hypotheses, [references])
+    chrf_score = chrf.corpus_score(hypotheses, [references])
+    return {"bleu": bleu_score.score, "chrf": chrf_score.score,
+            "signature": {"bleu": str(bleu.get_signature()), "chrf": str(chrf.get_signature())}}
 
 
 class MetricsLog:

@@ -182,8 +182,7 @@ class Trainer:
                 rate = (self.tokens_seen - window_start) / max(self.elapsed - window_elapsed, 1e-9)
                 record = self._record("train", {"loss": self._mean_across_ranks(window_loss / window_tokens)},
                                       lr=lr, rate=rate)
-                bar.set_postfix({k: f"{v:.3g}" for k, v in record.items()
-                                 if k in ("loss", self.main_metric, "tokens_per_second")})
+                bar.set_postfix(self._progress_fields(record))
                 window_loss, window_tokens, window_start, window_elapsed = 0.0, 0, self.tokens_seen, self.elapsed
             bar.update(self._bar_position() - bar.n)
             if self._evaluation_due(last_eval_elapsed):
@@ -198,6 +197,14 @@ class Trainer:
         result = dict(self.history[-1]) if self.history else {}
         result["finished"] = finished
         return result
+
+    def _progress_fields(self, record: dict[str, Any]) -> dict[str, str]:
+        """What the bar shows: the training loss and rate, and the main metric (from the
+        last validation when training does not measure it, e.g. BLEU)."""
+        shown = {k: f"{v:.3g}" for k, v in record.items() if k in ("loss", self.main_metric, "tokens_per_second")}
+        if self.main_metric not in record and self.history and self.main_metric in self.history[-1]:
+            shown[f"validation {self.main_metric}"] = f"{self.history[-1][self.main_metric]:.3g}"
+        return shown
 
     def _train_step(self, batch: Any, lr: float) -> LossOutput:
         for group in self.optimizer.param_groups:

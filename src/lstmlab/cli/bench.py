@@ -1,7 +1,8 @@
 """`lstmlab bench NAME [options]`: run a benchmark program from `benchmarks/`.
 
 Benchmarks are programs, not tests: they live in the repository's `benchmarks/` folder
-(`engine` -> benchmarks/engine.py, `lm` -> benchmarks/lm_throughput.py) and write their
+(`engine` -> benchmarks/engine.py, `lm` -> benchmarks/lm_throughput.py, `translation` ->
+benchmarks/translation_throughput.py) and write their
 tables to `benchmarks/results/`. Options after NAME go to the program (`--help` lists them).
 """
 
@@ -12,7 +13,7 @@ import runpy
 import sys
 from pathlib import Path
 
-BENCHMARKS = {"engine": "engine.py", "lm": "lm_throughput.py"}
+BENCHMARKS = {"engine": "engine.py", "lm": "lm_throughput.py", "translation": "translation_throughput.py"}
 FOLDER = Path(__file__).resolve().parents[3] / "benchmarks"  # src/lstmlab/cli -> repository root
 
 
@@ -28,6 +29,7 @@ def run(args: argparse.Namespace) -> int:
               "checkout of lstmlab), but it is not there", file=sys.stderr)
         return 2
     sys.argv = [str(path), *args.options]
+    sys.path.insert(0, str(FOLDER))  # as `python benchmarks/X.py` would: its helpers import by name
     try:
         runpy.run_path(str(path), run_name="__main__")
     except SystemExit as stop:  # the program's own exit status

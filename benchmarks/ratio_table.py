@@ -1,0 +1,38 @@
+"""The results table every "recipe vs plain torch.nn.LSTM loop" benchmark writes.
+
+Medians (and range) of each runner's rate over the interleaved rounds, the median of the
+per-round ratios, and the machine: processor (`lscpu`), threads, torch, commit, load.
+"""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+from pathlib import Path
+
+import torch
+
+
+def processor_name() -> str:
+    """The processor's model name as `lscpu` gives it (AMD EPYC or Intel Xeon here)."""
+    lines = subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines()
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("Model name")), "unknown")
+
+
+def write_ratio_table(path: Path, title: str, model: str, command: str, unit: str,
+                      rates: dict[str, list[float]], ratios: list[float]) -> str:
+    """Write the markdown table of `rates` (runner -> per-round rates) and `ratios` to `path`."""
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    load = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else ["?"]
+    lines = [f"# {title}", "", model, f"Command: `{command}`", "",
+             f"Machine: {processor_name()}, {torch.get_num_threads()} torch thread(s), torch {torch.__version__}, "
+             f"commit {commit}, load average at the end {' '.join(load)}.", "",
+             f"| runner | median {unit} | min | max |", "|---|---:|---:|---:|"]
+    for name, values in rates.items():
+        lines.append(f"| {name} | {statistics.median(values):,.0f} | {min(values):,.0f} | {max(values):,.0f} |")
+    lines += ["", f"Recipe / baseline, median of per-round ratios: **{statistics.median(ratios):.3f}x** "
+              f"(rounds: {', '.join(f'{r:.2f}' for r in ratios)}).", ""]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = "\n".join(lines)
+    path.write_text(text)
+    return text
