@@ -4,6 +4,7 @@ Every `lstmlab ...` line of the README's bash blocks (the torchrun line as the p
 command it wraps) is run in-process in a scratch folder, with options appended that
 shrink it to seconds: a few steps, tiny models, few held-out sequences. Later lines
 use what earlier lines wrote (a trained run, a long-lag run folder), as a reader would.
+A translation run is evaluated on a small TSV instead of the test books.
 `lstmlab demo` is left to test_lm_demo.py, which runs it with a short budget.
 """
 
@@ -23,6 +24,8 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 TINY_LM = ["--budget", "0", "--hidden_size", "16", "--embedding_size", "8", "--num_layers", "1",
            "--batch_size", "4", "--bptt", "16", "--eval_tokens", "400", "--eval_batch_size", "64",
            "--progress", "false", "--threads", "1", "--vocab_size", "300"]
+TINY_TRANSLATION = ["--embedding_size", "16", "--encoder_hidden", "16", "--decoder_hidden", "24",
+                    "--batch_tokens", "300", "--eval_sentences", "5", "--progress", "false", "--threads", "1"]
 TINY_LONGLAG = ["--max-steps", "3", "--eval-every", "3", "--eval-size", "16", "--seeds", "1", "--no-progress"]
 
 
@@ -43,6 +46,12 @@ def shrunk(argv: list[str], resumed_steps: int) -> list[str]:
     """`argv` with options that make it finish in seconds (appended: the last value wins)."""
     if argv[:2] == ["train", "lm"]:
         return [*argv, *TINY_LM, "--max_steps", str(resumed_steps if "--resume" in argv else 3)]
+    if argv[:2] == ["train", "translation"]:
+        user_data = "--data" in argv or "--source" in argv  # small files: a smaller vocabulary fits
+        return [*argv, *TINY_TRANSLATION, "--vocab_size", "300" if user_data else "400",
+                "--max_steps", str(resumed_steps if "--resume" in argv else 3)]
+    if argv[0] == "evaluate" and "translation" in argv[1]:  # the test books take minutes with beam search
+        return [*argv, "--data", "my_pairs.tsv"]
     if argv[:2] == ["train", "longlag"]:
         return [*argv, "--max_steps", "3", "--eval_size", "16", "--progress", "false"]
     if argv[0] == "longlag":
@@ -60,13 +69,19 @@ def write_user_files(folder: Path) -> None:
     (folder / "my_texts" / "a.txt").write_text("\n".join(" ".join(rng.choice(words) for _ in range(9))
                                                           for _ in range(3000)))
     (folder / "my_text.txt").write_text("HAMLET:\nTo be, or not to be (that is the question).\n")
+    english = [" ".join(rng.choice(words) for _ in range(6)) for _ in range(60)]
+    (folder / "my_pairs.tsv").write_text("".join(f"{e}\t{e.upper()}\n" for e in english))
+    (folder / "my.en").write_text("\n".join(english) + "\n")
+    (folder / "my.es").write_text("\n".join(e.upper() for e in english) + "\n")
+    (folder / "my_lines.txt").write_text("to be or not\n\nthe question\n")
     (folder / "recipe.toml").write_text("[model]\nnum_layers = 1\n[train]\nlr = 0.004\n")
 
 
 def test_the_readme_has_the_commands_it_should():
     commands = [" ".join(argv[:2]) for argv in readme_commands()]
     for expected in ("train lm", "train longlag", "longlag --suite", "generate runs/shakespeare",
-                     "evaluate runs/shakespeare", "inspect runs/five-minutes", "inspect runs/longlag/checkpoints/very-long-lag-q10-p10-lstm-seed0"):
+                     "evaluate runs/shakespeare", "inspect runs/five-minutes", "train translation", "translate runs/translation",
+                     "evaluate runs/translation", "inspect runs/translation", "inspect runs/longlag/checkpoints/very-long-lag-q10-p10-lstm-seed0"):
         assert any(command.startswith(expected) for command in commands), expected
 
 
@@ -85,6 +100,7 @@ def test_readme_commands_run_in_order(tmp_path, monkeypatch, capsys):
     assert (tmp_path / "runs" / "longlag" / "checkpoints" / "very-long-lag-q10-p10-lstm-seed0" / "inspect"
             / "report.html").is_file()
     assert (tmp_path / "results" / "longlag" / "table.md").is_file()
+    assert (tmp_path / "runs" / "translation" / "inspect" / "report.html").is_file()
     run = main_load(tmp_path / "runs" / "shakespeare")
     assert run.recipe == "lm" and run.config.model.hidden_size == 16
 
