@@ -169,3 +169,16 @@ def test_bleu_and_chrf_through_sacrebleu_on_a_hand_made_case():
     assert 0 < scores["chrf"] < 100 and "nrefs:1" in scores["signature"]["bleu"]
     with pytest.raises(ValueError, match="one reference per hypothesis"):
         translation_scores(["a"], [])
+
+
+@pytest.mark.parametrize("reverse_source", [False, True])
+def test_encode_with_trace_gives_the_same_memory(reverse_source):
+    torch.manual_seed(0)
+    model = Seq2Seq(small_config(reverse_source=reverse_source), VOCAB, SPECIALS.pad).eval()
+    batch = random_batch(2)
+    with torch.no_grad():
+        plain = model.encode(batch.source, batch.lengths)
+        traced, trace = model.encode(batch.source, batch.lengths, trace=True)
+    torch.testing.assert_close(plain.values, traced.values)
+    torch.testing.assert_close(plain.state, traced.state)
+    assert trace[0].c.shape[:2] == (3, batch.source.shape[1])  # batch-first, one step per source token

@@ -116,22 +116,25 @@ class Seq2Seq(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
 
     # ----------------------------------------------------------------- encoder
-    def encode(self, source: Tensor, lengths: Tensor) -> Memory:
-        """source (B, S) int64 padded with pad_id, lengths (B,) -> Memory."""
+    def encode(self, source: Tensor, lengths: Tensor, *, trace: bool = False):
+        """source (B, S) int64 padded with pad_id, lengths (B,) -> Memory; with trace=True
+        (LSTM encoder) -> (Memory, the encoder's `lstmlab.Trace`, in its reading order)."""
         check_tokens("source", source)
         if self.config.reverse_source:
             source = reverse_padded(source, lengths, self.pad_id)
         embedded = self.dropout(self.source_embedding(source))  # (B, S, E)
+        extra = {"trace": True} if trace else {}
         if bool((lengths == source.shape[1]).all()):  # no padding: unpacked runs on the fused kernels
-            outputs, final = self.encoder(embedded)  # (B, S, D*H)
+            outputs, final, *encoder_trace = self.encoder(embedded, **extra)  # (B, S, D*H)
         else:
             packed = pack_padded_sequence(embedded, lengths.cpu(), batch_first=True, enforce_sorted=False)
-            outputs, final = self.encoder(packed)
+            outputs, final, *encoder_trace = self.encoder(packed, **extra)
             outputs, _ = pad_packed_sequence(outputs, batch_first=True, total_length=source.shape[1])
         values = self.memory(outputs)
         keys = values if self.score_keys is None else self.score_keys(values)
         mask = torch.arange(source.shape[1], device=source.device)[None, :] < lengths.to(source.device)[:, None]
-        return Memory(values, keys, mask, self._bridge(final))
+        memory = Memory(values, keys, mask, self._bridge(final))
+        return (memory, encoder_trace[0]) if trace else memory
 
     def _bridge(self, final: Any) -> Any:
         """The top encoder layer's final states, both directions -> the decoder's initial state."""

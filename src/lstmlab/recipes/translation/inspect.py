@@ -50,11 +50,7 @@ def plot_attention(weights: torch.Tensor, source_pieces: list[str], pieces: list
 def _traces(model: Any, source_ids: list[int], target_ids: list[int], specials: Any) -> tuple[Any, Any]:
     """The encoder's trace over the source (+ EOS) and the decoder's over BOS + the translation."""
     source = torch.tensor([source_ids + [specials.eos]])
-    embedded = model.source_embedding(source)
-    if model.config.reverse_source:
-        embedded = embedded.flip(1)
-    _, _, encoder_trace = model.encoder(embedded, trace=True)
-    memory = model.encode(source, torch.tensor([source.shape[1]]))
+    memory, encoder_trace = model.encode(source, torch.tensor([source.shape[1]]), trace=True)
     target = model.target_embedding(torch.tensor([[specials.bos] + target_ids]))
     if model.config.input_feeding:
         return encoder_trace, None  # the decoder's input includes h̃; its trace is step by step (not drawn)
