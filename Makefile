@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-all install clean chromium bible
+.PHONY: demo test test-all install clean chromium bible espeak real-speech
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,13 +17,13 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)
 
-demo: $(STAMP) bible
+demo: $(STAMP) bible espeak
 	$(BIN)/lstmlab demo
 
-test: $(STAMP) chromium bible
+test: $(STAMP) chromium bible espeak
 	$(BIN)/python -m pytest -q -m "not slow"
 
-test-all: $(STAMP) chromium bible
+test-all: $(STAMP) chromium bible espeak
 	$(BIN)/python -m pytest -q
 
 # The inspect report's test opens the page in a real headless browser (Debian's chromium).
@@ -31,6 +31,31 @@ chromium:
 	@command -v chromium >/dev/null 2>&1 || { \
 	  echo "installing Debian's chromium (needed by the browser test in tests/test_inspect_report.py)"; \
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; }
+
+# The speech recipe synthesises its training speech with Debian's espeak-ng.
+espeak:
+	@command -v espeak-ng >/dev/null 2>&1 || { \
+	  echo "installing Debian's espeak-ng (the speech recipe's synthesised speech)"; \
+	  { DEBIAN_FRONTEND=noninteractive apt-get install -y -q espeak-ng >/dev/null 2>&1 || \
+	    { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q espeak-ng >/dev/null; }; } || \
+	  { echo "make espeak: could not install espeak-ng (apt-get install espeak-ng)" >&2; exit 1; }; }
+
+# Real recorded speech to score a speech run on (not used in training): Debian's
+# pocketsphinx-testdata (5 LibriVox sentences, 5 card names), unpacked into
+# ~/.cache/lstmlab/pocketsphinx with a manifest: lstmlab evaluate RUN --data $(REAL_SPEECH)/real.tsv
+REAL_SPEECH := $(HOME)/.cache/lstmlab/pocketsphinx
+real-speech:
+	@test -f $(REAL_SPEECH)/real.tsv || { \
+	  work=$$(mktemp -d) && trap 'rm -rf "$$work"' EXIT && cd "$$work" && \
+	  { apt-get download -q pocketsphinx-testdata >apt.log 2>&1 || \
+	    { apt-get update -q >>apt.log 2>&1 && apt-get download -q pocketsphinx-testdata >>apt.log 2>&1; } || \
+	    { cat apt.log >&2; echo "make real-speech: could not download pocketsphinx-testdata" >&2; exit 1; }; } && \
+	  dpkg -x pocketsphinx-testdata_*.deb unpacked && mkdir -p $(REAL_SPEECH) && \
+	  cp -r unpacked/usr/share/pocketsphinx/test/data/librivox unpacked/usr/share/pocketsphinx/test/data/cards $(REAL_SPEECH)/ && \
+	  { sed -E 's|^<s> (.*) </s> \((.*)\)$$|librivox/\2.wav\t\1|' $(REAL_SPEECH)/librivox/transcription; \
+	    sed -E 's|^<s> (.*[^ ]) *</s> \((.*)\)$$|cards/\2.wav\t\1|' $(REAL_SPEECH)/cards/cards.transcription; } \
+	    > $(REAL_SPEECH)/real.tsv.tmp && mv $(REAL_SPEECH)/real.tsv.tmp $(REAL_SPEECH)/real.tsv && \
+	  echo "wrote $(REAL_SPEECH)/real.tsv (10 recorded utterances)"; }
 
 # The translation recipe's bundled parallel text: Debian's King James and Reina-Valera 1909
 # SWORD modules, downloaded as packages and unpacked into ~/.cache/lstmlab/sword (nothing is

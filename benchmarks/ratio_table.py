@@ -19,6 +19,25 @@ def processor_name() -> str:
     return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("Model name")), "unknown")
 
 
+def interleaved_rates(runners: dict, rounds: int, steps: int, warmup: int,
+                      unit: str) -> tuple[dict[str, list[float]], list[float]]:
+    """Warm each runner up (`runner.run(warmup)`), then time `rounds` interleaved rounds of
+    `steps` steps; each `run(steps)` returns the work done (tokens, audio seconds). Returns
+    per-runner rates and the per-round ratios recipe / baseline."""
+    import time
+
+    for runner in runners.values():
+        runner.run(warmup)
+    rates: dict[str, list[float]] = {name: [] for name in runners}
+    for index in range(rounds):
+        for name, runner in runners.items():
+            started = time.perf_counter()
+            work = runner.run(steps)
+            rates[name].append(work / (time.perf_counter() - started))
+        print(f"round {index + 1}: " + ", ".join(f"{n} {r[-1]:,.1f} {unit}" for n, r in rates.items()), flush=True)
+    return rates, [r / b for r, b in zip(rates["recipe"], rates["baseline"])]
+
+
 def write_ratio_table(path: Path, title: str, model: str, command: str, unit: str,
                       rates: dict[str, list[float]], ratios: list[float]) -> str:
     """Write the markdown table of `rates` (runner -> per-round rates) and `ratios` to `path`."""

@@ -18,7 +18,6 @@ the median of the per-round ratios.
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 import torch
@@ -33,7 +32,7 @@ from lstmlab.recipes.translation.batches import PairBatches, Specials
 from lstmlab.recipes.translation.config import TranslationConfig
 from lstmlab.recipes.translation.loss import TranslationLoss
 from lstmlab.train import Trainer
-from ratio_table import write_ratio_table  # benchmarks/ratio_table.py (the script's folder is on sys.path)
+from ratio_table import interleaved_rates, write_ratio_table  # benchmarks/ratio_table.py (the script's folder is on sys.path)
 
 RESULTS = Path(__file__).parent / "results" / "translation_throughput.md"
 
@@ -113,16 +112,7 @@ def main() -> None:
     runners = {"baseline": PlainLoop(PlainSeq2Seq(vocab, specials.pad), PairBatches(encoded, specials, 3000, 0),
                                      specials.pad),
                "recipe": RecipeLoop(config, vocab, PairBatches(encoded, specials, 3000, 0), specials.pad)}
-    for runner in runners.values():
-        runner.run(args.warmup)
-    rates: dict[str, list[float]] = {name: [] for name in runners}
-    for index in range(args.rounds):
-        for name, runner in runners.items():
-            started = time.perf_counter()
-            tokens = runner.run(args.steps)
-            rates[name].append(tokens / (time.perf_counter() - started))
-        print(f"round {index + 1}: " + ", ".join(f"{n} {r[-1]:,.0f} tokens/s" for n, r in rates.items()), flush=True)
-    ratios = [r / b for r, b in zip(rates["recipe"], rates["baseline"])]
+    rates, ratios = interleaved_rates(runners, args.rounds, args.steps, args.warmup, "tokens/s")
     write_results(args, rates, ratios, vocab)
 
 

@@ -51,6 +51,20 @@ def translation_scores(hypotheses: list[str], references: list[str]) -> dict[str
             "signature": {"bleu": str(bleu.get_signature()), "chrf": str(chrf.get_signature())}}
 
 
+def speech_scores(hypotheses: list[str], references: list[str]) -> dict[str, float]:
+    """Word and character error rates (jiwer) of transcripts against references, over the
+    whole set (errors / reference words or characters), not a mean of per-utterance rates."""
+    import jiwer
+
+    if len(hypotheses) != len(references):
+        raise ValueError(f"expected one hypothesis per reference, got {len(hypotheses)} and {len(references)}")
+    if not references:
+        raise ValueError("no utterances to score")
+    kept = [(h, r) for h, r in zip(hypotheses, references) if r.strip()]
+    hyps, refs = [h for h, _ in kept], [r for _, r in kept]
+    return {"wer": jiwer.wer(refs, hyps), "cer": jiwer.cer(refs, hyps)}
+
+
 class MetricsLog:
     """Append one record per call to a JSONL or CSV file (format from the suffix).
 

@@ -2,7 +2,7 @@
 
 Benchmarks are programs, not tests: they live in the repository's `benchmarks/` folder
 (`engine` -> benchmarks/engine.py, `lm` -> benchmarks/lm_throughput.py, `translation` ->
-benchmarks/translation_throughput.py) and write their
+benchmarks/translation_throughput.py, `speech` -> benchmarks/speech_throughput.py) and write their
 tables to `benchmarks/results/`. Options after NAME go to the program (`--help` lists them).
 """
 
@@ -13,7 +13,8 @@ import runpy
 import sys
 from pathlib import Path
 
-BENCHMARKS = {"engine": "engine.py", "lm": "lm_throughput.py", "translation": "translation_throughput.py"}
+BENCHMARKS = {"engine": "engine.py", "lm": "lm_throughput.py", "translation": "translation_throughput.py",
+              "speech": "speech_throughput.py"}
 FOLDER = Path(__file__).resolve().parents[3] / "benchmarks"  # src/lstmlab/cli -> repository root
 
 

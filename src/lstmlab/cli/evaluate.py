@@ -1,4 +1,5 @@
-"""`lstmlab evaluate RUN [--data PATH] [--split validation|test] [--json]`: any recipe's run.
+"""`lstmlab evaluate RUN [--data PATH] [--split validation|test] [--json]`: any recipe's run
+(speech runs also take `--beam K --lm LM_RUN --lm_weight A --word_bonus B --per-voice`).
 
 The checkpoint names its recipe, which computes the metrics (loss and bits/char for a
 language model, fraction wrong and success for a long-lag run, ...).
@@ -17,6 +18,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", choices=("validation", "test"), default="test",
                         help="held-out split of the run's data when --data is not given (default test)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    decoding = parser.add_argument_group("speech runs: decoding")
+    decoding.add_argument("--beam", type=int, help="prefix beam width (default: the run's, 8)")
+    decoding.add_argument("--lm", metavar="LM_RUN", help="also decode with this character LM run (shallow fusion)")
+    decoding.add_argument("--lm_weight", type=float, help="LM weight alpha (default: the run's, 0.5)")
+    decoding.add_argument("--word_bonus", type=float, help="per-word bonus beta (default: the run's, 1.0)")
+    decoding.add_argument("--per-voice", action="store_true", help="also CER and WER per voice variant")
+
+
+DECODING_OPTIONS = ("beam", "lm", "lm_weight", "word_bonus", "per_voice")
+
+
+def decoding_options(args: argparse.Namespace, recipe) -> dict | None:
+    """The speech decoding options given, or None; refused for recipes whose evaluate takes none."""
+    import inspect
+
+    given = {name: getattr(args, name) for name in DECODING_OPTIONS if getattr(args, name, None) not in (None, False)}
+    if not given:
+        return None
+    if "options" not in inspect.signature(recipe.evaluate).parameters:
+        flags = ", ".join("--" + name.replace("_", "-") if name == "per_voice" else "--" + name for name in given)
+        raise ValueError(f"{flags}: decoding options of speech runs; this is a {recipe.name!r} run")
+    if "beam" in given and given["beam"] < 1:
+        raise ValueError(f"--beam: expected a width of at least 1, got {given['beam']}")
+    return given
 
 
 def run(args: argparse.Namespace) -> int:
@@ -24,10 +49,21 @@ def run(args: argparse.Namespace) -> int:
     from lstmlab import recipes
 
     loaded = lstmlab.load(args.run)
-    report = recipes.get(loaded.recipe).evaluate(loaded, data=args.data, split=args.split)
+    recipe = recipes.get(loaded.recipe)
+    options = decoding_options(args, recipe)
+    if options is None:
+        report = recipe.evaluate(loaded, data=args.data, split=args.split)
+    else:
+        report = recipe.evaluate(loaded, data=args.data, split=args.split, options=options)
     report["checkpoint"] = str(loaded.checkpoint)
     if args.json:
         print(json.dumps(report))
     else:
-        print(", ".join(f"{k}: {v:.4f}" if isinstance(v, float) else f"{k}: {v}" for k, v in report.items()))
+        print(", ".join(f"{k}: {v:.4f}" if isinstance(v, float) else f"{k}: {v}" for k, v in report.items()
+                        if not isinstance(v, dict)))
+        for key, table in ((k, v) for k, v in report.items() if isinstance(v, dict)):
+            print(f"{key}:")
+            for name, row in table.items():
+                print(f"  {name}: " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+                                                for k, v in row.items()))
     return 0

@@ -8,6 +8,7 @@ plots it shows.
 from __future__ import annotations
 
 import argparse
+import inspect as introspect
 from pathlib import Path
 
 
@@ -16,6 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--text", help="text to run the language model on (default: a short built-in passage)")
     source.add_argument("--file", type=Path, help="read the text from this UTF-8 file")
+    source.add_argument("--audio", metavar="FILE.wav", help="speech runs: the recording to inspect")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: RUN's folder / inspect)")
     parser.add_argument("--max-chars", type=int, default=4000,
                         help="use at most this many characters of the text (default 4000; the trace runs step by step)")
@@ -43,6 +45,12 @@ def run(args: argparse.Namespace) -> int:
     out_dir = args.out or _default_out(run_path)
     print(f"inspecting {run_path} ...", flush=True)
     loaded = lstmlab.load(run_path)
-    report = recipes.get(loaded.recipe).inspect(loaded, text=text, out_dir=out_dir)
+    recipe = recipes.get(loaded.recipe)
+    if args.audio is not None:
+        if "audio" not in introspect.signature(recipe.inspect).parameters:
+            raise ValueError(f"--audio: only speech runs inspect audio; this is a {recipe.name!r} run (use --text)")
+        report = recipe.inspect(loaded, text=None, out_dir=out_dir, audio=args.audio)
+    else:
+        report = recipe.inspect(loaded, text=text, out_dir=out_dir)
     print(f"wrote {report} (open it in a browser) and the PNG plots beside it")
     return 0

@@ -14,7 +14,7 @@ own random generator, so a resumed run draws the same windows as an uninterrupte
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
@@ -100,3 +100,29 @@ def evaluation_windows(streams: torch.Tensor, bptt: int) -> list[LMBatch]:
         if window.size(0) > 1:
             windows.append(LMBatch(window[:-1], window[1:], start == 0))
     return windows
+
+
+def length_batches(lengths: Sequence[tuple[int, int]], batch_tokens: int, order: Sequence[int]) -> list[list[int]]:
+    """Indices (in `order`, already sorted by length) cut into batches whose padded size
+    (items x (longest of an item's lengths + 1)) stays within batch_tokens (at least one
+    item each). lengths[i] is a tuple: (source, target) lengths of a pair, (frames,) of an utterance."""
+    batches: list[list[int]] = []
+    current: list[int] = []
+    longest = 0
+    for index in order:
+        width = max(lengths[index]) + 1
+        if current and max(longest, width) * (len(current) + 1) > batch_tokens:
+            batches.append(current)
+            current, longest = [], 0
+        current.append(index)
+        longest = max(longest, width)
+    if current:
+        batches.append(current)
+    return batches
+
+
+def spread_sample(count: int, wanted: int) -> list[int]:
+    """`wanted` indices spread evenly over range(count) (all when wanted is 0 or >= count)."""
+    if not wanted or wanted >= count:
+        return list(range(count))
+    return [round(i * (count - 1) / (wanted - 1)) if wanted > 1 else 0 for i in range(wanted)]

@@ -21,18 +21,20 @@ LSTM_OPTIONS_OFF = {"peephole": False, "layer_norm": False, "coupled": False, "f
 
 def recurrent_stack(cell: str, input_size: int, hidden_size: int, num_layers: int = 1, *,
                     bidirectional: bool = False, dropout: float = 0.0, batch_first: bool = False,
-                    engine: str = "auto", **lstm_options: Any) -> nn.Module:
-    """An `lstmlab.LSTM` (cell "lstm", with `lstm_options`), or `torch.nn.GRU` / `torch.nn.RNN`."""
+                    engine: str = "auto", proj_size: int = 0, **lstm_options: Any) -> nn.Module:
+    """An `lstmlab.LSTM` (cell "lstm", with `lstm_options` and `proj_size`: LSTMP), or
+    `torch.nn.GRU` / `torch.nn.RNN`."""
     unknown = sorted(set(lstm_options) - set(LSTM_OPTIONS_OFF))
     if unknown:
         raise ValueError(f"unknown LSTM option(s) {unknown}; expected some of {sorted(LSTM_OPTIONS_OFF)}")
     dropout = dropout if num_layers > 1 else 0.0  # between layers only: a single layer has none
     if cell == "lstm":
         return lstmlab.LSTM(input_size, hidden_size, num_layers, bidirectional=bidirectional, dropout=dropout,
-                            batch_first=batch_first, engine=engine, **lstm_options)
+                            batch_first=batch_first, engine=engine, proj_size=proj_size, **lstm_options)
     if cell not in CELLS:
         raise ValueError(f"cell must be one of {', '.join(CELLS)}, got {cell!r}")
     used = [name for name, value in lstm_options.items() if value != LSTM_OPTIONS_OFF[name]]
+    used += ["proj_size"] if proj_size else []
     if used:
         raise ValueError(f"cell={cell!r} supports none of the LSTM options {used}; use cell='lstm' or turn them off")
     module = nn.GRU if cell == "gru" else nn.RNN

@@ -24,6 +24,8 @@ from typing import Any, Iterator, Sequence
 import torch
 from torch import Tensor
 
+from lstmlab.data.batching import length_batches
+
 
 @dataclass(frozen=True)
 class Specials:
@@ -74,24 +76,6 @@ def make_batch(pairs: Sequence[tuple[Sequence[int], Sequence[int]]], specials: S
     target_in = pad([[specials.bos] + list(t) for _, t in pairs], specials.pad)
     target_out = pad([list(t) + [specials.eos] for _, t in pairs], specials.pad)
     return PairBatch(source, lengths, target_in, target_out, sum(len(t) + 1 for _, t in pairs))
-
-
-def length_batches(lengths: Sequence[tuple[int, int]], batch_tokens: int, order: Sequence[int]) -> list[list[int]]:
-    """Indices (in `order`, already sorted by length) cut into batches whose padded size
-    (sentences x longest side + 1) stays within batch_tokens (at least one pair each)."""
-    batches: list[list[int]] = []
-    current: list[int] = []
-    longest = 0
-    for index in order:
-        width = max(lengths[index]) + 1
-        if current and max(longest, width) * (len(current) + 1) > batch_tokens:
-            batches.append(current)
-            current, longest = [], 0
-        current.append(index)
-        longest = max(longest, width)
-    if current:
-        batches.append(current)
-    return batches
 
 
 class PairBatches:

@@ -16,6 +16,7 @@ from typing import Any, Sequence
 from torch import nn
 
 from lstmlab.checkpoint import RunInfo
+from lstmlab.data.batching import spread_sample
 from lstmlab.data.parallel import ParallelSplits, load_parallel_splits, read_parallel, user_splits
 from lstmlab.data.tokenizers import BPETokenizer
 from lstmlab.metrics import translation_scores
@@ -65,13 +66,6 @@ def score_translations(model: Seq2Seq, tokenizer: Any, pairs: Sequence[tuple[str
     scores = translation_scores(hypotheses, [target for _, target in pairs])
     scores["hypotheses"] = hypotheses
     return scores
-
-
-def spread_sample(count: int, wanted: int) -> list[int]:
-    """`wanted` indices spread evenly over range(count) (all when wanted is 0 or >= count)."""
-    if not wanted or wanted >= count:
-        return list(range(count))
-    return [round(i * (count - 1) / (wanted - 1)) if wanted > 1 else 0 for i in range(wanted)]
 
 
 @dataclass

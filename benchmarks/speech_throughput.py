@@ -1,0 +1,124 @@
+"""Training throughput of the speech recipe against a plain torch.nn.LSTM CTC loop.
+
+Both train the same network (the recipe's default: per-utterance normalisation, frames
+stacked ×3, 3-layer bidirectional LSTM 320, dropout 0.15, linear, CTC over 28
+characters + blank; AdamW, clipping 1.0) on the same batches of synthesised speech (the
+recipe's `UtteranceBatches` with SpecAugment):
+
+- **recipe**: `lstmlab.train.Trainer` driving `lstmlab.models.acoustic.AcousticModel`
+  (`lstmlab.LSTM` on its fused engine, packed), as `lstmlab train speech` runs it;
+- **baseline**: the same network written by hand around `torch.nn.LSTM` (packed, as a
+  user would write it for utterances of different lengths).
+
+Rounds are interleaved after a warm-up; we report medians of audio seconds per second
+and the median of the per-round ratios.
+
+    .venv/bin/python benchmarks/speech_throughput.py [--rounds 5] [--steps 6] [--hours 0.5]
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from lstmlab.config import apply_overrides
+from lstmlab.models.acoustic import AcousticModel
+from lstmlab.recipes.speech.batches import AugmentOptions, UtteranceBatches
+from lstmlab.recipes.speech.config import SpeechConfig
+from lstmlab.recipes.speech.corpus import synthetic_splits
+from lstmlab.recipes.speech.task import N_LABELS, ctc_loss
+from lstmlab.train import Trainer
+from ratio_table import interleaved_rates, write_ratio_table  # benchmarks/ratio_table.py (the script's folder is on sys.path)
+
+RESULTS = Path(__file__).parent / "results" / "speech_throughput.md"
+
+
+class PlainAcousticModel(nn.Module):
+    """The baseline network: what one writes around torch.nn.LSTM without lstmlab."""
+
+    def __init__(self, n_mels: int = 80, stack: int = 3, hidden: int = 320, layers: int = 3, dropout: float = 0.15):
+        super().__init__()
+        self.stack = stack
+        self.lstm = nn.LSTM(n_mels * stack, hidden, layers, batch_first=True, bidirectional=True, dropout=dropout)
+        self.dropout = nn.Dropout(dropout)
+        self.output = nn.Linear(2 * hidden, N_LABELS)
+
+    def forward(self, features, lengths, mask):
+        valid = (torch.arange(features.shape[1])[None, :] < lengths[:, None]).unsqueeze(-1)
+        count = lengths[:, None, None].float()
+        mean = (features * valid).sum(1, keepdim=True) / count
+        std = ((((features - mean) * valid) ** 2).sum(1, keepdim=True) / count).sqrt().clamp_min(1e-5)
+        x = (features - mean) / std * valid * mask
+        k, (b, t, f) = self.stack, x.shape
+        x = F.pad(x, (0, 0, 0, -(-t // k) * k - t)).reshape(b, -1, k * f)
+        out_lengths = (lengths + k - 1) // k
+        packed = pack_padded_sequence(x, out_lengths, batch_first=True, enforce_sorted=False)
+        output, _ = pad_packed_sequence(self.lstm(packed)[0], batch_first=True, total_length=x.shape[1])
+        return self.output(self.dropout(output)).log_softmax(-1), out_lengths
+
+
+class PlainLoop:
+    def __init__(self, model: nn.Module, batches: UtteranceBatches):
+        self.model, self.batches = model, batches
+        self.optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+
+    def run(self, steps: int) -> float:
+        seconds = 0.0
+        for _ in range(steps):
+            batch = next(self.batches)
+            loss = ctc_loss(self.model, batch).loss
+            self.optimizer.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+            self.optimizer.step()
+            seconds += batch.seconds
+        return seconds
+
+
+class RecipeLoop:
+    def __init__(self, config: SpeechConfig, batches: UtteranceBatches):
+        model = AcousticModel(config.model, config.features.n_mels, N_LABELS)
+        self.batches = batches
+        self.trainer = Trainer(model, batches, ctc_loss, config.train)
+
+    def run(self, steps: int) -> float:
+        before = self.batches.audio_seconds
+        self.trainer.fit(until_step=self.trainer.step + steps)
+        return self.batches.audio_seconds - before
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=6, help="training steps per round")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps first")
+    parser.add_argument("--hours", type=float, default=0.5, help="synthesised speech to draw batches from")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads; 0 = default")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    config = apply_overrides(SpeechConfig(), {"max_steps": 10**9, "progress": False, "warmup_steps": 0})
+    splits = synthetic_splits(args.hours, config.data.validation_utterances, config.data.test_utterances,
+                              config.train.seed, config.features)
+    augment = AugmentOptions()
+    torch.manual_seed(0)
+    runners = {"baseline": PlainLoop(PlainAcousticModel(), UtteranceBatches(splits.train, config.data.batch_frames, 0,
+                                                                            augment)),
+               "recipe": RecipeLoop(config, UtteranceBatches(splits.train, config.data.batch_frames, 0, augment))}
+    rates, ratios = interleaved_rates(runners, args.rounds, args.steps, args.warmup, "audio s/s")
+    model = ("Model: per-utterance normalisation, frames stacked x3, BiLSTM 3 x 320, dropout 0.15, linear, CTC over "
+             f"{N_LABELS} labels; batches of ~{config.data.batch_frames} padded frames with SpecAugment (the recipe's "
+             "UtteranceBatches, both runners the same); AdamW, clip 1.0. Baseline: torch.nn.LSTM, packed.")
+    command = (f".venv/bin/python benchmarks/speech_throughput.py --rounds {args.rounds} --steps {args.steps}"
+               + (f" --threads {args.threads}" if args.threads else ""))
+    print(write_ratio_table(RESULTS, "Speech training throughput: recipe vs a plain torch.nn.LSTM CTC loop",
+                            model, command, "audio seconds/s", rates, ratios))
+
+
+if __name__ == "__main__":
+    main()

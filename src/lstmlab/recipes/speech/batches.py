@@ -1,0 +1,118 @@
+"""Utterances as padded batches, and the resumable training order.
+
+`UtteranceBatches` is the endless iterator the shared trainer wants. Each epoch shuffles
+the utterances with (seed, epoch), sorts them by length (stable, so equal lengths keep
+the random order), cuts batches of about ``batch_frames`` padded frames
+(`lstmlab.data.batching.length_batches`) and shuffles the batches. Similar lengths
+together keep the padding small; the model packs the batch, so padding is never read.
+Each batch carries a SpecAugment mask (Park et al. 2019) drawn from (seed, epoch, batch),
+so a resumed run draws the same batches and the same masks.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import torch
+from torch import Tensor
+
+from lstmlab.data.batching import length_batches
+from lstmlab.data.speech_text import encode_transcript
+from lstmlab.recipes.speech.corpus import FeatureSet
+from lstmlab.recipes.speech.features import spec_augment
+
+
+@dataclass
+class SpeechBatch:
+    """A padded batch, batch-first."""
+
+    features: Tensor  # (B, T, F) float32 log-mel frames, zero-padded
+    lengths: Tensor  # (B,) int64 frames
+    targets: Tensor  # (sum of target lengths,) int64 CTC labels 1..V-1, concatenated
+    target_lengths: Tensor  # (B,) int64
+    seconds: float = 0.0  # audio in the batch
+    mask: Tensor | None = None  # (B, T, F) 1/0 SpecAugment mask, applied after normalisation
+
+    @property
+    def tokens(self) -> int:  # characters: the unit of the loss
+        return int(self.target_lengths.sum())
+
+
+@dataclass
+class AugmentOptions:
+    freq_masks: int = 2
+    freq_width: int = 15
+    time_masks: int = 2
+    time_width_ratio: float = 0.05
+
+
+def make_batch(data: FeatureSet, indices: Sequence[int], labels: Sequence[list[int]] | None = None,
+               augment: AugmentOptions | None = None, generator: torch.Generator | None = None) -> SpeechBatch:
+    """Utterances `indices` of `data` -> SpeechBatch (with a SpecAugment mask when `augment`)."""
+    frames = [data.frames(i) for i in indices]
+    lengths = torch.tensor([len(f) for f in frames], dtype=torch.long)
+    features = torch.zeros(len(frames), int(lengths.max()), frames[0].shape[1])
+    for row, f in enumerate(frames):
+        features[row, :len(f)] = f
+    targets = [labels[i] if labels is not None else encode_transcript(data.texts[i]) for i in indices]
+    mask = None
+    if augment is not None:
+        mask = torch.ones_like(features)
+        for row, length in enumerate(lengths.tolist()):
+            mask[row, :length] = spec_augment(mask[row, :length], generator, freq_masks=augment.freq_masks,
+                                              freq_width=augment.freq_width, time_masks=augment.time_masks,
+                                              time_width_ratio=augment.time_width_ratio)
+    return SpeechBatch(features, lengths, torch.tensor([label for t in targets for label in t], dtype=torch.long),
+                       torch.tensor([len(t) for t in targets], dtype=torch.long),
+                       sum(data.seconds[i] for i in indices), mask)
+
+
+class UtteranceBatches:
+    """Endless training batches over a FeatureSet (see the module docstring)."""
+
+    def __init__(self, data: FeatureSet, batch_frames: int, seed: int, augment: AugmentOptions | None = None,
+                 shard: slice = slice(None)):
+        if not len(data):
+            raise ValueError("no training utterances to batch")
+        self.data, self.batch_frames, self.seed, self.augment, self.shard = data, batch_frames, seed, augment, shard
+        self.labels = [encode_transcript(text) for text in data.texts]
+        self.lengths = [(int(n),) for n in data.lengths]
+        self.epoch, self.position = 0, 0
+        self.audio_seconds = 0.0  # audio served by this iterator (not saved: for throughput counts)
+        self._order = self._epoch_batches(0)
+
+    def _epoch_batches(self, epoch: int) -> list[list[int]]:
+        shuffler = random.Random(self.seed * 1_000_003 + epoch)
+        indices = list(range(len(self.data)))
+        shuffler.shuffle(indices)
+        indices.sort(key=lambda i: self.lengths[i])
+        batches = length_batches(self.lengths, self.batch_frames, indices)
+        shuffler.shuffle(batches)
+        return batches
+
+    @property
+    def batches_per_epoch(self) -> int:
+        return len(self._order)
+
+    def __iter__(self) -> Iterator[SpeechBatch]:
+        return self
+
+    def __next__(self) -> SpeechBatch:
+        if self.position >= len(self._order):
+            self.epoch, self.position = self.epoch + 1, 0
+            self._order = self._epoch_batches(self.epoch)
+        indices = self._order[self.position][self.shard] or self._order[self.position][:1]
+        generator = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) * 100_003 + self.position)
+        self.position += 1
+        batch = make_batch(self.data, indices, self.labels, self.augment, generator)
+        self.audio_seconds += batch.seconds
+        return batch
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "position": self.position}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.epoch, self.position = int(state["epoch"]), int(state["position"])
+        self._order = self._epoch_batches(self.epoch)

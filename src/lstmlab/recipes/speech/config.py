@@ -1,0 +1,50 @@
+"""The speech recipe's configuration: data, features, model (`AcousticModelConfig`), training.
+
+Defaults: 6 hours of espeak-ng speech (held-out voices and plays for validation and
+test), 80 log-mel bands every 10 ms, a 3-layer bidirectional LSTM over frames stacked
+×3, CTC over 28 characters, SpecAugment, best.pt chosen by validation CER.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from lstmlab.models.acoustic import AcousticModelConfig
+from lstmlab.recipes.speech.features import FeatureConfig
+from lstmlab.train import TrainConfig
+
+
+@dataclass
+class SpeechDataConfig:
+    """Which speech, how it is batched, augmented and decoded."""
+
+    path: str | None = None  # folder of name.wav + name.txt, or a TSV/CSV manifest; None = synthesised speech
+    hours: float = 6.0  # synthesised training speech (cached; a larger value adds utterances)
+    validation_utterances: int = 200  # synthesised, held-out voices and plays
+    test_utterances: int = 400  # synthesised, other held-out voices, held-out plays
+    jobs: int = 2  # processes synthesising speech
+    batch_frames: int = 3500  # padded feature frames per batch (100 per second of audio)
+    spec_augment: bool = True  # SpecAugment masks on training batches
+    freq_masks: int = 2  # SpecAugment: bands masked per utterance ...
+    freq_width: int = 15  # ... each up to this many of the 80 bands
+    time_masks: int = 2  # SpecAugment: time spans masked per utterance ...
+    time_width_ratio: float = 0.05  # ... each up to this fraction of the utterance
+    eval_utterances: int = 200  # validation utterances decoded (greedy) for CER while training; 0 = all
+    beam: int = 8  # prefix beam width of `lstmlab evaluate` and `lstmlab transcribe`
+    lm_weight: float = 0.5  # shallow fusion weight of a character LM (--lm RUN)
+    word_bonus: float = 1.0  # added per word when decoding with an LM
+
+
+def _train_defaults() -> TrainConfig:
+    return TrainConfig(lr=4e-3, warmup_steps=100, best_metric="cer", best_direction="lower",
+                       eval_interval_seconds=120.0, log_interval=20)
+
+
+@dataclass
+class SpeechConfig:
+    """Everything `lstmlab train speech` needs."""
+
+    data: SpeechDataConfig = field(default_factory=SpeechDataConfig)
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    model: AcousticModelConfig = field(default_factory=AcousticModelConfig)
+    train: TrainConfig = field(default_factory=_train_defaults)

@@ -1,0 +1,95 @@
+"""A loaded speech run: `lstmlab.load(RUN).transcribe(waveform, sample_rate)`.
+
+    run = lstmlab.load("runs/speech")
+    run.transcribe(wave, 16000)                     # greedy: one string
+    run.transcribe(wave, 44100, beam=8, lm="runs/speech-lm", lm_weight=0.5, word_bonus=1.0)
+    run.transcribe_file("hello.wav", beam=8)
+
+The waveform is a 1-D tensor or array (mono) or (channels, samples) (mixed down); any
+sample rate (resampled to 16 kHz).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from lstmlab.data.audio import SAMPLE_RATE, AudioError, read_audio, resample
+from lstmlab.data.speech_text import SPACE, decode_labels
+from lstmlab.recipes.speech.decoding import BeamOptions, beam_decode, greedy_decode
+from lstmlab.recipes.speech.features import log_mel
+from lstmlab.runs import Run
+
+
+@dataclass
+class DecodeSettings:
+    beam: int = 1  # 1 = greedy
+    lm: Any = None  # an LM run folder, a loaded lm Run, or an LMFusion
+    lm_weight: float = 0.5
+    word_bonus: float = 1.0
+
+
+def load_fusion(lm: Any) -> Any:
+    """An LMFusion from a run folder, a loaded `lm` Run or an LMFusion (None stays None)."""
+    from lstmlab.recipes.speech.lm_fusion import LMFusion
+
+    if lm is None or isinstance(lm, LMFusion):
+        return lm
+    if isinstance(lm, (str, Path)):
+        import lstmlab
+
+        lm = lstmlab.load(lm)
+    return LMFusion(lm)
+
+
+def decode(log_probs: Tensor, lengths: Tensor, settings: DecodeSettings) -> list[str]:
+    """(B, T, V) posteriors -> transcripts, greedy or prefix beam search (with the LM)."""
+    fusion = load_fusion(settings.lm)
+    if settings.beam <= 1 and fusion is None:
+        return [decode_labels(labels) for labels in greedy_decode(log_probs, lengths)]
+    options = BeamOptions(beam=max(1, settings.beam), lm_weight=settings.lm_weight if fusion else 0.0,
+                          word_bonus=settings.word_bonus if fusion else 0.0)
+    return [decode_labels(labels) for labels in beam_decode(log_probs, lengths, SPACE, options, fusion)]
+
+
+def as_mono(waveform: Any) -> Tensor:
+    wave = torch.as_tensor(waveform, dtype=torch.float32)
+    if wave.dim() == 2:
+        wave = wave.mean(0 if wave.shape[0] <= 8 else 1)  # (channels, samples), or (samples, channels)
+    if wave.dim() != 1 or wave.numel() == 0:
+        raise AudioError(f"waveform: expected a non-empty 1-D (samples,) or 2-D (channels, samples) signal, "
+                         f"got shape {tuple(wave.shape)}")
+    return wave
+
+
+class SpeechRun(Run):
+    """A Run with transcription (see the module docstring)."""
+
+    def features(self, waveform: Any, sample_rate: int) -> Tensor:
+        """(frames, n_mels) log-mel features of a waveform at any rate."""
+        wave = as_mono(waveform)
+        if sample_rate != SAMPLE_RATE:
+            wave = resample(wave, sample_rate, SAMPLE_RATE)
+        return log_mel(wave, self.config.features)
+
+    @torch.no_grad()
+    def posteriors(self, waveform: Any, sample_rate: int) -> Tensor:
+        """(T', V) CTC log-posteriors of one waveform."""
+        features = self.features(waveform, sample_rate)
+        log_probs, _ = self.model(features[None], torch.tensor([len(features)]))
+        return log_probs[0]
+
+    def transcribe(self, waveform: Any, sample_rate: int, *, beam: int = 1, lm: Any = None,
+                   lm_weight: float | None = None, word_bonus: float | None = None) -> str:
+        log_probs = self.posteriors(waveform, sample_rate)
+        data = self.config.data
+        settings = DecodeSettings(beam, lm, data.lm_weight if lm_weight is None else lm_weight,
+                                  data.word_bonus if word_bonus is None else word_bonus)
+        return decode(log_probs[None], torch.tensor([len(log_probs)]), settings)[0]
+
+    def transcribe_file(self, path: str | Path, **options: Any) -> str:
+        return self.transcribe(read_audio(path), SAMPLE_RATE, **options)

@@ -1,0 +1,105 @@
+"""The speech recipe's data and model: synthesised corpus (held-out voices and sentences,
+reproducible, grows with --hours), transcripts, the acoustic model's shapes and options,
+and the character LM used for shallow fusion."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+
+from lstmlab.data import espeak
+from lstmlab.data.speech_text import ALPHABET, decode_labels, encode_transcript, normalize_transcript, sentences
+from lstmlab.models import count_parameters
+from lstmlab.models.acoustic import AcousticModel, AcousticModelConfig
+
+needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng (make espeak)")
+
+
+def test_transcripts_are_normalised_to_the_alphabet():
+    assert normalize_transcript("O, Romeo! 'Tis I -- don't.") == "o romeo tis i don't"
+    assert normalize_transcript("Café  naïve\nend") == "cafe naive end"
+    labels = encode_transcript("a b'")
+    assert labels == [2, 1, 3, 28] and decode_labels(labels) == "a b'"
+    with pytest.raises(ValueError, match="outside the alphabet"):
+        encode_transcript("A")
+    found = sentences("ROMEO:\nBut soft! What light through yonder window breaks?\nIt is 3 o'clock.\n")
+    assert found == ["what light through yonder window breaks"]  # 2 words: too short; a digit: left out
+
+
+@needs_espeak
+def test_held_out_voices_are_never_trained_on():
+    train, validation, test = (set(espeak.variants_of(split)) for split in ("train", "validation", "test"))
+    assert len(train) > 50 and len(validation) == len(espeak.VALIDATION_VARIANTS) and len(test) == 10
+    assert not train & validation and not train & test and not validation & test
+
+
+@needs_espeak
+def test_synthetic_corpus_is_reproducible_and_grows(tmp_path, monkeypatch):
+    from lstmlab.recipes.speech import corpus
+    from lstmlab.recipes.speech.features import FeatureConfig
+
+    monkeypatch.setattr(corpus, "cache_root", lambda: tmp_path)
+    monkeypatch.setattr(corpus, "SHARD_SIZE", 6)
+    small = corpus.synthetic_splits(0.002, 3, 4, seed=5, features=FeatureConfig(), jobs=1)  # ~7 s of speech
+    assert len(small.validation) == 3 and len(small.test) == 4 and 0.002 <= small.train.hours < 0.01
+    assert not set(small.train.texts) & set(small.test.texts)
+    assert all(v.split("+")[1] in espeak.TEST_VARIANTS for v in small.test.voices)
+    larger = corpus.synthetic_splits(0.006, 3, 4, seed=5, features=FeatureConfig(), jobs=1)
+    n = len(small.train)
+    assert len(larger.train) > n and larger.train.texts[:n] == small.train.texts
+    torch.testing.assert_close(larger.train.features[:len(small.train.features)], small.train.features)
+    shards = sorted(p.name for p in next(tmp_path.iterdir()).glob("train-*.pt"))
+    assert len(shards) >= 2 and all((tmp_path / next(tmp_path.iterdir()).name / s).with_suffix(".jsonl").is_file()
+                                    for s in shards)
+    plan = corpus.plan_utterance("train", 3, 5, ["a b c", "d e f"], ("m3", None))
+    assert plan == corpus.plan_utterance("train", 3, 5, ["a b c", "d e f"], ("m3", None))
+
+
+def test_acoustic_model_shapes_and_options():
+    torch.manual_seed(0)
+    model = AcousticModel(AcousticModelConfig(hidden_size=16, num_layers=2, stack=3), 80, len(ALPHABET) + 1)
+    features, lengths = torch.randn(3, 50, 80), torch.tensor([50, 31, 4])
+    log_probs, out_lengths = model(features, lengths)
+    assert log_probs.shape == (3, 17, 29) and out_lengths.tolist() == [17, 11, 2]
+    torch.testing.assert_close(log_probs.exp().sum(-1), torch.ones(3, 17))
+    alone, _ = model.eval()(features[1:2, :31], lengths[1:2])  # padding never changes an utterance's output
+    torch.testing.assert_close(model(features, lengths)[0][1, :11], alone[0], atol=1e-5, rtol=1e-5)
+    lstm = AcousticModelConfig(hidden_size=40, num_layers=2)
+    gru = AcousticModel(AcousticModelConfig(cell="gru", hidden_size=40, num_layers=2), 80, 29)
+    target = count_parameters(AcousticModel(lstm, 80, 29))
+    assert abs(count_parameters(gru) - target) / target < 0.02 and gru.hidden_size > 40
+    projected = AcousticModel(AcousticModelConfig(hidden_size=32, proj_size=8, bidirectional=False), 80, 29)
+    assert projected(features, lengths)[0].shape == (3, 17, 29) and projected.lstm.proj_size == 8
+    with pytest.raises(ValueError, match="proj_size is an LSTM option"):
+        AcousticModel(AcousticModelConfig(cell="gru", proj_size=8), 80, 29)
+    with pytest.raises(ValueError, match=r"expected \(B, T, 80\)"):
+        model(torch.randn(2, 10, 40), torch.tensor([10, 10]))
+
+
+def test_lm_fusion_folds_case_and_renormalises(tmp_path):
+    from lstmlab.cli import main
+    from lstmlab.recipes.speech.lm_fusion import LMFusion
+    import lstmlab
+
+    text = tmp_path / "text.txt"
+    text.write_text("The quick brown fox jumps over the lazy dog's back.\nthe cat sat, and the dog ran!\n" * 40)
+    out = tmp_path / "lm"
+    assert main(["train", "lm", "--data", str(text), "--out", str(out), "--max_steps", "3", "--hidden_size", "16",
+                 "--embedding_size", "8", "--num_layers", "1", "--batch_size", "4", "--bptt", "20",
+                 "--progress", "false"]) == 0
+    fusion = LMFusion(lstmlab.load(out))
+    state, scores = fusion.start()
+    assert scores.shape == (29,) and scores[0] == float("-inf")
+    torch.testing.assert_close(scores[1:].exp().sum(), torch.tensor(1.0))
+    t = ALPHABET.index("t") + 1
+    states, batch = fusion.step([state, state], [t, ALPHABET.index("c") + 1])
+    assert len(states) == 2 and batch.shape == (2, 29) and not torch.equal(batch[0], batch[1])
+    assert len(fusion.token_ids[t]) == 2  # "t" and "T" both count for the label t
+    bpe = tmp_path / "bpe"
+    assert main(["train", "lm", "--data", str(text), "--out", str(bpe), "--max_steps", "1", "--tokenizer", "bpe",
+                 "--vocab_size", "320", "--hidden_size", "8", "--embedding_size", "8", "--num_layers", "1",
+                 "--batch_size", "2", "--bptt", "10", "--progress", "false"]) == 0
+    with pytest.raises(ValueError, match="character language model"):
+        LMFusion(lstmlab.load(bpe))

@@ -1,0 +1,155 @@
+"""`lstmlab train speech` end to end on a small folder of espeak-ng recordings: train, load,
+transcribe (files, --json, streaming), evaluate, inspect, resume exactly, and clear errors
+for bad audio, bad manifests and bad requests."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+
+import pytest
+import torch
+
+import lstmlab
+from lstmlab.checkpoint import load_checkpoint
+from lstmlab.cli import main
+from lstmlab.data import espeak
+from lstmlab.data.audio import SAMPLE_RATE, read_audio
+
+pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng (make espeak)")
+
+PHRASES = ["the cat sat", "a dog ran home", "good night sweet prince", "to be or not to be",
+           "all the world's a stage", "now is the winter"]
+TINY = ["--bidirectional", "false", "--normalization", "global", "--hidden_size", "24", "--num_layers", "1",
+        "--batch_frames", "1500", "--eval_utterances", "0", "--progress", "false", "--threads", "1",
+        "--spec_augment", "false", "--log_interval", "2"]
+
+
+def speak_folder(folder, phrases=PHRASES, variant="m3"):
+    folder.mkdir(parents=True, exist_ok=True)
+    for index, text in enumerate(phrases):
+        espeak.synthesize(text, espeak.Voice("en-us", variant, 170, 50), folder / f"u{index}.wav")
+        (folder / f"u{index}.txt").write_text(text + "\n")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("speech")
+    data = speak_folder(folder / "data", PHRASES * 2)  # 12 utterances: 10 train, 1 validation, 1 test
+    out = folder / "run"
+    assert main(["train", "speech", "--data", str(data), "--out", str(out), "--max_steps", "8", *TINY]) == 0
+    return data, out
+
+
+def test_train_writes_a_run_folder_and_load_transcribes(trained):
+    data, out = trained
+    for name in ("best.pt", "latest.pt", "config.json", "metrics.jsonl", "learning_curve.png", "lm_text.txt"):
+        assert (out / name).is_file(), name
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert {"cer", "wer", "loss"} <= set([r for r in records if r["split"] == "validation"][-1])
+    run = lstmlab.load(out)
+    assert run.recipe == "speech" and run.alphabet == " abcdefghijklmnopqrstuvwxyz'"
+    wave = read_audio(data / "u0.wav")
+    text = run.transcribe(wave, SAMPLE_RATE)
+    assert isinstance(text, str) and set(text) <= set(run.alphabet)
+    stereo_44k = torch.stack([wave, wave])  # any rate and channel count
+    assert isinstance(run.transcribe(stereo_44k, 44100, beam=4), str)
+    with pytest.raises(ValueError, match="non-empty"):
+        run.transcribe(torch.zeros(0), SAMPLE_RATE)
+
+
+def test_transcribe_command_prints_one_line_per_file(trained, capsys):
+    data, out = trained
+    capsys.readouterr()
+    files = [str(data / f"u{i}.wav") for i in range(3)]
+    assert main(["transcribe", str(out), *files, "--beam", "4"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 3
+    assert main(["transcribe", str(out), files[0], "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert row["file"] == files[0] and row["audio_seconds"] > 0.3 and row["real_time_factor"] > 0
+
+
+def test_streaming_matches_the_whole_file(trained, capsys, monkeypatch):
+    from lstmlab.recipes.speech.streaming import StreamingRecognizer
+
+    data, out = trained
+    run = lstmlab.load(out)
+    wave = read_audio(data / "u3.wav")
+    recognizer = StreamingRecognizer(run)
+    for start in range(0, len(wave), 1234):  # uneven chunks, not a multiple of the hop
+        recognizer.accept(wave[start:start + 1234])
+    streamed = recognizer.finish()
+    whole = run.posteriors(wave, SAMPLE_RATE)
+    torch.testing.assert_close(torch.stack(recognizer.log_probs), whole, atol=2e-4, rtol=1e-4)
+    assert streamed == run.transcribe(wave, SAMPLE_RATE)
+    capsys.readouterr()
+    assert main(["transcribe", str(out), "--stream", str(data / "u3.wav"), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert report["transcript"] == streamed and report["real_time_factor"] > 0
+    pcm = (wave * 32767).to(torch.int16).numpy().tobytes()  # raw s16le on standard input
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(pcm)))
+    assert main(["transcribe", str(out), "--stream", "-", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["transcript"] == streamed
+
+
+def test_evaluate_reports_wer_and_cer(trained, capsys):
+    data, out = trained
+    capsys.readouterr()
+    assert main(["evaluate", str(out), "--data", str(data), "--json", "--beam", "3", "--per-voice"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["utterances"] == 12 and 0 <= report["cer"] and 0 <= report["wer"]
+    assert {"wer_greedy", "cer_greedy", "wer_beam", "cer_beam", "per_voice"} <= set(report)
+    assert main(["evaluate", str(out), "--json"]) == 0  # the run's own test split
+    assert json.loads(capsys.readouterr().out)["utterances"] == 1
+
+
+def test_inspect_writes_the_audio_report(trained, tmp_path):
+    data, out = trained
+    assert main(["inspect", str(out), "--audio", str(data / "u1.wav"), "--out", str(tmp_path / "report")]) == 0
+    page = (tmp_path / "report" / "report.html").read_text()
+    assert "CTC posteriors" in page and "speaking rate" in page
+    assert (tmp_path / "report" / "audio.png").is_file() and (tmp_path / "report" / "gates_layer0.png").is_file()
+
+
+def test_resume_is_exact(trained, tmp_path):
+    data, _ = trained
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    common = ["train", "speech", "--data", str(data), *TINY, "--spec_augment", "true"]
+    assert main([*common, "--out", str(straight), "--max_steps", "6"]) == 0
+    assert main([*common, "--out", str(split), "--max_steps", "3"]) == 0
+    assert main(["train", "speech", "--out", str(split), "--resume", "--max_steps", "6", "--progress", "false"]) == 0
+    a, b = load_checkpoint(straight / "latest.pt")["model"], load_checkpoint(split / "latest.pt")["model"]
+    assert a.keys() == b.keys()
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=0, msg=name)
+
+
+def test_bad_data_and_requests_give_clear_errors(trained, tmp_path, capsys):
+    data, out = trained
+    bad = speak_folder(tmp_path / "bad", PHRASES[:3])
+    (bad / "u1.wav").write_text("not audio")
+    assert main(["evaluate", str(out), "--data", str(bad)]) == 2
+    assert "u1.wav: not readable as audio" in capsys.readouterr().err
+    manifest = tmp_path / "list.tsv"
+    manifest.write_text(f"{data / 'u0.wav'}\tthe cat sat\nmissing.wav\tsome words\n")
+    assert main(["evaluate", str(out), "--data", str(manifest)]) == 2
+    assert "line 2" in capsys.readouterr().err
+    assert main(["transcribe", str(out)]) == 2
+    assert "give audio files" in capsys.readouterr().err
+    assert main(["transcribe", str(out), str(data / "u0.wav"), "--beam", "0"]) == 2
+    assert "--beam" in capsys.readouterr().err
+    assert main(["evaluate", str(out), "--lm", str(out)]) == 2  # a speech run is not a character LM
+    assert "character language model" in capsys.readouterr().err
+
+
+def test_streaming_refuses_a_bidirectional_run(trained, tmp_path, capsys):
+    data, _ = trained
+    out = tmp_path / "bi"
+    tiny = [a for a in TINY]
+    tiny[tiny.index("--bidirectional") + 1] = "true"
+    assert main(["train", "speech", "--data", str(data), "--out", str(out), "--max_steps", "1", *tiny]) == 0
+    capsys.readouterr()
+    assert main(["transcribe", str(out), "--stream", str(data / "u0.wav")]) == 2
+    assert "unidirectional" in capsys.readouterr().err
