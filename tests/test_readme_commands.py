@@ -26,6 +26,8 @@ TINY_LM = ["--budget", "0", "--hidden_size", "16", "--embedding_size", "8", "--n
            "--progress", "false", "--threads", "1", "--vocab_size", "300"]
 TINY_TRANSLATION = ["--embedding_size", "16", "--encoder_hidden", "16", "--decoder_hidden", "24",
                     "--batch_tokens", "300", "--eval_sentences", "5", "--progress", "false", "--threads", "1"]
+TINY_SPEECH = ["--data", "my_speech", "--hidden_size", "16", "--num_layers", "1", "--batch_frames", "1500",
+               "--eval_utterances", "0", "--progress", "false", "--threads", "1"]
 TINY_LONGLAG = ["--max-steps", "3", "--eval-every", "3", "--eval-size", "16", "--seeds", "1", "--no-progress"]
 
 
@@ -50,6 +52,10 @@ def shrunk(argv: list[str], resumed_steps: int) -> list[str]:
         user_data = "--data" in argv or "--source" in argv  # small files: a smaller vocabulary fits
         return [*argv, *TINY_TRANSLATION, "--vocab_size", "300" if user_data else "400",
                 "--max_steps", str(resumed_steps if "--resume" in argv else 3)]
+    if argv[:2] == ["train", "speech"]:  # the user's folder of recordings stands in for 6 h of synthesis
+        return [*argv, *TINY_SPEECH, "--max_steps", str(resumed_steps if "--resume" in argv else 3)]
+    if argv[0] == "evaluate" and "speech" in argv[1]:
+        return [*argv, "--data", "my_speech"]
     if argv[0] == "evaluate" and "translation" in argv[1]:  # the test books take minutes with beam search
         return [*argv, "--data", "my_pairs.tsv"]
     if argv[:2] == ["train", "longlag"]:
@@ -74,6 +80,13 @@ def write_user_files(folder: Path) -> None:
     (folder / "my.en").write_text("\n".join(english) + "\n")
     (folder / "my.es").write_text("\n".join(e.upper() for e in english) + "\n")
     (folder / "my_lines.txt").write_text("to be or not\n\nthe question\n")
+    from lstmlab.data import espeak
+
+    (folder / "my_speech").mkdir()
+    for index, text in enumerate(["the cat sat", "a dog ran home", "good night sweet prince", "now is the winter"]):
+        espeak.synthesize(text, espeak.Voice("en-us", "m3", 170, 50), folder / "my_speech" / f"u{index}.wav")
+        (folder / "my_speech" / f"u{index}.txt").write_text(text + "\n")
+    espeak.synthesize("to be or not to be", espeak.Voice("en", None, 160, 50), folder / "my_recording.wav")
     (folder / "recipe.toml").write_text("[model]\nnum_layers = 1\n[train]\nlr = 0.004\n")
 
 
@@ -81,7 +94,8 @@ def test_the_readme_has_the_commands_it_should():
     commands = [" ".join(argv[:2]) for argv in readme_commands()]
     for expected in ("train lm", "train longlag", "longlag --suite", "generate runs/shakespeare",
                      "evaluate runs/shakespeare", "inspect runs/five-minutes", "train translation", "translate runs/translation",
-                     "evaluate runs/translation", "inspect runs/translation", "inspect runs/longlag/checkpoints/very-long-lag-q10-p10-lstm-seed0"):
+                     "evaluate runs/translation", "inspect runs/translation",
+                     "train speech", "evaluate runs/speech", "transcribe runs/speech", "inspect runs/speech", "inspect runs/longlag/checkpoints/very-long-lag-q10-p10-lstm-seed0"):
         assert any(command.startswith(expected) for command in commands), expected
 
 
@@ -101,6 +115,7 @@ def test_readme_commands_run_in_order(tmp_path, monkeypatch, capsys):
             / "report.html").is_file()
     assert (tmp_path / "results" / "longlag" / "table.md").is_file()
     assert (tmp_path / "runs" / "translation" / "inspect" / "report.html").is_file()
+    assert (tmp_path / "runs" / "speech" / "inspect" / "report.html").is_file()
     run = main_load(tmp_path / "runs" / "shakespeare")
     assert run.recipe == "lm" and run.config.model.hidden_size == 16
 
