@@ -15,7 +15,7 @@ import lstmlab
 from lstmlab.checkpoint import load_checkpoint
 from lstmlab.cli import main
 from lstmlab.data import espeak
-from lstmlab.data.audio import SAMPLE_RATE, read_audio
+from lstmlab.data.audio import SAMPLE_RATE, read_audio, write_wav
 
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng (make espeak)")
 
@@ -85,13 +85,18 @@ def test_streaming_matches_the_whole_file(trained, capsys, monkeypatch):
     torch.testing.assert_close(torch.stack(recognizer.log_probs), whole, atol=2e-4, rtol=1e-4)
     assert streamed == run.transcribe(wave, SAMPLE_RATE)
     capsys.readouterr()
-    assert main(["transcribe", str(out), "--stream", str(data / "u3.wav"), "--json"]) == 0
+    at_16k = write_wav(data.parent / "u3-16k.wav", wave)  # the command reads blocks: no resampling at 16 kHz
+    assert main(["transcribe", str(out), "--stream", str(at_16k), "--json"]) == 0
     report = json.loads(capsys.readouterr().out.splitlines()[-1])
-    assert report["transcript"] == streamed and report["real_time_factor"] > 0
+    again = StreamingRecognizer(run)
+    again.accept(read_audio(at_16k))
+    assert report["transcript"] == again.finish() and report["real_time_factor"] > 0
     pcm = (wave * 32767).to(torch.int16).numpy().tobytes()  # raw s16le on standard input
     monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(pcm)))
     assert main(["transcribe", str(out), "--stream", "-", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out.splitlines()[-1])["transcript"] == streamed
+    from_pcm = StreamingRecognizer(run)
+    from_pcm.accept(torch.frombuffer(bytearray(pcm), dtype=torch.int16).float() / 32768.0)
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["transcript"] == from_pcm.finish()
 
 
 def test_evaluate_reports_wer_and_cer(trained, capsys):
