@@ -141,6 +141,13 @@ class Recipe:
         print("next:\n" + "\n".join(f"  {command}" for command in self.next_commands(out_dir)))
 
 
+def refuse_existing_run(out_dir: str | Path | None, resume: bool) -> None:
+    """A new run never overwrites one: out_dir holding latest.pt needs --resume (or another --out)."""
+    if out_dir is not None and not resume and (Path(out_dir) / "latest.pt").exists():
+        raise ValueError(f"{out_dir} already holds a run (latest.pt); continue it with --resume "
+                         "or choose another --out")
+
+
 RESUME_FIXED_DATA = ("path", "tokenizer", "vocab_size")  # data fields that the saved model depends on
 
 

@@ -28,6 +28,7 @@ from lstmlab.models.activation_regularization import (
 )
 from lstmlab.models.lm import LanguageModel
 from lstmlab.recipes.lm.config import LMConfig
+from lstmlab.recipes.base import refuse_existing_run
 from lstmlab.reproducibility import seed_everything
 from lstmlab.train import LossOutput, Trainer, init_distributed
 
@@ -137,9 +138,7 @@ def build_trainer(config: LMConfig, data: PreparedData, out_dir: str | Path | No
 def train_language_model(config: LMConfig, out_dir: str | Path | None, *, resume: bool = False,
                          data: PreparedData | None = None, until_step: int | None = None) -> dict[str, Any]:
     """Train (or resume) and return the final validation record, with "parameters"."""
-    if out_dir is not None and not resume and (Path(out_dir) / "latest.pt").exists():
-        raise ValueError(f"{out_dir} already holds a run (latest.pt); continue it with --resume "
-                         "or choose another --out")
+    refuse_existing_run(out_dir, resume)
     data = data or prepare_data(config)
     trainer = build_trainer(config, data, out_dir)
     if resume:

@@ -26,6 +26,7 @@ from lstmlab.recipes.speech.batches import AugmentOptions, SpeechBatch, Utteranc
 from lstmlab.recipes.speech.config import SpeechConfig
 from lstmlab.recipes.speech.corpus import FeatureSet, SpeechSplits, synthetic_splits, user_features, user_splits
 from lstmlab.recipes.speech.decoding import BeamOptions, beam_decode, greedy_decode
+from lstmlab.recipes.base import refuse_existing_run
 from lstmlab.reproducibility import seed_everything
 from lstmlab.train import LossOutput, Trainer, init_distributed
 
@@ -140,9 +141,7 @@ def build_trainer(config: SpeechConfig, splits: SpeechSplits, out_dir: str | Pat
 def train_speech(config: SpeechConfig, out_dir: str | Path | None, *, resume: bool = False,
                  until_step: int | None = None) -> dict[str, Any]:
     """Train (or resume) and return the final validation record, with the trainer."""
-    if out_dir is not None and not resume and (Path(out_dir) / "latest.pt").exists():
-        raise ValueError(f"{out_dir} already holds a run (latest.pt); continue it with --resume "
-                         "or choose another --out")
+    refuse_existing_run(out_dir, resume)
     splits = load_splits(config)
     trainer = build_trainer(config, splits, out_dir)
     if resume:

@@ -26,6 +26,7 @@ from lstmlab.recipes.translation.batches import PairBatches, Specials
 from lstmlab.recipes.translation.loss import TranslationLoss, teacher_forced_loss
 from lstmlab.recipes.translation.config import TranslationConfig
 from lstmlab.recipes.translation.translator import DecodeOptions, decode_ids
+from lstmlab.recipes.base import refuse_existing_run
 from lstmlab.reproducibility import seed_everything
 from lstmlab.train import Trainer, init_distributed
 
@@ -121,9 +122,7 @@ def build_trainer(config: TranslationConfig, data: PreparedData, out_dir: str | 
 def train_translation(config: TranslationConfig, out_dir: str | Path | None, *, resume: bool = False,
                       until_step: int | None = None) -> dict[str, Any]:
     """Train (or resume) and return the final validation record, with the trainer."""
-    if out_dir is not None and not resume and (Path(out_dir) / "latest.pt").exists():
-        raise ValueError(f"{out_dir} already holds a run (latest.pt); continue it with --resume "
-                         "or choose another --out")
+    refuse_existing_run(out_dir, resume)
     data = prepare_data(config)
     trainer = build_trainer(config, data, out_dir)
     if resume:
