@@ -189,3 +189,14 @@ def test_augment_wave_snr_and_gain():
 def test_augment_wave_of_silence_stays_finite():
     out = augment_wave(torch.zeros(1600), torch.Generator().manual_seed(0), telephone_prob=1.0, reverb_prob=1.0)
     assert torch.isfinite(out).all() and out.shape == (1600,)
+
+
+@pytest.mark.parametrize("length", [100, 256, 257, 300, 1000, 16000])
+@pytest.mark.parametrize("chunk", [7, 160, 1234, 100000])
+def test_streaming_features_equal_the_whole_file(length, chunk):
+    from lstmlab.recipes.speech.streaming import StreamingFeatures
+
+    wave = torch.rand(length, generator=torch.Generator().manual_seed(length)) * 2 - 1
+    streaming = StreamingFeatures(FeatureConfig())
+    parts = [streaming.accept(wave[i:i + chunk]) for i in range(0, length, chunk)] + [streaming.finish()]
+    torch.testing.assert_close(torch.cat(parts), log_mel(wave, FeatureConfig()), atol=1e-3, rtol=1e-4)

@@ -49,42 +49,43 @@ class StreamingFeatures:
         self.window = torch.hann_window(self.win_length, periodic=True)
         self.filterbank = mel_filterbank(config.n_fft // 2 + 1, config.f_min, config.f_max, config.n_mels,
                                          config.sample_rate)
-        self.samples = torch.zeros(0)
-        self.padded: Tensor | None = None  # reflect-padded start + samples, once enough have come
+        self.count = 0  # samples received
+        self.samples = torch.zeros(0)  # the first samples, until there are enough to reflect the start
+        self.buffer: Tensor | None = None  # the reflect-padded signal from the next frame's start on
         self.frames_done = 0
 
     def _frames(self, signal: Tensor, count: int) -> Tensor:
+        """`count` frames from the start of `signal` (the buffer), which then drops their hops."""
         if count <= 0:
             return torch.zeros(0, self.config.n_mels)
-        start = self.frames_done * self.hop
-        piece = signal[start:start + (count - 1) * self.hop + self.config.n_fft]
+        piece = signal[:(count - 1) * self.hop + self.config.n_fft]
         spectrum = torch.stft(piece, self.config.n_fft, self.hop, self.win_length, self.window, center=False,
                               return_complex=True)
         power = spectrum.abs() ** 2  # (n_fft/2 + 1, frames)
         self.frames_done += count
+        self.buffer = signal[count * self.hop:]  # only what later frames read is kept: no growing copy
         return torch.log(power.T @ self.filterbank + LOG_FLOOR)
 
     def accept(self, samples: Tensor) -> Tensor:
         """New 16 kHz samples -> the frames completed by them (n, n_mels)."""
-        self.samples = torch.cat([self.samples, samples])
-        if self.padded is None:
+        self.count += len(samples)
+        if self.buffer is None:
+            self.samples = torch.cat([self.samples, samples])
             if len(self.samples) <= self.pad:
                 return torch.zeros(0, self.config.n_mels)
-            self.padded = torch.cat([self.samples[1:self.pad + 1].flip(0), self.samples])
+            self.buffer = torch.cat([self.samples[1:self.pad + 1].flip(0), self.samples])
         else:
-            self.padded = torch.cat([self.padded, samples])
-        ready = (len(self.padded) - self.config.n_fft) // self.hop + 1 - self.frames_done
-        return self._frames(self.padded, ready)
+            self.buffer = torch.cat([self.buffer, samples])
+        ready = (len(self.buffer) - self.config.n_fft) // self.hop + 1
+        return self._frames(self.buffer, ready)
 
     def finish(self) -> Tensor:
         """The last frames (the end padded by reflection): 1 + N // hop frames in all."""
-        n = len(self.samples)
-        if n <= self.pad:  # too short for reflection: log_mel pads with zeros
+        if self.buffer is None:  # too short for reflection: log_mel pads with zeros
             signal = torch.nn.functional.pad(self.samples, (self.pad, self.pad))
-        else:
-            head = self.padded if self.padded is not None else self.samples
-            signal = torch.cat([head, self.samples[-self.pad - 1:-1].flip(0)])
-        return self._frames(signal, 1 + n // self.hop - self.frames_done)
+        else:  # the buffer always ends with the last pad + 1 samples (more than n_fft - hop are kept)
+            signal = torch.cat([self.buffer, self.buffer[-self.pad - 1:-1].flip(0)])
+        return self._frames(signal, 1 + self.count // self.hop - self.frames_done)
 
 
 class StreamingRecognizer:
@@ -145,7 +146,7 @@ class StreamingRecognizer:
     def finish(self) -> str:
         """The end of the audio: the final transcript (beam search and LM when asked for)."""
         started = time.perf_counter()
-        if not len(self.features.samples):
+        if not self.features.count:
             raise AudioError("streaming: no audio arrived")
         self._run_frames(self.features.finish(), final=True)
         text = decode_labels(self.labels)
