@@ -39,7 +39,7 @@ from lstmlab.data.shakespeare import shakespeare_splits
 from lstmlab.data.speech_text import normalize_transcript, sentences
 from lstmlab.recipes.speech.features import FeatureConfig, augment_wave, log_mel
 
-CORPUS_VERSION = 1  # bump when the plan of an utterance or its processing changes
+CORPUS_VERSION = 2  # bump when the plan of an utterance or its processing changes
 SHARD_SIZE = 500
 AUGMENTED_FRACTION = 0.7  # training utterances with noise/gain/channel/reverb; the rest stay clean
 
