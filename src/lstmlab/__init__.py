@@ -5,13 +5,15 @@ and a trace of every gate), `Stream` (real-time one-step inference), `Trace`,
 `LayerTrace`, `engines`, and `load` (a trained run of any recipe, ready to use).
 """
 
-from . import engines
+from . import engines, serialization
 from .cell import GATES, CellSpec
 from .nn import LSTM, LSTMCell
 from .stream import Stream
 from .trace import LayerTrace, Trace
 
 __version__ = "0.1.0"
+
+serialization.register()  # whole models holding lstmlab modules load with torch.load's weights_only default
 
 
 def load(path):
