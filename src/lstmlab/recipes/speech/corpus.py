@@ -173,6 +173,13 @@ def _split_set(folder: Path, split: str, seconds: float | None, count: int | Non
     return joined
 
 
+def sentence_pool(split: str, seed: int) -> list[str]:
+    """The sentences that `split` speaks, in the order its utterances take them (shuffled by seed)."""
+    pool = sentences(getattr(shakespeare_splits(), split))
+    random.Random(f"{seed}/sentences/{split}").shuffle(pool)
+    return pool
+
+
 def synthetic_splits(hours: float, validation_utterances: int, test_utterances: int, seed: int,
                      features: FeatureConfig, jobs: int = 2) -> SpeechSplits:
     """Training speech (`hours` of it), validation and test speech, synthesised once and cached."""
@@ -180,12 +187,7 @@ def synthetic_splits(hours: float, validation_utterances: int, test_utterances: 
 
     if hours <= 0:
         raise ValueError(f"hours: expected a positive amount of training speech, got {hours}")
-    text = shakespeare_splits()
-    pools = {}
-    for split in ("train", "validation", "test"):
-        pool = sentences(getattr(text, split))
-        random.Random(f"{seed}/sentences/{split}").shuffle(pool)
-        pools[split] = pool
+    pools = {split: sentence_pool(split, seed) for split in ("train", "validation", "test")}
     folder = synthetic_folder(seed, features)
     folder.mkdir(parents=True, exist_ok=True)
     with tqdm(desc=f"synthesising speech into {folder}", unit="utt", leave=False, mininterval=2) as progress:
