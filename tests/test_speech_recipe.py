@@ -110,6 +110,26 @@ def test_evaluate_reports_wer_and_cer(trained, capsys):
     assert json.loads(capsys.readouterr().out)["utterances"] == 1
 
 
+def test_an_lm_path_is_loaded_once_and_reloaded_when_retrained(trained, tmp_path):
+    """`run.transcribe(wave, rate, lm="runs/lm")` per utterance reuses the loaded LM."""
+    from lstmlab.recipes.speech.recognizer import load_fusion
+
+    data, out = trained
+    lm = tmp_path / "lm"
+    lm_options = ["--hidden_size", "8", "--embedding_size", "4", "--num_layers", "1", "--batch_size", "2",
+                  "--bptt", "8", "--progress", "false", "--threads", "1"]
+    assert main(["train", "lm", "--data", str(out / "lm_text.txt"), "--out", str(lm), "--max_steps", "2",
+                 *lm_options]) == 0
+    first = load_fusion(str(lm))
+    assert load_fusion(lm) is first  # same run, same checkpoint: not loaded again
+    run = lstmlab.load(out)
+    assert isinstance(run.transcribe(read_audio(data / "u0.wav"), SAMPLE_RATE, beam=3, lm=str(lm)), str)
+    assert main(["train", "lm", "--out", str(lm), "--resume", "--max_steps", "4", *lm_options]) == 0
+    assert load_fusion(lm) is not first  # the checkpoint changed: loaded afresh
+    with pytest.raises(FileNotFoundError, match="no such language model"):
+        load_fusion(tmp_path / "missing")
+
+
 def test_inspect_writes_the_audio_report(trained, tmp_path):
     data, out = trained
     assert main(["inspect", str(out), "--audio", str(data / "u1.wav"), "--out", str(tmp_path / "report")]) == 0

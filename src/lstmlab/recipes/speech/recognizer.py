@@ -11,6 +11,7 @@ sample rate (resampled to 16 kHz).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,10 +41,22 @@ def load_fusion(lm: Any) -> Any:
     if lm is None or isinstance(lm, LMFusion):
         return lm
     if isinstance(lm, (str, Path)):
-        import lstmlab
-
-        lm = lstmlab.load(lm)
+        path = Path(lm).resolve()
+        if not path.exists():
+            raise FileNotFoundError(f"--lm: no such language model run {lm}")
+        stamp = max((p.stat().st_mtime_ns for p in (path.glob("*.pt") if path.is_dir() else [path])), default=0)
+        return _fusion_of_path(str(path), stamp)
     return LMFusion(lm)
+
+
+@functools.lru_cache(maxsize=4)
+def _fusion_of_path(path: str, stamp: int) -> Any:
+    """The LMFusion of an LM run on disk, loaded once per path and checkpoint time (`stamp`):
+    `transcribe(..., lm="runs/lm")` called per utterance must not reload the model each time."""
+    import lstmlab
+    from lstmlab.recipes.speech.lm_fusion import LMFusion
+
+    return LMFusion(lstmlab.load(path))
 
 
 def decode(log_probs: Tensor, lengths: Tensor, settings: DecodeSettings) -> list[str]:
