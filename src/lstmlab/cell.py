@@ -27,6 +27,18 @@ normalises over the i, g, o slices only, so the unused rows cannot leak in.
 Zoneout (Krueger et al. 2016) keeps each unit's previous state with probability z
 during training (``c_t = m ⊙ c_{t-1} + (1 - m) ⊙ c_t``, m ~ Bernoulli(z)) and uses the
 expectation in evaluation (``c_t = z c_{t-1} + (1 - z) c_t``); likewise for h.
+
+The one-part-removed variants of Greff et al. (2017, "LSTM: A Search Space Odyssey")
+each change one line of the equations above (their vanilla cell is ours with peepholes):
+
+    NIG   input_gate=False         i_t = 1
+    NFG   forget_gate=False        f_t = 1          (the cell of Hochreiter & Schmidhuber 1997)
+    NOG   output_gate=False        o_t = 1
+    NIAF  input_activation=False   g_t = z_g        (no tanh on the cell input)
+    NOAF  output_activation=False  h_t = o_t ⊙ c_t  (no tanh on the cell output)
+
+A removed gate's rows of W_ih, W_hh and the biases (and its peephole) are unused: they are
+zeroed at initialisation and get zero gradient, as the f rows of the coupled cell do.
 """
 
 from __future__ import annotations
@@ -55,6 +67,16 @@ class CellSpec:
     zoneout_c: float = 0.0  # zoneout probability for the cell state
     zoneout_h: float = 0.0  # zoneout probability for the hidden state
     weight_drop: float = 0.0  # DropConnect probability on W_hh (training only)
+    input_gate: bool = True  # False: i = 1 (Greff's NIG)
+    forget_gate: bool = True  # False: f = 1 (NFG)
+    output_gate: bool = True  # False: o = 1 (NOG)
+    input_activation: bool = True  # False: g = z_g, no tanh (NIAF)
+    output_activation: bool = True  # False: h = o ⊙ c, no tanh (NOAF)
+
+    @property
+    def removed_parts(self) -> tuple[str, ...]:
+        """The Greff variant flags that are off, e.g. ("forget_gate",) for NFG."""
+        return tuple(name for name in GREFF_PARTS if not getattr(self, name))
 
     @property
     def changes_cell_math(self) -> bool:
@@ -62,6 +84,7 @@ class CellSpec:
         only changes the weights that enter it)."""
         return bool(
             self.peephole or self.layer_norm or self.coupled or self.zoneout_c or self.zoneout_h
+            or self.removed_parts
         )
 
     def variant_names(self) -> list[str]:
@@ -70,7 +93,10 @@ class CellSpec:
             names.append("zoneout")
         if self.weight_drop:
             names.append("weight_drop")
-        return names
+        return names + [f"no_{name}" for name in self.removed_parts]
+
+
+GREFF_PARTS = ("input_gate", "forget_gate", "output_gate", "input_activation", "output_activation")
 
 
 class LayerWeights(NamedTuple):
@@ -144,17 +170,20 @@ def lstm_step(
         p_i, p_f, p_o = weights.peephole.chunk(3)
         z_i = z_i + p_i * c_prev
         z_f = z_f + p_f * c_prev
-    i = torch.sigmoid(z_i)
-    f = 1.0 - i if spec.coupled else torch.sigmoid(z_f)
-    g = torch.tanh(z_g)
+    i = torch.sigmoid(z_i) if spec.input_gate else torch.ones_like(z_i)
+    if spec.coupled:
+        f = 1.0 - i
+    else:
+        f = torch.sigmoid(z_f) if spec.forget_gate else torch.ones_like(z_f)
+    g = torch.tanh(z_g) if spec.input_activation else z_g
     c = f * c_prev + i * g  # (B, H)
     if spec.peephole:
         z_o = z_o + p_o * c
-    o = torch.sigmoid(z_o)
+    o = torch.sigmoid(z_o) if spec.output_gate else torch.ones_like(z_o)
     c_out = c
     if spec.layer_norm:
         c_out = F.layer_norm(c, c.shape[-1:], weights.ln_c_weight, weights.ln_c_bias, LN_EPS)
-    h = o * torch.tanh(c_out)  # (B, H)
+    h = o * (torch.tanh(c_out) if spec.output_activation else c_out)  # (B, H)
     if weights.w_hr is not None:
         h = h @ weights.w_hr.T  # (B, P)
     return StepResult(i, f, g, o, c, h)

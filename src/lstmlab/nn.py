@@ -31,6 +31,10 @@ _VARIANT_DOC = """
         chrono_init: chrono initialisation from the longest expected dependency T_max.
         zoneout: zoneout probability on c and h, or a pair (z_c, z_h). Default 0.0.
         weight_drop: DropConnect probability on W_hh (training only). Default 0.0.
+        input_gate, forget_gate, output_gate: False removes that gate (it is 1): Greff et
+            al.'s NIG, NFG, NOG. Default True.
+        input_activation, output_activation: False removes the tanh on the cell input
+            (g = z_g, NIAF) or on the cell output (h = o * c, NOAF). Default True.
 """
 
 
@@ -92,7 +96,9 @@ class LSTM(nn.Module):
                  proj_size: int = 0, device=None, dtype=None, *, peephole: bool = False,
                  layer_norm: bool = False, coupled: bool = False, forget_bias: float = 0.0,
                  chrono_init: float | None = None, zoneout: float | tuple[float, float] = 0.0,
-                 weight_drop: float = 0.0, engine: str = "auto") -> None:
+                 weight_drop: float = 0.0, input_gate: bool = True, forget_gate: bool = True,
+                 output_gate: bool = True, input_activation: bool = True, output_activation: bool = True,
+                 engine: str = "auto") -> None:
         super().__init__()
         self.input_size = check_positive_int("input_size", input_size, minimum=0)
         self.hidden_size = check_positive_int("hidden_size", hidden_size)
@@ -104,8 +110,10 @@ class LSTM(nn.Module):
         if dropout > 0 and num_layers == 1:
             warnings.warn(f"dropout={dropout} acts between layers, so it has no effect with num_layers=1", stacklevel=2)
         self.bias, self.batch_first, self.bidirectional = bool(bias), bool(batch_first), bool(bidirectional)
-        self.spec: CellSpec = make_spec(peephole, layer_norm, coupled, zoneout, weight_drop)
-        check_bias_options(self.bias, forget_bias, chrono_init)
+        self.spec: CellSpec = make_spec(peephole, layer_norm, coupled, zoneout, weight_drop, input_gate=input_gate,
+                                        forget_gate=forget_gate, output_gate=output_gate,
+                                        input_activation=input_activation, output_activation=output_activation)
+        check_bias_options(self.bias, forget_bias, chrono_init, self.spec)
         self.forget_bias, self.chrono_init = float(forget_bias), chrono_init
         self.engine = engines.check_engine_name(engine)
         factory = {"device": device, "dtype": dtype}
@@ -252,13 +260,17 @@ class LSTMCell(nn.Module):
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True, device=None, dtype=None, *,
                  peephole: bool = False, layer_norm: bool = False, coupled: bool = False,
                  forget_bias: float = 0.0, chrono_init: float | None = None,
-                 zoneout: float | tuple[float, float] = 0.0, weight_drop: float = 0.0) -> None:
+                 zoneout: float | tuple[float, float] = 0.0, weight_drop: float = 0.0, input_gate: bool = True,
+                 forget_gate: bool = True, output_gate: bool = True, input_activation: bool = True,
+                 output_activation: bool = True) -> None:
         super().__init__()
         self.input_size = check_positive_int("input_size", input_size, minimum=0)
         self.hidden_size = check_positive_int("hidden_size", hidden_size)
         self.bias = bool(bias)
-        self.spec = make_spec(peephole, layer_norm, coupled, zoneout, weight_drop)
-        check_bias_options(self.bias, forget_bias, chrono_init)
+        self.spec = make_spec(peephole, layer_norm, coupled, zoneout, weight_drop, input_gate=input_gate,
+                              forget_gate=forget_gate, output_gate=output_gate, input_activation=input_activation,
+                              output_activation=output_activation)
+        check_bias_options(self.bias, forget_bias, chrono_init, self.spec)
         self.forget_bias, self.chrono_init = float(forget_bias), chrono_init
         factory = {"device": device, "dtype": dtype}
         self.weight_ih = nn.Parameter(torch.empty(4 * hidden_size, input_size, **factory))

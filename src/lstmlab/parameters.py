@@ -20,7 +20,7 @@ import numbers
 import torch
 from torch import nn
 
-from .cell import GATES, CellSpec, LayerWeights
+from .cell import GATES, PEEPHOLE_GATES, CellSpec, LayerWeights
 
 VARIANT_SHAPES = {  # name -> (multiple of H, the spec flag that adds it)
     "weight_peephole": (3, "peephole"),
@@ -46,31 +46,55 @@ def check_positive_int(name: str, value, minimum: int = 1) -> int:
     return value
 
 
-def make_spec(peephole, layer_norm, coupled, zoneout, weight_drop) -> CellSpec:
-    """Check the variant options and return their spec."""
+def make_spec(peephole, layer_norm, coupled, zoneout, weight_drop, **parts) -> CellSpec:
+    """Check the variant options and return their spec. parts: the Greff flags
+    (input_gate, forget_gate, output_gate, input_activation, output_activation)."""
     if isinstance(zoneout, (tuple, list)):
         if len(zoneout) != 2:
             raise ValueError(f"zoneout: expected a float or a pair (zoneout_c, zoneout_h), got {zoneout!r}")
         zoneout_c, zoneout_h = zoneout
     else:
         zoneout_c = zoneout_h = zoneout
-    for name, flag in (("peephole", peephole), ("layer_norm", layer_norm), ("coupled", coupled)):
+    for name, flag in (("peephole", peephole), ("layer_norm", layer_norm), ("coupled", coupled), *parts.items()):
         if not isinstance(flag, bool):
             raise TypeError(f"{name}: expected True or False, got {flag!r}")
+    check_greff_parts(parts, coupled, layer_norm)
     return CellSpec(
-        peephole=peephole, layer_norm=layer_norm, coupled=coupled,
+        peephole=peephole, layer_norm=layer_norm, coupled=coupled, **parts,
         zoneout_c=check_probability("zoneout", zoneout_c), zoneout_h=check_probability("zoneout", zoneout_h),
         weight_drop=check_probability("weight_drop", weight_drop),
     )
 
 
-def check_bias_options(bias: bool, forget_bias, chrono_init) -> None:
+def check_greff_parts(parts: dict[str, bool], coupled: bool, layer_norm: bool) -> None:
+    """Refuse the combinations of removed parts (Greff's variants) that make no sense."""
+    removed = [name for name, kept in parts.items() if not kept]
+    if coupled and not parts.get("input_gate", True):
+        raise ValueError("coupled=True with input_gate=False: the coupled cell derives f = 1 - i, which would be 0 "
+                         "at every step without an input gate (the cell would forget everything)")
+    if coupled and not parts.get("forget_gate", True):
+        raise ValueError("coupled=True with forget_gate=False: both replace the forget gate (f = 1 - i, or f = 1); "
+                         "choose one")
+    removed_gates = [name for name in removed if name.endswith("_gate")]
+    if layer_norm and removed_gates:
+        raise ValueError(f"layer_norm=True with {removed_gates[0]}=False: layer norm takes its moments over the "
+                         "whole gate vector, and the removed gate's unused rows would enter them")
+
+
+def check_bias_options(bias: bool, forget_bias, chrono_init, spec: CellSpec | None = None) -> None:
     if not isinstance(forget_bias, numbers.Real) or isinstance(forget_bias, bool):
         raise TypeError(f"forget_bias: expected a number, got {forget_bias!r}")
     if chrono_init is not None and (not isinstance(chrono_init, numbers.Real) or chrono_init < 2):
         raise ValueError(f"chrono_init: expected the longest expected dependency T_max >= 2 (steps), got {chrono_init!r}")
     if (forget_bias or chrono_init is not None) and not bias:
         raise ValueError("forget_bias/chrono_init: expected bias=True (they initialise the gate biases), got bias=False")
+    gates_set = {"forget_bias": ("forget_gate",) if forget_bias else (),
+                 "chrono_init": ("forget_gate", "input_gate") if chrono_init is not None else ()}
+    for option, gates in gates_set.items():
+        for gate in gates:
+            if spec is not None and not getattr(spec, gate):
+                raise ValueError(f"{option}: it initialises the {gate.replace('_', ' ')}'s bias, but {gate}=False "
+                                 "removes that gate")
     if forget_bias and chrono_init is not None:
         raise ValueError(
             f"forget_bias={forget_bias!r} and chrono_init={chrono_init!r}: expected at most one of them "
@@ -95,7 +119,8 @@ def init_variant_parameters(module: nn.Module, suffix: str, hidden_size: int, sp
     """Variant-specific initialisation, applied after torch's uniform(-1/√H, 1/√H) init.
 
     - peephole weights keep the uniform init; LN gains start at 1, the LN(c) bias at 0;
-    - coupled: the unused f rows are zeroed, so nothing unused looks meaningful;
+    - coupled: the unused f rows are zeroed, so nothing unused looks meaningful; likewise
+      the rows (and peephole) of a gate removed by input_gate/forget_gate/output_gate=False;
     - forget_bias b: added to the f slice of bias_ih (Gers et al. 2000);
     - chrono_init T_max: b_f = log(U(1, T_max - 1)), b_i = -b_f (Tallec & Ollivier 2018),
       in bias_ih, with the f and i slices of bias_hh zeroed.
@@ -106,10 +131,14 @@ def init_variant_parameters(module: nn.Module, suffix: str, hidden_size: int, sp
             get(name).fill_(1.0)
         get("ln_c_bias").zero_()
     f_rows, i_rows = gate_slice("f", hidden_size), gate_slice("i", hidden_size)
-    if spec.coupled:
+    unused = {"f": spec.coupled or not spec.forget_gate, "i": not spec.input_gate, "o": not spec.output_gate}
+    for gate in (gate for gate, off in unused.items() if off):  # rows the cell never reads
         for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
             if get(name) is not None:
-                get(name)[f_rows].zero_()
+                get(name)[gate_slice(gate, hidden_size)].zero_()
+        if spec.peephole and gate in PEEPHOLE_GATES:
+            index = PEEPHOLE_GATES.index(gate)
+            get("weight_peephole")[index * hidden_size:(index + 1) * hidden_size].zero_()
     if forget_bias:
         get("bias_ih")[f_rows] += forget_bias
     if chrono_init is not None:

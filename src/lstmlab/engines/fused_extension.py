@@ -192,7 +192,10 @@ def load_extension():
 def unsupported_reason(spec: CellSpec, need_trace: bool, like: Tensor | None = None) -> str | None:
     """Why the fused engine cannot run the request (None when it can). like: a tensor of the
     call (its device and dtype matter: the loop is CPU code for float32 and float64)."""
-    del need_trace, spec  # every cell; the trace is what the loop keeps anyway
+    del need_trace  # every cell of the trace is what the loop keeps anyway
+    if spec.removed_parts:  # Greff's one-part-removed cells: the reference loop, for now
+        return (f"the fused engine has no cell without {'/'.join(spec.removed_parts)} yet (Greff et al.'s "
+                "variants run on the reference engine)")
     if like is not None and like.device.type != "cpu":
         return f"the fused engine runs on CPU tensors, these are on {like.device.type}"
     if like is not None and like.dtype not in SUPPORTED_DTYPES:
