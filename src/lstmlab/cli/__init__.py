@@ -33,6 +33,7 @@ SHARED_COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("lstmlab.cli.evaluate", "evaluate a trained run of any recipe on its held-out data or a file"),
     "inspect": ("lstmlab.cli.inspect", "report on a trained LSTM's gates and cells: HTML page + PNG plots"),
     "info": ("lstmlab.cli.info", "print versions, threads and which engine runs"),
+    "export": ("lstmlab.cli.export", "export a trained run's inference graphs: `lstmlab export RUN --format onnx [--out DIR]`"),
     "bench": ("lstmlab.cli.bench", "run a benchmark from benchmarks/: `lstmlab bench engine|lm [options]`"),
 }
 

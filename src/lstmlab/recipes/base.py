@@ -11,7 +11,10 @@ A recipe subclasses `Recipe`, sets ``name`` and ``summary``, and implements:
 - ``evaluate(run, data, split)``: metrics as a dict; ``inspect(run, text, out_dir)``:
   the HTML report (`lstmlab.inspect.write_report` with the recipe's own sections);
 - ``commands()``: extra sub-commands of its own (``generate``, ``demo``, ``longlag``),
-  name -> (module, one-line help), each module with ``add_arguments`` and ``run``.
+  name -> (module, one-line help), each module with ``add_arguments`` and ``run``;
+- ``onnx_graphs(run)``: its inference graphs for ``lstmlab export``, name ->
+  `lstmlab.export.ExportSpec` (built on `lstmlab.export.graph` and `lstmlab.export.lstm`,
+  each with a sampler and a PyTorch reference for the check; see `lstmlab.export.recipes`).
 
 Everything here is generic: `run_train` serves ``lstmlab train <name>`` for any recipe.
 """
@@ -65,6 +68,10 @@ class Recipe:
 
     def commands(self) -> dict[str, tuple[str, str]]:
         return {}
+
+    def onnx_graphs(self, run: Any) -> dict[str, Any]:
+        """The run's inference graphs as `lstmlab.export.ExportSpec`s, by file stem."""
+        raise ValueError(f"recipe {self.name!r} has no ONNX export (its Recipe.onnx_graphs is not implemented)")
 
     def next_commands(self, out_dir: Path) -> list[str]:
         """What to run next on a finished run (printed after training)."""

@@ -84,6 +84,12 @@ class LanguageModelRecipe(Recipe):
     def next_commands(self, out_dir: Path) -> list[str]:
         return [f"lstmlab generate {out_dir} --prime 'JULIET:' --length 400", *super().next_commands(out_dir)]
 
+    def onnx_graphs(self, run: Any) -> dict[str, Any]:
+        """The LM step (token, h, c) -> (logits, h, c), with the tokenizer for `lstmlab.deploy`."""
+        from lstmlab.export.recipes import model_graphs
+
+        return model_graphs(run.model, tokenizer=run.tokenizer)
+
     def commands(self) -> dict[str, tuple[str, str]]:
         return {
             "demo": ("lstmlab.recipes.lm.demo", "run the built-in demonstration (what `make demo` runs)"),

@@ -115,6 +115,12 @@ class SpeechRecipe(Recipe):
                 f"lstmlab train {self.name} --out {out_dir} --resume --max_steps 0 --budget 1800"
                 "   # on, to 30 minutes of training in all"]
 
+    def onnx_graphs(self, run: Any) -> dict[str, Any]:
+        """The acoustic model on whole utterances, and its streaming step for a unidirectional run."""
+        from lstmlab.export.recipes import model_graphs
+
+        return model_graphs(run.model)
+
     def commands(self) -> dict[str, tuple[str, str]]:
         return {"transcribe": ("lstmlab.recipes.speech.cli",
                                "transcribe WAV files (or --stream one) with a trained speech run")}

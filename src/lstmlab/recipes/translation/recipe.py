@@ -98,6 +98,12 @@ class TranslationRecipe(Recipe):
                 f"lstmlab train {self.name} --out {out_dir} --resume --max_steps 0 --budget 1800"
                 "   # on, to 30 minutes of training in all"]
 
+    def onnx_graphs(self, run: Any) -> dict[str, Any]:
+        """The encoder over a whole source and the decoder step (`lstmlab.export.recipes`)."""
+        from lstmlab.export.recipes import model_graphs
+
+        return model_graphs(run.model)
+
     def commands(self) -> dict[str, tuple[str, str]]:
         return {"translate": ("lstmlab.recipes.translation.cli",
                               "translate lines with a trained translation run (--text, --file or standard input)")}
