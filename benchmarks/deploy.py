@@ -6,7 +6,10 @@ rounds; medians of the per-round mean latency, and ratios to torch.nn.LSTM / eag
 - **sequence**: one (T=100, B=1, I=H=256) call of a 1-layer LSTM, no gradient:
   `torch.nn.LSTM` (oneDNN), `lstmlab.LSTM` on the fused engine, the same weights exported by
   `lstmlab.export.to_onnx` as the native ONNX LSTM op and as the Scan form, run in ONNX
-  Runtime, and `torch.compile(lstmlab.LSTM)` where compiling works on this machine;
+  Runtime, and `torch.compile(lstmlab.LSTM)` (the fused engine as custom ops);
+- **training step**: forward and backward of a 2-layer (T=50, B=16, I=H=128) LSTM:
+  `torch.nn.LSTM`, `lstmlab.LSTM` eager (fused engine), and `torch.compile(lstmlab.LSTM,
+  fullgraph=True)`, which calls the fused engine through its custom ops (engines/fused_ops.py);
 - **LM step**: one step (token, state) -> (logits, state) of the language-model recipe's
   default network (embedding 128, 2 x 256 LSTM, softmax over the vocabulary): the PyTorch
   module (`lstmlab.models.lm.LanguageModel`) and its `lm_step.onnx` in ONNX Runtime.
@@ -66,6 +69,22 @@ def sequence_runners(folder: Path, threads: int) -> dict:
     return runners
 
 
+def training_runners() -> dict:
+    """name -> zero-argument callable running one forward and backward of a 2-layer LSTM."""
+    torch.manual_seed(0)
+    ours = lstmlab.LSTM(128, 128, num_layers=2)
+    theirs = torch.nn.LSTM(128, 128, num_layers=2)
+    theirs.load_state_dict(ours.state_dict())
+    compiled = torch.compile(ours, fullgraph=True)
+    x = torch.randn(50, 16, 128)
+
+    def step(module):
+        module(x)[0].square().mean().backward()
+
+    return {"torch.nn.LSTM": lambda: step(theirs), "lstmlab.LSTM (eager, fused)": lambda: step(ours),
+            "torch.compile(lstmlab.LSTM)": lambda: step(compiled)}
+
+
 def lm_step_runners(folder: Path, threads: int, vocab: int = 67) -> dict:
     torch.manual_seed(0)
     model = LanguageModel(LMModelConfig(), vocab).eval()
@@ -79,9 +98,9 @@ def lm_step_runners(folder: Path, threads: int, vocab: int = 67) -> dict:
             "ONNX Runtime lm_step": lambda: session.run(None, feeds)}
 
 
-def interleaved_latency(runners: dict, rounds: int, calls: int) -> dict[str, list[float]]:
+def interleaved_latency(runners: dict, rounds: int, calls: int, grad: bool = False) -> dict[str, list[float]]:
     """Per runner, the mean latency (ms) of `calls` calls in each of `rounds` interleaved rounds."""
-    with torch.no_grad():
+    with torch.set_grad_enabled(grad):
         for run in runners.values():  # warm-up
             for _ in range(max(3, calls // 4)):
                 run()
@@ -114,6 +133,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as folder:
         sequence = interleaved_latency(sequence_runners(Path(folder), args.threads), args.rounds, args.calls)
+        training = interleaved_latency(training_runners(), args.rounds, max(2, args.calls // 2), grad=True)
         step = interleaved_latency(lm_step_runners(Path(folder), args.threads), args.rounds, args.calls * 10)
     lines = ["# Deployment latency: ONNX Runtime vs lstmlab vs torch.nn.LSTM", "",
              f"Command: `.venv/bin/python benchmarks/deploy.py --rounds {args.rounds} --calls {args.calls} "
@@ -122,6 +142,8 @@ def main() -> None:
              f"{torch.__version__}, onnxruntime {onnxruntime.__version__}. Medians over {args.rounds} interleaved "
              "rounds of the mean latency per call; ratios are medians of per-round ratios (below 1: faster).", "",
              *table("One (T=100, B=1, H=256) sequence, 1-layer LSTM, no gradient", sequence, "torch.nn.LSTM"),
+             *table("One training step (forward + backward), 2-layer (T=50, B=16, H=128) LSTM", training,
+                    "torch.nn.LSTM"),
              *table("One LM step (embedding 128, 2 x 256 LSTM, softmax over 67 tokens)", step,
                     "PyTorch module (lstmlab.LSTM)")]
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

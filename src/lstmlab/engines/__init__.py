@@ -5,6 +5,8 @@
   trace is recomputed from the kernel's outputs with batched GEMMs.
 - ``fused``: lstmlab's C++ time loop (compiled at first use); every cell (peephole,
   coupled, layer norm, zoneout) with the trace at no extra arithmetic; CPU float32/64.
+  Under torch.compile and torch.export it runs as the custom ops of `fused_ops`, and
+  "auto" picks it there for plain cells too.
 
 ``engine="auto"`` picks the fastest engine that can run the request and can say why
 (`describe`). Nothing falls back silently: asking a named engine for something it
@@ -18,7 +20,7 @@ from types import ModuleType
 from torch import Tensor
 
 from ..cell import CellSpec
-from . import fused, native, reference
+from . import fused, fused_ops, native, reference
 from .base import EngineResult, SequenceBatch
 
 ENGINES: dict[str, ModuleType] = {"reference": reference, "native": native, "fused": fused}
@@ -48,9 +50,12 @@ def select(requested: str, spec: CellSpec, need_trace: bool, like: Tensor | None
             raise ValueError(f"engine {requested!r} cannot run this: {problem}; use engine='reference' or 'auto'")
         return requested, f"engine={requested!r} was requested"
     native_problem = native.unsupported_reason(spec, need_trace, like)
-    if native_problem is None and not need_trace:
+    compiling = like is not None and fused_ops.tracing(like)
+    if native_problem is None and not need_trace and not compiling:
         return "native", "auto: plain cell runs on torch's fused kernel (oneDNN on CPU)"
     fused_problem = fused.unsupported_reason(spec, need_trace, like)
+    if fused_problem is None and compiling:
+        return "fused", "auto: under torch.compile/torch.export, lstmlab's fused CPU engine as a custom op"
     if fused_problem is None:
         what = "plain cell with trace" if native_problem is None else f"{'+'.join(spec.variant_names())} cell"
         return "fused", f"auto: {what} runs on lstmlab's fused CPU engine (C++ time loop)"

@@ -52,6 +52,7 @@ from torch import Tensor
 
 from ..cell import CellSpec, LayerWeights, input_gates, recurrent_weight, zoneout_keep
 from .base import EngineResult, SequenceBatch
+from . import fused_ops
 from .fused_direction import FusedDirection, _NoGradContext
 from .fused_extension import (
     SUPPORTED_DTYPES, buffer_pool_bytes, buffer_pool_limit, build_error, capability, load_extension,
@@ -112,6 +113,10 @@ def run_direction(x: Tensor, h0: Tensor, c0: Tensor, weights: LayerWeights, spec
     out_list = [] if out is None else [out.get(n, x.new_empty(0)) for n in ("gates", "c", "h")]
     arguments = (*inputs, keep_c, keep_h, lengths, reverse, spec.coupled, need_trace or differentiable,
                  *input_share, out_list)
+    if fused_ops.tracing(x):  # torch.compile / torch.export: the custom op, one node of the graph
+        i, f, g, o, cells, hiddens, h_n, c_n = fused_ops.run(*inputs, keep_c, keep_h, lengths, reverse, spec.coupled,
+                                                             *input_share, differentiable)
+        return hiddens, h_n, c_n, dict(i=i, f=f, g=g, o=o, c=cells, h=hiddens)
     if differentiable:
         i, f, g, o, cells, hiddens, h_n, c_n = FusedDirection.apply(*arguments)
     else:  # the same computation without autograd.Function's per-call cost
@@ -134,7 +139,7 @@ def stacked_outputs(batch: SequenceBatch, need_trace: bool, x: Tensor,
     inference call (benchmarks/results/fused-engine-notes.md).
     """
     weights = directions[0]
-    if len(directions) == 1 or not packed_without_layer_norm(batch.spec, weights):
+    if len(directions) == 1 or not packed_without_layer_norm(batch.spec, weights) or fused_ops.tracing(x):
         return None
     if _needs_grad([x, batch.h0, batch.c0, *(t for w in directions for t in w)]):
         return None

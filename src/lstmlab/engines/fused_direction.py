@@ -79,56 +79,98 @@ class FusedDirection(torch.autograd.Function):
     def forward(ctx, x_gates, h0, c0, w_hh, w_hr, peephole, ln_hh, ln_c_weight, ln_c_bias, keep_c, keep_h, lengths,
                 reverse, coupled, keep_trace, x, w_ih, bias, ln_ih, out):
         ctx.set_materialize_grads(False)  # outputs without a gradient arrive as None
-        empty = w_hh.new_empty(0)  # stands in for every absent tensor
-        ctx.input_here = x_gates is None  # x, W_ih given: their gradients are this function's
-        u_hat = rstd_u = None
-        if ctx.input_here and _input_gemm_first(x, w_ih, ln_ih):
-            x_gates, u_hat, rstd_u = _input_share(x, w_ih, ln_ih, coupled)
-        in_loop = ctx.input_here and x_gates is None
-        w_hh, w_ih_in_loop = w_hh.contiguous(), or_empty(w_ih if in_loop else None, empty)
-        packed_loops = w_hr is None and keep_c is None and keep_h is None  # see csrc/fused_packed_calls.h
         # Without autograd the weights rarely change between calls: their packed copies are
         # cached (packed_forward_weight); with autograd each call packs its own.
-        packed = ([packed_forward_weight(w_hh), packed_forward_weight(w_ih_in_loop) if in_loop else empty]
-                  if packed_loops and isinstance(ctx, _NoGradContext) else [])
-        inputs = ForwardInputs(
-            input_gates=or_empty(x_gates, empty), x=or_empty(x if in_loop else None, empty), w_ih=w_ih_in_loop,
-            bias=or_empty(bias, empty), ln_g_ih=or_empty(ln_ih, empty), h0=h0.contiguous(), c0=c0.contiguous(),
-            w_hh=w_hh, w_hr=or_empty(w_hr, empty), peephole=or_empty(peephole, empty),
-            ln_g_hh=or_empty(ln_hh, empty), ln_g_c=or_empty(ln_c_weight, empty), ln_b_c=or_empty(ln_c_bias, empty),
-            keep_c=or_empty(keep_c, empty), keep_h=or_empty(keep_h, empty), lengths=lengths, reverse=reverse,
-            coupled=coupled, keep_trace=keep_trace, out=out, packed_weights=packed)
-        result = ForwardOutputs._make(load_extension().forward(inputs))
-        ctx.save_for_backward(result.gates, result.cells, result.hidden_pre, result.hiddens, h0, c0, w_hh,
-                              inputs.w_hr, inputs.peephole, inputs.ln_g_hh, inputs.ln_g_c, inputs.ln_b_c,
-                              inputs.keep_c, inputs.keep_h, result.r_hat, result.rstd_r, result.c_hat, result.rstd_c,
-                              result.cells_fresh, lengths,
-                              *(or_empty(t, empty) for t in (x, w_ih, u_hat, rstd_u, ln_ih)))
-        ctx.reverse, ctx.coupled = reverse, coupled
-        ctx.has = [t is not None for t in (w_hr, peephole, ln_hh, keep_c)]
-        ctx.packed_loops = packed_loops  # the C++ side ran them (no projection, no zoneout)
+        result, flags, saved = direction_forward(
+            x_gates, h0, c0, w_hh, w_hr, peephole, ln_hh, ln_c_weight, ln_c_bias, keep_c, keep_h, lengths, reverse,
+            coupled, keep_trace, x, w_ih, bias, ln_ih, out, cache_packed=isinstance(ctx, _NoGradContext))
+        ctx.save_for_backward(*saved)
+        ctx.flags = flags
         return (*result.gates.chunk(4, dim=-1), result.cells, result.hiddens, result.h_n, result.c_n)
 
     @staticmethod
     def backward(ctx, d_i, d_f, d_g, d_o, d_cells, d_hiddens, dh_n, dc_n):
-        saved = _Saved(*ctx.saved_tensors)
-        has_projection, has_peephole, has_layer_norm, _ = ctx.has  # and zoneout on c
-        c_prev = h_prev = None
-        if not ctx.packed_loops:  # the packed loops find c_{t-1} in cells and c0
-            valid = valid_mask(saved.lengths, saved.gates.shape[0]).unsqueeze(-1) if saved.lengths.numel() else None
-            c_prev = previous_states(saved.cells, saved.c0, ctx.reverse, valid).contiguous()  # (T, B, H)
-            h_prev = previous_states(saved.hiddens, saved.h0, ctx.reverse, valid)  # (T, B, P)
-        grads = _loop_backward(ctx, saved, (d_i, d_f, d_g, d_o), d_cells, d_hiddens, dh_n, dc_n, c_prev)
-        d_recurrent = grads.d_rec if has_layer_norm else grads.dz  # gradient of W_hh h_{t-1}
-        if ctx.packed_loops:  # sum_t d_t^T h_{t-1} without a shifted copy of the hidden states
-            d_w_hh = sum_with_previous(d_recurrent, saved.hiddens, saved.h0, ctx.reverse, saved.lengths)  # (4H, P)
-        else:
-            d_w_hh = _weight_gradient(d_recurrent, h_prev)  # (4H, P)
-        d_w_hr = _weight_gradient(grads.dh_total, saved.hidden_pre) if has_projection else None  # (P, H)
-        d_peephole = _peephole_gradient(ctx, saved, grads.dz, c_prev) if has_peephole else None
-        d_x, d_w_ih, d_bias, d_ln_ih, d_ln = _input_share_gradients(ctx, saved, grads, has_layer_norm)
-        return (None if ctx.input_here else grads.dz, grads.dh0, grads.dc0, d_w_hh, d_w_hr, d_peephole, *d_ln,
-                None, None, None, None, None, None, d_x, d_w_ih, d_bias, d_ln_ih, None)
+        needs_x, needs_w_ih, needs_bias = ctx.needs_input_grad[-5:-2]  # then ln_ih, out
+        grads = direction_backward(ctx.flags._replace(needs_x=needs_x, needs_w_ih=needs_w_ih, needs_bias=needs_bias),
+                                   _Saved(*ctx.saved_tensors), (d_i, d_f, d_g, d_o), d_cells, d_hiddens, dh_n, dc_n)
+        return (*grads[:9], None, None, None, None, None, None, *grads[9:], None)
+
+
+class DirectionFlags(NamedTuple):
+    """What a layer-direction's backward needs to know besides the saved tensors."""
+
+    reverse: bool
+    coupled: bool
+    has_projection: bool
+    has_peephole: bool
+    has_layer_norm: bool
+    has_cell_zoneout: bool
+    packed_loops: bool  # the C++ side ran them (no projection, no zoneout)
+    input_here: bool  # x, W_ih given: their gradients (and the bias's) are this function's
+    needs_x: bool = True
+    needs_w_ih: bool = True
+    needs_bias: bool = True
+
+
+def direction_forward(x_gates, h0, c0, w_hh, w_hr, peephole, ln_hh, ln_c_weight, ln_c_bias, keep_c, keep_h, lengths,
+                      reverse, coupled, keep_trace, x, w_ih, bias, ln_ih, out, cache_packed: bool):
+    """FusedDirection's forward without autograd: (ForwardOutputs, DirectionFlags, the
+    tensors the backward needs in _Saved's order, empty tensors where absent).
+
+    The arguments are FusedDirection.forward's; cache_packed: use the packed copies of the
+    weights that `packed_forward_weight` keeps (calls without autograd only).
+    """
+    empty = w_hh.new_empty(0)  # stands in for every absent tensor
+    input_here = x_gates is None
+    u_hat = rstd_u = None
+    if input_here and _input_gemm_first(x, w_ih, ln_ih):
+        x_gates, u_hat, rstd_u = _input_share(x, w_ih, ln_ih, coupled)
+    in_loop = input_here and x_gates is None
+    w_hh, w_ih_in_loop = w_hh.contiguous(), or_empty(w_ih if in_loop else None, empty)
+    packed_loops = w_hr is None and keep_c is None and keep_h is None  # see csrc/fused_packed_calls.h
+    packed = ([packed_forward_weight(w_hh), packed_forward_weight(w_ih_in_loop) if in_loop else empty]
+              if packed_loops and cache_packed else [])
+    inputs = ForwardInputs(
+        input_gates=or_empty(x_gates, empty), x=or_empty(x if in_loop else None, empty), w_ih=w_ih_in_loop,
+        bias=or_empty(bias, empty), ln_g_ih=or_empty(ln_ih, empty), h0=h0.contiguous(), c0=c0.contiguous(),
+        w_hh=w_hh, w_hr=or_empty(w_hr, empty), peephole=or_empty(peephole, empty),
+        ln_g_hh=or_empty(ln_hh, empty), ln_g_c=or_empty(ln_c_weight, empty), ln_b_c=or_empty(ln_c_bias, empty),
+        keep_c=or_empty(keep_c, empty), keep_h=or_empty(keep_h, empty), lengths=lengths, reverse=reverse,
+        coupled=coupled, keep_trace=keep_trace, out=out, packed_weights=packed)
+    result = ForwardOutputs._make(load_extension().forward(inputs))
+    saved = _Saved(result.gates, result.cells, result.hidden_pre, result.hiddens, h0, c0, w_hh, inputs.w_hr,
+                   inputs.peephole, inputs.ln_g_hh, inputs.ln_g_c, inputs.ln_b_c, inputs.keep_c, inputs.keep_h,
+                   *(or_empty(t, empty) for t in (result.r_hat, result.rstd_r, result.c_hat, result.rstd_c,
+                                                  result.cells_fresh)),
+                   lengths, *(or_empty(t, empty) for t in (x, w_ih, u_hat, rstd_u, ln_ih)))
+    flags = DirectionFlags(reverse, coupled, w_hr is not None, peephole is not None, ln_hh is not None,
+                           keep_c is not None, packed_loops, input_here)
+    return result, flags, saved
+
+
+def direction_backward(flags: DirectionFlags, saved: _Saved, d_gates, d_cells, d_hiddens, dh_n, dc_n) -> tuple:
+    """FusedDirection's backward: the gradients of (x_gates, h0, c0, W_hh, W_hr, peephole,
+    ln_hh, ln_c_weight, ln_c_bias, x, W_ih, bias, ln_ih), None where there is none.
+
+    d_gates: the gradients of i, f, g, o (each (T, B, H) or None); the others those of
+    the cells, hiddens, h_n and c_n, or None.
+    """
+    c_prev = h_prev = None
+    if not flags.packed_loops:  # the packed loops find c_{t-1} in cells and c0
+        valid = valid_mask(saved.lengths, saved.gates.shape[0]).unsqueeze(-1) if saved.lengths.numel() else None
+        c_prev = previous_states(saved.cells, saved.c0, flags.reverse, valid).contiguous()  # (T, B, H)
+        h_prev = previous_states(saved.hiddens, saved.h0, flags.reverse, valid)  # (T, B, P)
+    grads = _loop_backward(flags, saved, d_gates, d_cells, d_hiddens, dh_n, dc_n, c_prev)
+    d_recurrent = grads.d_rec if flags.has_layer_norm else grads.dz  # gradient of W_hh h_{t-1}
+    if flags.packed_loops:  # sum_t d_t^T h_{t-1} without a shifted copy of the hidden states
+        d_w_hh = sum_with_previous(d_recurrent, saved.hiddens, saved.h0, flags.reverse, saved.lengths)  # (4H, P)
+    else:
+        d_w_hh = _weight_gradient(d_recurrent, h_prev)  # (4H, P)
+    d_w_hr = _weight_gradient(grads.dh_total, saved.hidden_pre) if flags.has_projection else None  # (P, H)
+    d_peephole = _peephole_gradient(flags, saved, grads.dz, c_prev) if flags.has_peephole else None
+    d_x, d_w_ih, d_bias, d_ln_ih, d_ln = _input_share_gradients(flags, saved, grads)
+    return (None if flags.input_here else grads.dz, grads.dh0, grads.dc0, d_w_hh, d_w_hr, d_peephole, *d_ln,
+            d_x, d_w_ih, d_bias, d_ln_ih)
 
 
 class _NoGradContext:
@@ -162,10 +204,11 @@ def _input_share(x: Tensor, w_ih: Tensor, ln_ih: Tensor | None, coupled: bool):
     return u, u, extension.input_layer_norm(u.view(-1, u.shape[-1]), coupled)  # u_hat kept for the backward
 
 
-def _loop_backward(ctx, saved: _Saved, d_gates, d_cells, d_hiddens, dh_n, dc_n, c_prev) -> BackwardOutputs:
+def _loop_backward(flags: DirectionFlags, saved: _Saved, d_gates, d_cells, d_hiddens, dh_n, dc_n,
+                   c_prev) -> BackwardOutputs:
     """The C++ backward loop. Absent trace gradients go as empty tensors (zeros there)."""
     empty = saved.w_hh.new_empty(0)
-    has_layer_norm, has_cell_zoneout = ctx.has[2], ctx.has[3]
+    has_layer_norm, has_cell_zoneout = flags.has_layer_norm, flags.has_cell_zoneout
     layer_norm = [t if has_layer_norm else empty for t in (saved.r_hat, saved.rstd_r, saved.c_hat, saved.rstd_c)]
     inputs = BackwardInputs(
         d_hiddens=_dense(d_hiddens, saved.hiddens),
@@ -175,39 +218,39 @@ def _loop_backward(ctx, saved: _Saved, d_gates, d_cells, d_hiddens, dh_n, dc_n, 
         c0=saved.c0, w_hh=saved.w_hh, w_hr=saved.w_hr, peephole=saved.peephole, ln_g_hh=saved.ln_g_hh,
         ln_g_c=saved.ln_g_c, ln_b_c=saved.ln_b_c, r_hat=layer_norm[0], rstd_r=layer_norm[1], c_hat=layer_norm[2],
         rstd_c=layer_norm[3], keep_c=saved.keep_c, keep_h=saved.keep_h,
-        cells_fresh=saved.cells_fresh if has_cell_zoneout else empty, lengths=saved.lengths, reverse=ctx.reverse,
-        coupled=ctx.coupled)
+        cells_fresh=saved.cells_fresh if has_cell_zoneout else empty, lengths=saved.lengths, reverse=flags.reverse,
+        coupled=flags.coupled)
     return BackwardOutputs._make(load_extension().backward(inputs))
 
 
-def _peephole_gradient(ctx, saved: _Saved, dz: Tensor, c_prev: Tensor | None) -> Tensor:
+def _peephole_gradient(flags: DirectionFlags, saved: _Saved, dz: Tensor, c_prev: Tensor | None) -> Tensor:
     """(3H,): sum over t, b of dz_i c_{t-1}, dz_f c_{t-1} and dz_o c_t."""
     dz_i, dz_f, _, dz_o = dz.chunk(4, dim=-1)
-    seen_by_o = saved.cells_fresh if ctx.has[3] else saved.cells  # o's peephole sees c before zoneout
-    if ctx.packed_loops:
-        d_i, d_f = (weighted_previous(d, saved.cells, saved.c0, ctx.reverse, saved.lengths) for d in (dz_i, dz_f))
+    seen_by_o = saved.cells_fresh if flags.has_cell_zoneout else saved.cells  # o's peephole sees c before zoneout
+    if flags.packed_loops:
+        d_i, d_f = (weighted_previous(d, saved.cells, saved.c0, flags.reverse, saved.lengths) for d in (dz_i, dz_f))
     else:
         d_i, d_f = (dz_i * c_prev).sum((0, 1)), (dz_f * c_prev).sum((0, 1))
     return torch.cat((d_i, d_f, (dz_o * seen_by_o).sum((0, 1))))
 
 
-def _input_share_gradients(ctx, saved: _Saved, grads: BackwardOutputs, has_layer_norm: bool):
+def _input_share_gradients(flags: DirectionFlags, saved: _Saved, grads: BackwardOutputs):
     """(d_x, d_w_ih, d_bias, d_ln_ih, (d_ln_hh, d_ln_c_weight, d_ln_c_bias)): what autograd
     would give for the input share's GEMM (x, W_ih) and the bias, and with layer norm the
     gains' and biases' gradients, sums over rows that one C++ pass makes with dL/du."""
     d_ln, d_ln_ih = (None, None, None), None
-    needs_x, needs_w_ih, needs_bias = ctx.needs_input_grad[-5:-2]  # then ln_ih, out
+    has_layer_norm, needs_bias = flags.has_layer_norm, flags.needs_bias
     flat = grads.dz.flatten(0, 1)  # (T*B, 4H): the gradient of the input share's GEMM x W_ih^T
     if has_layer_norm:
         flat, d_ln_ih, d_bias, *d_ln = load_extension().layer_norm_gradients(
-            grads.dz, saved.u_hat, saved.rstd_u, saved.ln_g_ih, saved.r_hat, grads.d_cell_ln, saved.c_hat, ctx.coupled)
+            grads.dz, saved.u_hat, saved.rstd_u, saved.ln_g_ih, saved.r_hat, grads.d_cell_ln, saved.c_hat, flags.coupled)
     else:
         d_bias = flat.sum(0) if needs_bias else None
     d_x = d_w_ih = None
-    if ctx.input_here and needs_x:
+    if flags.input_here and flags.needs_x:
         d_x = load_extension().pooled_empty(list(saved.x.shape), saved.x)
         torch.mm(flat, saved.w_ih, out=d_x.view(-1, saved.x.shape[-1]))
-    if ctx.input_here and needs_w_ih:
+    if flags.input_here and flags.needs_w_ih:
         d_w_ih = _weight_gradient(flat, saved.x)
     return d_x, d_w_ih, d_bias, d_ln_ih, d_ln
 

@@ -133,6 +133,7 @@ _extension = None
 _build_error: str | None = None
 
 
+@torch.compiler.assume_constant_result  # torch.compile runs it (and a first build) as plain Python
 def build_error() -> str | None:
     """Why the extension cannot be used (None when it loads). Builds it on first call."""
     load_extension()
