@@ -39,6 +39,15 @@ each change one line of the equations above (their vanilla cell is ours with pee
 
 A removed gate's rows of W_ih, W_hh and the biases (and its peephole) are unused: they are
 zeroed at initialisation and get zero gradient, as the f rows of the coupled cell do.
+
+FGR, ``full_gate_recurrence=True``, Greff's eighth variant, lets every gate also see all
+gates of the previous step, through nine H×H matrices held as one W_gg (3H, 3H) whose
+row blocks are the receiving gates (i | f | o) and column blocks the sending ones:
+
+    (z_i | z_f | z_o) += W_gg (i_{t-1} | f_{t-1} | o_{t-1})       (with the peepholes)
+
+The previous gates are not part of the (h, c) state: every call starts from
+i_0 = f_0 = o_0 = 0 (a sequence restarts its gate recurrence where its state is passed in).
 """
 
 from __future__ import annotations
@@ -72,6 +81,7 @@ class CellSpec:
     output_gate: bool = True  # False: o = 1 (NOG)
     input_activation: bool = True  # False: g = z_g, no tanh (NIAF)
     output_activation: bool = True  # False: h = o ⊙ c, no tanh (NOAF)
+    full_gate_recurrence: bool = False  # True: gates see the previous step's gates (FGR)
 
     @property
     def removed_parts(self) -> tuple[str, ...]:
@@ -84,11 +94,11 @@ class CellSpec:
         only changes the weights that enter it)."""
         return bool(
             self.peephole or self.layer_norm or self.coupled or self.zoneout_c or self.zoneout_h
-            or self.removed_parts
+            or self.removed_parts or self.full_gate_recurrence
         )
 
     def variant_names(self) -> list[str]:
-        names = [n for n in ("peephole", "layer_norm", "coupled") if getattr(self, n)]
+        names = [n for n in ("peephole", "layer_norm", "coupled", "full_gate_recurrence") if getattr(self, n)]
         if self.zoneout_c or self.zoneout_h:
             names.append("zoneout")
         if self.weight_drop:
@@ -112,6 +122,7 @@ class LayerWeights(NamedTuple):
     ln_hh: Tensor | None  # (4H,) gain on LN(W_hh h)
     ln_c_weight: Tensor | None  # (H,) gain on LN(c)
     ln_c_bias: Tensor | None  # (H,) bias on LN(c)
+    w_gg: Tensor | None = None  # (3H, 3H) gate-to-gate recurrence (i|f|o) <- (i|f|o), FGR
 
 
 class StepResult(NamedTuple):
@@ -153,19 +164,28 @@ def input_gates(x: Tensor, weights: LayerWeights, spec: CellSpec) -> Tensor:
     return flat.view(*x.shape[:-1], flat.shape[-1])
 
 
+def previous_gates(step: StepResult) -> Tensor:
+    """(i | f | o) of a step, (B, 3H): what FGR's next step receives through W_gg."""
+    return torch.cat((step.i, step.f, step.o), dim=-1)
+
+
 def lstm_step(
     x_gates: Tensor, h_prev: Tensor, c_prev: Tensor, weights: LayerWeights, spec: CellSpec,
-    w_hh: Tensor,
+    w_hh: Tensor, gates_prev: Tensor | None = None,
 ) -> StepResult:
     """One step of the cell (before zoneout), following the equations in the module doc.
 
     x_gates: (B, 4H) from `input_gates`; h_prev: (B, P); c_prev: (B, H);
-    w_hh: (4H, P), the recurrent weight actually used (after weight drop, if any).
+    w_hh: (4H, P), the recurrent weight actually used (after weight drop, if any);
+    gates_prev: (B, 3H), the previous step's (i | f | o) for FGR (None: zeros).
     """
     recurrent = h_prev @ w_hh.T  # (B, 4H)
     if spec.layer_norm:
         recurrent = normalize_gates(recurrent, weights.ln_hh, spec.coupled)
     z_i, z_f, z_g, z_o = (x_gates + recurrent).chunk(4, dim=-1)  # each (B, H)
+    if spec.full_gate_recurrence and gates_prev is not None:
+        r_i, r_f, r_o = (gates_prev @ weights.w_gg.T).chunk(3, dim=-1)  # each (B, H)
+        z_i, z_f, z_o = z_i + r_i, z_f + r_f, z_o + r_o
     if spec.peephole:
         p_i, p_f, p_o = weights.peephole.chunk(3)
         z_i = z_i + p_i * c_prev

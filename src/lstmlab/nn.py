@@ -35,6 +35,9 @@ _VARIANT_DOC = """
             al.'s NIG, NFG, NOG. Default True.
         input_activation, output_activation: False removes the tanh on the cell input
             (g = z_g, NIAF) or on the cell output (h = o * c, NOAF). Default True.
+        full_gate_recurrence: every gate also sees the previous step's i, f, o through
+            nine H x H matrices (weight_gg, (3H, 3H)): Greff et al.'s FGR. Each call starts
+            from zero previous gates. Reference engine only; not in LSTMCell. Default False.
 """
 
 
@@ -98,7 +101,7 @@ class LSTM(nn.Module):
                  chrono_init: float | None = None, zoneout: float | tuple[float, float] = 0.0,
                  weight_drop: float = 0.0, input_gate: bool = True, forget_gate: bool = True,
                  output_gate: bool = True, input_activation: bool = True, output_activation: bool = True,
-                 engine: str = "auto") -> None:
+                 full_gate_recurrence: bool = False, engine: str = "auto") -> None:
         super().__init__()
         self.input_size = check_positive_int("input_size", input_size, minimum=0)
         self.hidden_size = check_positive_int("hidden_size", hidden_size)
@@ -110,7 +113,8 @@ class LSTM(nn.Module):
         if dropout > 0 and num_layers == 1:
             warnings.warn(f"dropout={dropout} acts between layers, so it has no effect with num_layers=1", stacklevel=2)
         self.bias, self.batch_first, self.bidirectional = bool(bias), bool(batch_first), bool(bidirectional)
-        self.spec: CellSpec = make_spec(peephole, layer_norm, coupled, zoneout, weight_drop, input_gate=input_gate,
+        self.spec: CellSpec = make_spec(peephole, layer_norm, coupled, zoneout, weight_drop, full_gate_recurrence,
+                                        input_gate=input_gate,
                                         forget_gate=forget_gate, output_gate=output_gate,
                                         input_activation=input_activation, output_activation=output_activation)
         check_bias_options(self.bias, forget_bias, chrono_init, self.spec)
@@ -204,6 +208,9 @@ class LSTM(nn.Module):
         if self.bidirectional:
             raise ValueError("step: expected a unidirectional LSTM (the reverse direction needs the "
                              "whole sequence), got bidirectional=True")
+        if self.spec.full_gate_recurrence:
+            raise ValueError("step: full_gate_recurrence=True carries the previous gates, which the (h, c) state "
+                             "does not hold; run the whole sequence (or its chunks) through forward instead")
         if not isinstance(x_t, Tensor) or x_t.dim() not in (1, 2):
             got = tuple(x_t.shape) if isinstance(x_t, Tensor) else type(x_t).__name__
             raise ValueError(f"step: expected x_t of shape (B, I) or (I,), got {got}")
@@ -262,8 +269,11 @@ class LSTMCell(nn.Module):
                  forget_bias: float = 0.0, chrono_init: float | None = None,
                  zoneout: float | tuple[float, float] = 0.0, weight_drop: float = 0.0, input_gate: bool = True,
                  forget_gate: bool = True, output_gate: bool = True, input_activation: bool = True,
-                 output_activation: bool = True) -> None:
+                 output_activation: bool = True, full_gate_recurrence: bool = False) -> None:
         super().__init__()
+        if full_gate_recurrence:
+            raise ValueError("full_gate_recurrence=True: LSTMCell's state (h, c) has no place for the previous step's "
+                             "gates that FGR feeds back; use lstmlab.LSTM(..., full_gate_recurrence=True)")
         self.input_size = check_positive_int("input_size", input_size, minimum=0)
         self.hidden_size = check_positive_int("hidden_size", hidden_size)
         self.bias = bool(bias)

@@ -10,6 +10,8 @@ Plain parameters keep torch's names and shapes; variants add their own keys:
     ln_hh_weight    (4H,)    gain on LN(W_hh h)
     ln_c_weight     (H,)     gain on LN(c)
     ln_c_bias       (H,)     bias on LN(c)
+    weight_gg       (3H, 3H) gate-to-gate recurrence,        full_gate_recurrence=True
+                             rows (i|f|o) receive, columns (i|f|o) send
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ def check_positive_int(name: str, value, minimum: int = 1) -> int:
     return value
 
 
-def make_spec(peephole, layer_norm, coupled, zoneout, weight_drop, **parts) -> CellSpec:
+def make_spec(peephole, layer_norm, coupled, zoneout, weight_drop, full_gate_recurrence=False, **parts) -> CellSpec:
     """Check the variant options and return their spec. parts: the Greff flags
     (input_gate, forget_gate, output_gate, input_activation, output_activation)."""
     if isinstance(zoneout, (tuple, list)):
@@ -55,12 +57,16 @@ def make_spec(peephole, layer_norm, coupled, zoneout, weight_drop, **parts) -> C
         zoneout_c, zoneout_h = zoneout
     else:
         zoneout_c = zoneout_h = zoneout
-    for name, flag in (("peephole", peephole), ("layer_norm", layer_norm), ("coupled", coupled), *parts.items()):
+    for name, flag in (("peephole", peephole), ("layer_norm", layer_norm), ("coupled", coupled),
+                       ("full_gate_recurrence", full_gate_recurrence), *parts.items()):
         if not isinstance(flag, bool):
             raise TypeError(f"{name}: expected True or False, got {flag!r}")
     check_greff_parts(parts, coupled, layer_norm)
+    if full_gate_recurrence:
+        check_full_gate_recurrence(parts, layer_norm)
     return CellSpec(
         peephole=peephole, layer_norm=layer_norm, coupled=coupled, **parts,
+        full_gate_recurrence=full_gate_recurrence,
         zoneout_c=check_probability("zoneout", zoneout_c), zoneout_h=check_probability("zoneout", zoneout_h),
         weight_drop=check_probability("weight_drop", weight_drop),
     )
@@ -79,6 +85,17 @@ def check_greff_parts(parts: dict[str, bool], coupled: bool, layer_norm: bool) -
     if layer_norm and removed_gates:
         raise ValueError(f"layer_norm=True with {removed_gates[0]}=False: layer norm takes its moments over the "
                          "whole gate vector, and the removed gate's unused rows would enter them")
+
+
+def check_full_gate_recurrence(parts: dict[str, bool], layer_norm: bool) -> None:
+    """Refuse what FGR does not combine with (Greff et al. add it to the vanilla cell only)."""
+    removed_gates = [name for name, kept in parts.items() if not kept and name.endswith("_gate")]
+    if removed_gates:
+        raise ValueError(f"full_gate_recurrence=True with {removed_gates[0]}=False: the gate-to-gate matrices would "
+                         "read the removed gate as the constant 1, a second bias; keep the gate or drop FGR")
+    if layer_norm:
+        raise ValueError("full_gate_recurrence=True with layer_norm=True: layer norm normalises W_ih x and W_hh h "
+                         "separately, and neither paper says where the gate-to-gate term would enter; choose one")
 
 
 def check_bias_options(bias: bool, forget_bias, chrono_init, spec: CellSpec | None = None) -> None:
@@ -106,6 +123,9 @@ def add_variant_parameters(module: nn.Module, suffix: str, hidden_size: int, spe
     for name, (multiple, flag) in VARIANT_SHAPES.items():
         if getattr(spec, flag):
             module.register_parameter(name + suffix, nn.Parameter(torch.empty(multiple * hidden_size, **factory)))
+    if spec.full_gate_recurrence:
+        shape = (3 * hidden_size, 3 * hidden_size)
+        module.register_parameter("weight_gg" + suffix, nn.Parameter(torch.empty(shape, **factory)))
 
 
 def gate_slice(name: str, hidden_size: int) -> slice:
@@ -121,6 +141,7 @@ def init_variant_parameters(module: nn.Module, suffix: str, hidden_size: int, sp
     - peephole weights keep the uniform init; LN gains start at 1, the LN(c) bias at 0;
     - coupled: the unused f rows are zeroed, so nothing unused looks meaningful; likewise
       the rows (and peephole) of a gate removed by input_gate/forget_gate/output_gate=False;
+    - FGR's W_gg keeps the uniform init; with coupled, its f rows (never read) are zeroed;
     - forget_bias b: added to the f slice of bias_ih (Gers et al. 2000);
     - chrono_init T_max: b_f = log(U(1, T_max - 1)), b_i = -b_f (Tallec & Ollivier 2018),
       in bias_ih, with the f and i slices of bias_hh zeroed.
@@ -139,6 +160,9 @@ def init_variant_parameters(module: nn.Module, suffix: str, hidden_size: int, sp
         if spec.peephole and gate in PEEPHOLE_GATES:
             index = PEEPHOLE_GATES.index(gate)
             get("weight_peephole")[index * hidden_size:(index + 1) * hidden_size].zero_()
+        if spec.full_gate_recurrence and gate in PEEPHOLE_GATES:
+            index = PEEPHOLE_GATES.index(gate)
+            get("weight_gg")[index * hidden_size:(index + 1) * hidden_size].zero_()
     if forget_bias:
         get("bias_ih")[f_rows] += forget_bias
     if chrono_init is not None:
@@ -168,6 +192,7 @@ def layer_weights(module: nn.Module, suffix: str) -> LayerWeights:
         w_ih=get("weight_ih"), w_hh=get("weight_hh"), b_ih=get("bias_ih"), b_hh=get("bias_hh"),
         w_hr=get("weight_hr"), peephole=get("weight_peephole"), ln_ih=get("ln_ih_weight"),
         ln_hh=get("ln_hh_weight"), ln_c_weight=get("ln_c_weight"), ln_c_bias=get("ln_c_bias"),
+        w_gg=get("weight_gg"),
     )
 
 

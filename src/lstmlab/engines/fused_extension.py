@@ -194,6 +194,9 @@ def unsupported_reason(spec: CellSpec, need_trace: bool, like: Tensor | None = N
     """Why the fused engine cannot run the request (None when it can). like: a tensor of the
     call (its device and dtype matter: the loop is CPU code for float32 and float64)."""
     del need_trace  # every cell of the trace is what the loop keeps anyway
+    if spec.full_gate_recurrence:
+        return ("the fused engine has no full gate recurrence (FGR: nine extra H x H matrices per step, "
+                "on the reference engine)")
     if spec.removed_parts:  # Greff's one-part-removed cells: the reference loop, for now
         return (f"the fused engine has no cell without {'/'.join(spec.removed_parts)} yet (Greff et al.'s "
                 "variants run on the reference engine)")
