@@ -34,6 +34,7 @@ SHARED_COMMANDS: dict[str, tuple[str, str]] = {
     "inspect": ("lstmlab.cli.inspect", "report on a trained LSTM's gates and cells: HTML page + PNG plots"),
     "info": ("lstmlab.cli.info", "print versions, threads and which engine runs"),
     "export": ("lstmlab.cli.export", "export a trained run's inference graphs: `lstmlab export RUN --format onnx [--out DIR]`"),
+    "odyssey": ("lstmlab.odyssey.cli", "Greff et al.'s LSTM variant study on lstmlab's tasks: `lstmlab odyssey --suite quick|full`"),
     "bench": ("lstmlab.cli.bench", "run a benchmark from benchmarks/: `lstmlab bench engine|lm [options]`"),
 }
 

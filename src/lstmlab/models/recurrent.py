@@ -17,6 +17,40 @@ import lstmlab
 CELLS = ("lstm", "gru", "rnn")
 LSTM_OPTIONS_OFF = {"peephole": False, "layer_norm": False, "coupled": False, "forget_bias": 0.0,
                     "zoneout": 0.0, "weight_drop": 0.0}  # each option's value when it is not used
+GREFF_OPTIONS_OFF = {"input_gate": True, "forget_gate": True, "output_gate": True, "input_activation": True,
+                     "output_activation": True, "full_gate_recurrence": False}
+
+# Greff et al. (2017)'s eight variants and their vanilla cell (V, which has peepholes), as
+# lstmlab.LSTM options: each changes one part of V.
+GREFF_VARIANTS: dict[str, dict[str, bool]] = {
+    "V": {"peephole": True},
+    "NIG": {"peephole": True, "input_gate": False},
+    "NFG": {"peephole": True, "forget_gate": False},
+    "NOG": {"peephole": True, "output_gate": False},
+    "NIAF": {"peephole": True, "input_activation": False},
+    "NOAF": {"peephole": True, "output_activation": False},
+    "NP": {},
+    "CIFG": {"peephole": True, "coupled": True},
+    "FGR": {"peephole": True, "full_gate_recurrence": True},
+}
+VARIANT_CHOICES = ("", *GREFF_VARIANTS)  # a model config's `variant` field ("" = its own options)
+
+
+def with_variant(options: dict[str, Any], variant: str) -> dict[str, Any]:
+    """`options` (LSTM options with their off values where unused) with Greff's `variant`
+    applied; an option the variant sets and `options` sets otherwise is refused."""
+    if not variant:
+        return dict(options)
+    if variant not in GREFF_VARIANTS:
+        raise ValueError(f"variant: expected one of {', '.join(GREFF_VARIANTS)} (Greff et al. 2017), got {variant!r}")
+    merged = dict(options)
+    for name, value in {"peephole": False, **GREFF_VARIANTS[variant]}.items():
+        off = {**LSTM_OPTIONS_OFF, **GREFF_OPTIONS_OFF}[name]
+        if merged.get(name, off) not in (off, value):
+            raise ValueError(f"variant={variant!r} sets {name}={value}, but {name}={merged[name]!r} was also given; "
+                             "drop one of them")
+        merged[name] = value
+    return merged
 
 
 def recurrent_stack(cell: str, input_size: int, hidden_size: int, num_layers: int = 1, *,
@@ -24,16 +58,17 @@ def recurrent_stack(cell: str, input_size: int, hidden_size: int, num_layers: in
                     engine: str = "auto", proj_size: int = 0, **lstm_options: Any) -> nn.Module:
     """An `lstmlab.LSTM` (cell "lstm", with `lstm_options` and `proj_size`: LSTMP), or
     `torch.nn.GRU` / `torch.nn.RNN`."""
-    unknown = sorted(set(lstm_options) - set(LSTM_OPTIONS_OFF))
+    known = {**LSTM_OPTIONS_OFF, **GREFF_OPTIONS_OFF}
+    unknown = sorted(set(lstm_options) - set(known))
     if unknown:
-        raise ValueError(f"unknown LSTM option(s) {unknown}; expected some of {sorted(LSTM_OPTIONS_OFF)}")
+        raise ValueError(f"unknown LSTM option(s) {unknown}; expected some of {sorted(known)}")
     dropout = dropout if num_layers > 1 else 0.0  # between layers only: a single layer has none
     if cell == "lstm":
         return lstmlab.LSTM(input_size, hidden_size, num_layers, bidirectional=bidirectional, dropout=dropout,
                             batch_first=batch_first, engine=engine, proj_size=proj_size, **lstm_options)
     if cell not in CELLS:
         raise ValueError(f"cell must be one of {', '.join(CELLS)}, got {cell!r}")
-    used = [name for name, value in lstm_options.items() if value != LSTM_OPTIONS_OFF[name]]
+    used = [name for name, value in lstm_options.items() if value != known[name]]
     used += ["proj_size"] if proj_size else []
     if used:
         raise ValueError(f"cell={cell!r} supports none of the LSTM options {used}; use cell='lstm' or turn them off")
