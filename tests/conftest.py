@@ -46,3 +46,30 @@ def single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="session")
+def small_cache(tmp_path_factory):
+    """A chorale cache of the first 15 four-part scores (parsing all takes a minute)."""
+    from music21 import converter
+
+    from lstmlab.data import chorales
+
+    root = tmp_path_factory.mktemp("music-cache")
+    rolls = {}
+    for path in chorales.chorale_files()[:24]:
+        score = converter.parse(path)
+        if len(score.parts) == 4:
+            rolls[path.name.rsplit(".", 1)[0]] = chorales.score_to_roll(score)
+        if len(rolls) == 15:
+            break
+    path = root / "chorales-small.npz"
+    chorales.write_cache(rolls, path)
+    return path
+
+
+@pytest.fixture
+def use_small_cache(small_cache, monkeypatch):
+    """Point the music recipe (and lstmlab odyssey's workers) at the small chorale cache."""
+    monkeypatch.setenv("LSTMLAB_CHORALES", str(small_cache))
+    return small_cache

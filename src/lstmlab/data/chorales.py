@@ -10,8 +10,9 @@ others): about 60 % train, 20 % validation, 20 % test. Duplicates (the same roll
 two catalogue numbers) are kept once, in the split of the first name.
 
 Parsing 400 scores with music21 takes about a minute, so the rolls are cached in
-``$LSTMLAB_CACHE/music/chorales-v{CACHE_VERSION}.npz`` (default ``~/.cache/lstmlab``),
-written atomically; `load_chorales` parses only when the cache is missing.
+``$LSTMLAB_CACHE/music/chorales-v{CACHE_VERSION}.npz`` (default ``~/.cache/lstmlab``;
+``$LSTMLAB_CHORALES`` names another file), written atomically; `load_chorales` parses
+only when the cache is missing.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ class Chorales:
 
 
 def cache_path() -> Path:
+    if os.environ.get("LSTMLAB_CHORALES"):
+        return Path(os.environ["LSTMLAB_CHORALES"])
     root = Path(os.environ.get("LSTMLAB_CACHE") or Path.home() / ".cache" / "lstmlab")
     return root / "music" / f"chorales-v{CACHE_VERSION}.npz"
 

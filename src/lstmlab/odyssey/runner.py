@@ -41,6 +41,20 @@ def read_results(out_dir: Path) -> list[dict[str, Any]]:
     return records
 
 
+def drop_torn_line(out_dir: Path) -> None:
+    """Rewrite trials.jsonl without a torn last line (atomically), so appends start clean."""
+    path = out_dir / RESULTS_FILE
+    if not path.is_file():
+        return
+    text = path.read_text()
+    if not text or text.endswith("\n"):
+        return
+    kept = text.rsplit("\n", 1)[0] + "\n" if "\n" in text else ""
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(kept)
+    os.replace(temporary, path)
+
+
 def append_result(out_dir: Path, record: dict[str, Any]) -> None:
     with open(out_dir / RESULTS_FILE, "a") as handle:
         handle.write(json.dumps(record) + "\n")
@@ -75,6 +89,7 @@ def run_jobs(jobs: list[dict[str, Any]], out_dir: Path, workers: int, log: Calla
              progress: bool = True) -> list[dict[str, Any]]:
     """Run the jobs not in out_dir yet; returns every record of these jobs (old and new)."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    drop_torn_line(out_dir)
     done = {trial_key(record): record for record in read_results(out_dir)}
     todo = [job for job in jobs if trial_key(job) not in done]
     if len(todo) < len(jobs):
