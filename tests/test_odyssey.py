@@ -76,7 +76,7 @@ def test_the_learning_rate_share_is_found_where_the_metric_depends_on_it():
 def test_results_resume_and_a_torn_last_line_is_ignored(tmp_path, monkeypatch):
     calls = []
 
-    def fake_trial(task, variant, hyper, seed, suite):
+    def fake_trial(task, variant, hyper, seed, suite, steps):
         calls.append((task, variant))
         return {"test": hyper["lr"] * 100, "validation": 0.0, "steps": 1, "seconds": 0.0, "capped": False,
                 "wall_seconds": 0.0}
@@ -93,6 +93,9 @@ def test_results_resume_and_a_torn_last_line_is_ignored(tmp_path, monkeypatch):
     runner.run_jobs(more, tmp_path, 1, print, progress=False)
     assert len(calls) == 8  # only trial 3's two variants
     assert len(runner.read_results(tmp_path)) == 8  # the torn line is gone, every line whole
+    longer = runner.make_jobs(search.draw_trials("adding", 1, (8,)), ["V"], "quick", steps=50)
+    runner.run_jobs(longer, tmp_path, 1, print, progress=False)
+    assert len(calls) == 9  # another number of updates is another trial
 
 
 def test_a_damaged_results_file_is_refused(tmp_path):
@@ -105,6 +108,7 @@ def test_a_damaged_results_file_is_refused(tmp_path):
     (["--tasks", "lm,speech"], "--tasks: expected a comma list of lm, adding, music"),
     (["--variants", "V,XYZ"], "--variants: expected a comma list of V, NIG"),
     (["--trials", "0"], "expected at least 1"),
+    (["--steps", "0"], "expected at least 1"),
 ])
 def test_bad_options_are_one_line_errors(args, message, capsys, tmp_path):
     assert main(["odyssey", "--suite", "quick", "--out", str(tmp_path), *args]) == 2
@@ -130,3 +134,21 @@ def test_quick_suite_runs_every_task_and_variant(use_small_cache, tmp_path, caps
     capsys.readouterr()
     assert main(["odyssey", "--suite", "quick", "--out", str(out), "--no-progress"]) == 0  # resumed: nothing to run
     assert "54 of 54 trials are in" in capsys.readouterr().out
+
+
+def test_variant_names_map_to_lstm_options_and_conflicts_are_refused():
+    from lstmlab.models.lm import LanguageModel, LMModelConfig
+    from lstmlab.models.recurrent import with_variant
+
+    assert with_variant({}, "NFG") == {"peephole": True, "forget_gate": False}
+    assert with_variant({"peephole": False, "zoneout": 0.1}, "NP") == {"peephole": False, "zoneout": 0.1}
+    with pytest.raises(ValueError, match="variant='NP' sets peephole=False, but peephole=True was also given"):
+        with_variant({"peephole": True}, "NP")
+    with pytest.raises(ValueError, match="variant: expected one of V, NIG"):
+        with_variant({}, "XX")
+    for name, options in GREFF_VARIANTS.items():
+        lstm = LanguageModel(LMModelConfig(variant=name, hidden_size=8, embedding_size=4, num_layers=1), 10).lstm
+        for option, value in options.items():
+            assert getattr(lstm.spec, option) == value, (name, option)
+    with pytest.raises(ValueError, match="is an LSTM variant"):
+        LanguageModel(LMModelConfig(variant="NFG", cell="gru"), 10)

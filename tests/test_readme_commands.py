@@ -28,6 +28,8 @@ TINY_TRANSLATION = ["--embedding_size", "16", "--encoder_hidden", "16", "--decod
                     "--batch_tokens", "300", "--eval_sentences", "5", "--progress", "false", "--threads", "1"]
 TINY_SPEECH = ["--data", "my_speech", "--hidden_size", "16", "--num_layers", "1", "--batch_frames", "1500",
                "--eval_utterances", "0", "--progress", "false", "--threads", "1"]
+TINY_MUSIC = ["--max_steps", "3", "--hidden_size", "16", "--batch_size", "4", "--window", "32", "--eval_interval", "0",
+              "--progress", "false", "--threads", "1"]
 TINY_LONGLAG = ["--max-steps", "3", "--eval-every", "3", "--eval-size", "16", "--seeds", "1", "--no-progress"]
 
 
@@ -58,6 +60,10 @@ def shrunk(argv: list[str], resumed_steps: int) -> list[str]:
         return [*argv, "--data", "my_speech"]
     if argv[0] == "evaluate" and "translation" in argv[1]:  # the test books take minutes with beam search
         return [*argv, "--data", "my_pairs.tsv"]
+    if argv[:2] == ["train", "music"]:  # the chorales come from the small cache (use_small_cache)
+        return [*argv, *TINY_MUSIC]
+    if argv[0] == "odyssey":
+        return [*argv, "--suite", "quick", "--trials", "1", "--jobs", "1", "--no-progress"]
     if argv[:2] == ["train", "longlag"]:
         return [*argv, "--max_steps", "3", "--eval_size", "16", "--progress", "false"]
     if argv[0] == "longlag":
@@ -95,11 +101,12 @@ def test_the_readme_has_the_commands_it_should():
     for expected in ("train lm", "train longlag", "longlag --suite", "generate runs/shakespeare",
                      "evaluate runs/shakespeare", "inspect runs/five-minutes", "train translation", "translate runs/translation",
                      "evaluate runs/translation", "inspect runs/translation",
-                     "train speech", "evaluate runs/speech", "transcribe runs/speech", "inspect runs/speech", "inspect runs/longlag/checkpoints/very-long-lag-q10-p10-lstm-seed0"):
+                     "train speech", "evaluate runs/speech", "transcribe runs/speech", "inspect runs/speech", "inspect runs/longlag/checkpoints/very-long-lag-q10-p10-lstm-seed0",
+                     "train music", "evaluate runs/music", "odyssey --suite"):
         assert any(command.startswith(expected) for command in commands), expected
 
 
-def test_readme_commands_run_in_order(tmp_path, monkeypatch, capsys):
+def test_readme_commands_run_in_order(tmp_path, monkeypatch, capsys, use_small_cache):
     monkeypatch.chdir(tmp_path)
     write_user_files(tmp_path)
     for argv in readme_commands():
@@ -116,6 +123,7 @@ def test_readme_commands_run_in_order(tmp_path, monkeypatch, capsys):
     assert (tmp_path / "results" / "longlag" / "table.md").is_file()
     assert (tmp_path / "runs" / "translation" / "inspect" / "report.html").is_file()
     assert (tmp_path / "runs" / "speech" / "inspect" / "report.html").is_file()
+    assert (tmp_path / "runs" / "odyssey-full" / "odyssey.md").is_file()
     run = main_load(tmp_path / "runs" / "shakespeare")
     assert run.recipe == "lm" and run.config.model.hidden_size == 16
 

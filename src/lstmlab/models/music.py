@@ -24,9 +24,9 @@ class MusicModelConfig:
     """Recurrent layers over piano-roll frames, a linear read-out per key."""
 
     cell: str = choice("lstm", CELLS)  # gru/rnn: baselines (same hidden size)
-    hidden_size: int = 128  # recurrent units per layer
+    hidden_size: int = 256  # recurrent units per layer
     num_layers: int = 1  # stacked recurrent layers
-    dropout: float = 0.0  # on the top layer's output (and between layers), training only
+    dropout: float = 0.3  # on the top layer's output (and between layers), training only
     variant: str = choice("", VARIANT_CHOICES)  # Greff et al.'s LSTM variant (V, NIG, ..., FGR); "" = plain cell
     engine: str = choice("auto", ("auto", "reference", "native", "fused"))  # lstmlab.LSTM engine
 

@@ -1,8 +1,8 @@
 """`lstmlab odyssey`: Greff et al.'s "LSTM: A Search Space Odyssey", on lstmlab's tasks.
 
-    lstmlab odyssey --suite quick                  # every task and variant at toy size (~2 min)
+    lstmlab odyssey --suite quick                  # every task and variant at toy size (~20 s)
     lstmlab odyssey --suite full --trials 8 --jobs 2 --out runs/odyssey
-    lstmlab odyssey --tasks lm,music --variants V,NFG,NOAF --trials 4
+    lstmlab odyssey --tasks lm,music --variants V,NFG,NOAF --trials 4 --steps 2000
 
 Resumable: a second call with the same --out runs only the trials not in trials.jsonl.
 Writes trials.jsonl, odyssey.md, odyssey.png, learning_rate.png and summary.json to --out.
@@ -26,12 +26,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from .tasks import TASKS
 
     parser.add_argument("--suite", choices=("quick", "full"), default="full",
-                        help="trial sizes: quick (toy sizes, ~2 min; a smoke test) or full (the study; default)")
+                        help="trial sizes: quick (toy sizes, ~20 s on 2 cores; a smoke test) or full (the study; default)")
     parser.add_argument("--tasks", default=",".join(TASKS), help=f"comma list of {', '.join(TASKS)} (default: all)")
     parser.add_argument("--variants", default=",".join(GREFF_VARIANTS),
                         help=f"comma list of {', '.join(GREFF_VARIANTS)} (default: all; V is the reference)")
     parser.add_argument("--trials", type=int, default=None,
                         help=f"random-search trials per task and variant (default {DEFAULT_TRIALS})")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="updates per trial for every task, instead of the suite's (a longer or shorter study)")
     parser.add_argument("--jobs", type=int, default=1, help="trials in parallel (processes, one thread each); 2 suits 2 cores")
     parser.add_argument("--out", default=None, help="output folder (default runs/odyssey-<suite>)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -58,19 +60,20 @@ def run(args: argparse.Namespace) -> int:
     if "V" not in variants:
         variants = ["V", *variants]  # the reference every test compares against
     trials = DEFAULT_TRIALS[args.suite] if args.trials is None else args.trials
-    if trials < 1 or args.jobs < 1:
-        raise ValueError(f"--trials and --jobs: expected at least 1, got {trials} and {args.jobs}")
+    if trials < 1 or args.jobs < 1 or (args.steps is not None and args.steps < 1):
+        raise ValueError(f"--trials, --jobs and --steps: expected at least 1, got {trials}, {args.jobs} and {args.steps}")
     out_dir = Path(args.out or f"runs/odyssey-{args.suite}")
     jobs = []
     for task in tasks:
-        jobs += make_jobs(draw_trials(task, trials, TASKS[task].sizes[args.suite].hidden_sizes), variants, args.suite)
+        jobs += make_jobs(draw_trials(task, trials, TASKS[task].sizes[args.suite].hidden_sizes), variants, args.suite,
+                          args.steps)
     print(f"odyssey ({args.suite}): {len(tasks)} task(s) x {len(variants)} variants x {trials} trials = "
           f"{len(jobs)} trials, {args.jobs} at a time; results in {out_dir}/", flush=True)
     started = time.perf_counter()
     records = run_jobs(jobs, out_dir, args.jobs, print, progress=not args.no_progress)
     command = "lstmlab odyssey " + " ".join(shlex.quote(a) for a in sys.argv[2:])
     machine = machine_description()
-    sizes = "; ".join(f"{task}: {TASKS[task].sizes[args.suite].steps} updates of "
+    sizes = "; ".join(f"{task}: {args.steps or TASKS[task].sizes[args.suite].steps} updates of "
                       f"{TASKS[task].sizes[args.suite].batch_size}, hidden from "
                       f"{list(TASKS[task].sizes[args.suite].hidden_sizes)}" for task in tasks)
     header = (f"Command: `{command}` ({len(records)} trials, this call {time.perf_counter() - started:.0f} s). "

@@ -1,7 +1,7 @@
 """Running the study: every (task, variant, trial), in parallel processes, resumable.
 
 Each finished trial is appended as one JSON line to ``trials.jsonl`` in the output
-folder (flushed and fsynced), keyed by (task, variant, trial index, suite); a second run
+folder (flushed and fsynced), keyed by (task, variant, trial index, suite, updates); a second run
 with the same folder reads them back and runs only what is missing. A trial that fails
 (a NaN loss is not a failure, it is recorded as such) stops the study with its error.
 """
@@ -23,7 +23,10 @@ RESULTS_FILE = "trials.jsonl"
 
 
 def trial_key(record: dict[str, Any]) -> tuple:
-    return record["task"], record["variant"], record["trial"], record["suite"]
+    from .tasks import planned_steps
+
+    steps = planned_steps(record["task"], record["suite"], record.get("planned_steps"))
+    return record["task"], record["variant"], record["trial"], record["suite"], steps
 
 
 def read_results(out_dir: Path) -> list[dict[str, Any]]:
@@ -66,9 +69,10 @@ def job_record(job: dict[str, Any]) -> dict[str, Any]:
     """Run one job (in a worker process): the trial's record with its key."""
     from .tasks import run_trial
 
-    outcome = run_trial(job["task"], job["variant"], job["hyper"], job["seed"], job["suite"])
+    outcome = run_trial(job["task"], job["variant"], job["hyper"], job["seed"], job["suite"], job["planned_steps"])
     return {"task": job["task"], "variant": job["variant"], "trial": job["trial"], "suite": job["suite"],
-            "seed": job["seed"], **{f"hp_{name}": value for name, value in job["hyper"].items()}, **outcome}
+            "planned_steps": job["planned_steps"], "seed": job["seed"],
+            **{f"hp_{name}": value for name, value in job["hyper"].items()}, **outcome}
 
 
 def _worker(job: dict[str, Any]) -> dict[str, Any]:
@@ -79,10 +83,14 @@ def _worker(job: dict[str, Any]) -> dict[str, Any]:
     return job_record(job)
 
 
-def make_jobs(trials: list[Trial], variants: list[str], suite: str) -> list[dict[str, Any]]:
-    """Trial-major order: every variant of trial 0 first, so a stopped study is balanced."""
+def make_jobs(trials: list[Trial], variants: list[str], suite: str, steps: int | None = None) -> list[dict[str, Any]]:
+    """Trial-major order: every variant of trial 0 first, so a stopped study is balanced.
+    steps: updates per trial instead of the suite's."""
+    from .tasks import planned_steps
+
     return [{"task": trial.task, "variant": variant, "trial": trial.index, "seed": trial.seed, "hyper": trial.hyper,
-             "suite": suite} for trial in trials for variant in variants]
+             "suite": suite, "planned_steps": planned_steps(trial.task, suite, steps)}
+            for trial in trials for variant in variants]
 
 
 def run_jobs(jobs: list[dict[str, Any]], out_dir: Path, workers: int, log: Callable[[str], None],

@@ -153,10 +153,17 @@ TASKS: dict[str, OdysseyTask] = {
 }
 
 
-def run_trial(task: str, variant: str, hyper: dict[str, Any], seed: int, suite: str) -> dict[str, Any]:
-    """One trial; returns the task's record (test and validation metric, steps, seconds)."""
+def planned_steps(task: str, suite: str, steps: int | None = None) -> int:
+    """The updates of one trial: `steps`, or the suite's size for the task."""
+    return steps or TASKS[task].sizes[suite].steps
+
+
+def run_trial(task: str, variant: str, hyper: dict[str, Any], seed: int, suite: str,
+              steps: int | None = None) -> dict[str, Any]:
+    """One trial; returns the task's record (test and validation metric, steps, seconds).
+    steps: updates instead of the suite's (None: the suite's)."""
     entry = TASKS[task]
     started = time.perf_counter()
-    record = entry.run(variant, hyper, seed, entry.sizes[suite])
+    record = entry.run(variant, hyper, seed, dataclasses.replace(entry.sizes[suite], steps=planned_steps(task, suite, steps)))
     record["wall_seconds"] = time.perf_counter() - started
     return record

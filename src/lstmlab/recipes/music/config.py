@@ -24,4 +24,4 @@ class MusicConfig:
 
     data: MusicDataConfig = field(default_factory=MusicDataConfig)
     model: MusicModelConfig = field(default_factory=MusicModelConfig)
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(lr=3e-3, eval_interval=100))
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(lr=3e-3, eval_interval=200))
