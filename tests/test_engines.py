@@ -302,7 +302,7 @@ def test_fused_zoneout_keeps_zero_fresh_cells_on_padded_steps():
         inputs = ForwardInputs(input_gates=x_gates, x=empty, w_ih=empty, bias=empty, ln_g_ih=empty, h0=state,
                                c0=state, w_hh=w_hh, w_hr=empty, peephole=empty, ln_g_hh=empty, ln_g_c=empty,
                                ln_b_c=empty, keep_c=keep_c, keep_h=empty, lengths=lengths, reverse=False,
-                               coupled=False, keep_trace=True, out=[], packed_weights=[])
+                               cell=0, keep_trace=True, out=[], packed_weights=[])
         fresh = ForwardOutputs._make(extension.forward(inputs)).cells_fresh
         assert torch.equal(fresh[padded], torch.zeros_like(fresh[padded]))
 
@@ -325,7 +325,7 @@ def test_fused_forward_rejects_a_buffer_of_the_wrong_shape(wrong):
     inputs = ForwardInputs(input_gates=empty, x=x, w_ih=w_ih, bias=bias, ln_g_ih=empty, h0=state, c0=state,
                            w_hh=w_hh, w_hr=empty, peephole=empty, ln_g_hh=empty, ln_g_c=empty, ln_b_c=empty,
                            keep_c=empty, keep_h=empty, lengths=torch.empty(0, dtype=torch.int64), reverse=False,
-                           coupled=False, keep_trace=True, out=out, packed_weights=packed)
+                           cell=0, keep_trace=True, out=out, packed_weights=packed)
     with pytest.raises(RuntimeError, match=message):
         extension.forward(inputs)
 

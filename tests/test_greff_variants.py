@@ -1,12 +1,13 @@
 """Greff et al.'s one-part-removed cells (NIG, NFG, NOG, NIAF, NOAF) as lstmlab.LSTM options:
 each follows its equation (checked against a per-gate loop written here from the paper),
-with the trace, gradients (gradcheck), unused rows that stay unused, the engines that run
-them, and refusals of combinations that make no sense."""
+with the trace, gradients (gradcheck), unused rows that stay unused, the fused engine's
+parity with the reference on every path, and refusals of combinations that make no sense."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+from torch.nn.utils.rnn import pack_padded_sequence
 
 import lstmlab
 from lstmlab import engines
@@ -128,14 +129,13 @@ def test_nfg_is_the_1997_cell_that_accumulates():
 
 
 @pytest.mark.parametrize("name", sorted(GREFF))
-def test_engines_auto_runs_the_reference_and_named_fast_engines_refuse(name):
+def test_engines_auto_runs_the_fused_engine_and_native_and_stream_refuse(name):
     lstm = lstmlab.LSTM(3, 4, **GREFF[name])
     chosen, reason = engines.select("auto", lstm.spec, need_trace=False, like=lstm.weight_ih_l0)
-    assert chosen == "reference" and "no_" in reason
-    for engine in ("native", "fused"):
-        with pytest.raises(ValueError, match="cannot run this"):
-            lstmlab.LSTM(3, 4, **GREFF[name], engine=engine)
-    with pytest.raises(ValueError, match="Stream runs on the fused CPU engine"):
+    assert chosen == "fused" and "no_" in reason
+    with pytest.raises(ValueError, match="cannot run this"):
+        lstmlab.LSTM(3, 4, **GREFF[name], engine="native")
+    with pytest.raises(ValueError, match="Stream runs on the fused CPU engine.*its C\\+\\+ step has no cell"):
         lstmlab.Stream(lstm)
     with torch.no_grad():  # step falls back to the differentiable engines, same numbers as the sequence
         x = torch.randn(3, 1, 3)
@@ -144,6 +144,64 @@ def test_engines_auto_runs_the_reference_and_named_fast_engines_refuse(name):
         for t in range(3):
             y, state = lstm.step(x[t], state)
             torch.testing.assert_close(y, output[t])
+
+
+STRUCTURES = {  # the fused engine's paths: packed loops, per-step loops (projection, zoneout), padding
+    "packed": {}, "projection": {"proj_size": 3}, "zoneout": {"zoneout": 0.2}, "bidirectional": {"bidirectional": True},
+}
+
+
+@pytest.mark.parametrize("structure", sorted(STRUCTURES))
+@pytest.mark.parametrize("name", sorted(GREFF))
+def test_fused_engine_matches_the_reference_with_gradients_and_trace(name, structure):
+    torch.manual_seed(4)
+    options = dict(peephole=True, **GREFF[name], **STRUCTURES[structure])
+    reference = lstmlab.LSTM(4, 6, 2, engine="reference", dtype=torch.float64, **options)
+    fused = lstmlab.LSTM(4, 6, 2, engine="fused", dtype=torch.float64, **options)
+    with torch.no_grad():
+        for parameter in reference.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.3)
+    fused.load_state_dict(reference.state_dict())
+    x = torch.randn(7, 3, 4, dtype=torch.float64)
+    packed_lengths = torch.tensor([7, 5, 2])
+    results = []
+    for module in (reference, fused):
+        module.eval()  # zoneout's expectation: no random draws to align
+        inputs = x.clone().requires_grad_()
+        output, (h_n, c_n), trace = module(pack_padded_sequence(inputs, packed_lengths), trace=True)
+        loss = output.data.pow(2).sum() + h_n.sum() + c_n.pow(2).sum() + trace[0].g.sum() + trace[1].o.sum()
+        results.append((output.data, h_n, c_n, trace[0].i, trace[1].c,
+                        *torch.autograd.grad(loss, [inputs, *module.parameters()])))
+    for got, expected in zip(results[1], results[0]):
+        torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("name", ["NIAF", "NOAF"])
+def test_fused_variants_compile_without_graph_breaks(name):
+    torch.manual_seed(5)
+    lstm = lstmlab.LSTM(3, 5, 2, peephole=True, **GREFF[name])
+    compiled = torch.compile(lstm, backend="aot_eager", fullgraph=True)
+    x = torch.randn(6, 2, 3)
+    eager_out, _ = lstm(x)
+    eager = torch.autograd.grad(eager_out.sum(), list(lstm.parameters()))
+    out, _ = compiled(x)
+    grads = torch.autograd.grad(out.sum(), list(lstm.parameters()))
+    torch.testing.assert_close(out, eager_out)
+    for got, expected in zip(grads, eager):
+        torch.testing.assert_close(got, expected)
+
+
+@pytest.mark.parametrize("options, why", [
+    ({"layer_norm": True, "output_activation": False}, "no layer-norm cell without output_activation"),
+    ({"coupled": True, "output_gate": False}, "one change to the cell at a time"),
+    ({"input_activation": False, "output_activation": False}, "one change to the cell at a time"),
+])
+def test_fused_engine_refuses_what_it_has_no_loop_for_and_auto_takes_the_reference(options, why):
+    lstm = lstmlab.LSTM(3, 4, **options)
+    chosen, reason = engines.select("auto", lstm.spec, need_trace=False, like=lstm.weight_ih_l0)
+    assert chosen == "reference" and why in reason
+    with pytest.raises(ValueError, match=why):
+        lstmlab.LSTM(3, 4, **options, engine="fused")
 
 
 def test_default_cell_is_unchanged_and_named_in_repr():

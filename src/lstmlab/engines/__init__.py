@@ -4,7 +4,8 @@
 - ``native``: torch's fused kernel (oneDNN on CPU); plain cells (and weight drop); the
   trace is recomputed from the kernel's outputs with batched GEMMs.
 - ``fused``: lstmlab's C++ time loop (compiled at first use); every cell (peephole,
-  coupled, layer norm, zoneout) with the trace at no extra arithmetic; CPU float32/64.
+  coupled, layer norm, zoneout; Greff's removed parts one at a time) with the trace at no
+  extra arithmetic; CPU float32/64. Not FGR (the reference loop runs it).
   Under torch.compile and torch.export it runs as the custom ops of `fused_ops`, and
   "auto" picks it there for plain cells too.
 

@@ -33,8 +33,8 @@ dW_ih, dW_hr = dH^T M, and the peephole gradients. The gates the forward
 keeps for the backward pass are the trace, so the trace costs no extra arithmetic; with
 neither trace nor autograd, the loops keep only the current step's gates.
 
-Runs every cell of `lstmlab.LSTM`: plain, peephole, coupled, layer norm and zoneout (in
-any combination), projection, bidirectional, multi-layer, packed (valid lengths), weight
+Runs every cell of `lstmlab.LSTM` but FGR: plain, peephole, coupled, layer norm and zoneout
+(in any combination), Greff's removed parts one at a time (`cell_bits`), projection, bidirectional, multi-layer, packed (valid lengths), weight
 drop and dropout between layers. Zoneout's keep weights are drawn in Python exactly as
 the reference draws them, so with the same seed both engines give the same numbers.
 
@@ -55,7 +55,7 @@ from .base import EngineResult, SequenceBatch
 from . import fused_ops
 from .fused_direction import FusedDirection, _NoGradContext
 from .fused_extension import (
-    SUPPORTED_DTYPES, buffer_pool_bytes, buffer_pool_limit, build_error, capability, load_extension,
+    SUPPORTED_DTYPES, buffer_pool_bytes, buffer_pool_limit, build_error, capability, cell_bits, load_extension,
     packed_forward_weight, release_buffers, unsupported_reason,
 )
 from .fused_stream import packed_step_weights, step_supported, step_weights, stream_step
@@ -111,10 +111,10 @@ def run_direction(x: Tensor, h0: Tensor, c0: Tensor, weights: LayerWeights, spec
               weights.ln_c_bias)
     differentiable = _needs_grad(inputs + input_share)
     out_list = [] if out is None else [out.get(n, x.new_empty(0)) for n in ("gates", "c", "h")]
-    arguments = (*inputs, keep_c, keep_h, lengths, reverse, spec.coupled, need_trace or differentiable,
+    arguments = (*inputs, keep_c, keep_h, lengths, reverse, cell_bits(spec), need_trace or differentiable,
                  *input_share, out_list)
     if fused_ops.tracing(x):  # torch.compile / torch.export: the custom op, one node of the graph
-        i, f, g, o, cells, hiddens, h_n, c_n = fused_ops.run(*inputs, keep_c, keep_h, lengths, reverse, spec.coupled,
+        i, f, g, o, cells, hiddens, h_n, c_n = fused_ops.run(*inputs, keep_c, keep_h, lengths, reverse, cell_bits(spec),
                                                              *input_share, differentiable)
         return hiddens, h_n, c_n, dict(i=i, f=f, g=g, o=o, c=cells, h=hiddens)
     if differentiable:

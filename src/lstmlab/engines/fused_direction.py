@@ -12,7 +12,9 @@ import torch
 from torch import Tensor
 
 from ..inputs import valid_mask
-from .fused_extension import BackwardInputs, BackwardOutputs, ForwardInputs, ForwardOutputs, load_extension, or_empty
+from .fused_extension import (
+    COUPLED, BackwardInputs, BackwardOutputs, ForwardInputs, ForwardOutputs, load_extension, or_empty,
+)
 from .fused_extension import packed_forward_weight
 from .layers import previous_states
 
@@ -77,13 +79,13 @@ class FusedDirection(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x_gates, h0, c0, w_hh, w_hr, peephole, ln_hh, ln_c_weight, ln_c_bias, keep_c, keep_h, lengths,
-                reverse, coupled, keep_trace, x, w_ih, bias, ln_ih, out):
+                reverse, cell, keep_trace, x, w_ih, bias, ln_ih, out):
         ctx.set_materialize_grads(False)  # outputs without a gradient arrive as None
         # Without autograd the weights rarely change between calls: their packed copies are
         # cached (packed_forward_weight); with autograd each call packs its own.
         result, flags, saved = direction_forward(
             x_gates, h0, c0, w_hh, w_hr, peephole, ln_hh, ln_c_weight, ln_c_bias, keep_c, keep_h, lengths, reverse,
-            coupled, keep_trace, x, w_ih, bias, ln_ih, out, cache_packed=isinstance(ctx, _NoGradContext))
+            cell, keep_trace, x, w_ih, bias, ln_ih, out, cache_packed=isinstance(ctx, _NoGradContext))
         ctx.save_for_backward(*saved)
         ctx.flags = flags
         return (*result.gates.chunk(4, dim=-1), result.cells, result.hiddens, result.h_n, result.c_n)
@@ -100,7 +102,7 @@ class DirectionFlags(NamedTuple):
     """What a layer-direction's backward needs to know besides the saved tensors."""
 
     reverse: bool
-    coupled: bool
+    cell: int  # the cell's variant bits (fused_extension.cell_bits)
     has_projection: bool
     has_peephole: bool
     has_layer_norm: bool
@@ -113,7 +115,7 @@ class DirectionFlags(NamedTuple):
 
 
 def direction_forward(x_gates, h0, c0, w_hh, w_hr, peephole, ln_hh, ln_c_weight, ln_c_bias, keep_c, keep_h, lengths,
-                      reverse, coupled, keep_trace, x, w_ih, bias, ln_ih, out, cache_packed: bool):
+                      reverse, cell, keep_trace, x, w_ih, bias, ln_ih, out, cache_packed: bool):
     """FusedDirection's forward without autograd: (ForwardOutputs, DirectionFlags, the
     tensors the backward needs in _Saved's order, empty tensors where absent).
 
@@ -124,7 +126,7 @@ def direction_forward(x_gates, h0, c0, w_hh, w_hr, peephole, ln_hh, ln_c_weight,
     input_here = x_gates is None
     u_hat = rstd_u = None
     if input_here and _input_gemm_first(x, w_ih, ln_ih):
-        x_gates, u_hat, rstd_u = _input_share(x, w_ih, ln_ih, coupled)
+        x_gates, u_hat, rstd_u = _input_share(x, w_ih, ln_ih, bool(cell & COUPLED))
     in_loop = input_here and x_gates is None
     w_hh, w_ih_in_loop = w_hh.contiguous(), or_empty(w_ih if in_loop else None, empty)
     packed_loops = w_hr is None and keep_c is None and keep_h is None  # see csrc/fused_packed_calls.h
@@ -136,14 +138,14 @@ def direction_forward(x_gates, h0, c0, w_hh, w_hr, peephole, ln_hh, ln_c_weight,
         w_hh=w_hh, w_hr=or_empty(w_hr, empty), peephole=or_empty(peephole, empty),
         ln_g_hh=or_empty(ln_hh, empty), ln_g_c=or_empty(ln_c_weight, empty), ln_b_c=or_empty(ln_c_bias, empty),
         keep_c=or_empty(keep_c, empty), keep_h=or_empty(keep_h, empty), lengths=lengths, reverse=reverse,
-        coupled=coupled, keep_trace=keep_trace, out=out, packed_weights=packed)
+        cell=cell, keep_trace=keep_trace, out=out, packed_weights=packed)
     result = ForwardOutputs._make(load_extension().forward(inputs))
     saved = _Saved(result.gates, result.cells, result.hidden_pre, result.hiddens, h0, c0, w_hh, inputs.w_hr,
                    inputs.peephole, inputs.ln_g_hh, inputs.ln_g_c, inputs.ln_b_c, inputs.keep_c, inputs.keep_h,
                    *(or_empty(t, empty) for t in (result.r_hat, result.rstd_r, result.c_hat, result.rstd_c,
                                                   result.cells_fresh)),
                    lengths, *(or_empty(t, empty) for t in (x, w_ih, u_hat, rstd_u, ln_ih)))
-    flags = DirectionFlags(reverse, coupled, w_hr is not None, peephole is not None, ln_hh is not None,
+    flags = DirectionFlags(reverse, cell, w_hr is not None, peephole is not None, ln_hh is not None,
                            keep_c is not None, packed_loops, input_here)
     return result, flags, saved
 
@@ -219,7 +221,7 @@ def _loop_backward(flags: DirectionFlags, saved: _Saved, d_gates, d_cells, d_hid
         ln_g_c=saved.ln_g_c, ln_b_c=saved.ln_b_c, r_hat=layer_norm[0], rstd_r=layer_norm[1], c_hat=layer_norm[2],
         rstd_c=layer_norm[3], keep_c=saved.keep_c, keep_h=saved.keep_h,
         cells_fresh=saved.cells_fresh if has_cell_zoneout else empty, lengths=saved.lengths, reverse=flags.reverse,
-        coupled=flags.coupled)
+        cell=flags.cell)
     return BackwardOutputs._make(load_extension().backward(inputs))
 
 
@@ -243,7 +245,7 @@ def _input_share_gradients(flags: DirectionFlags, saved: _Saved, grads: Backward
     flat = grads.dz.flatten(0, 1)  # (T*B, 4H): the gradient of the input share's GEMM x W_ih^T
     if has_layer_norm:
         flat, d_ln_ih, d_bias, *d_ln = load_extension().layer_norm_gradients(
-            grads.dz, saved.u_hat, saved.rstd_u, saved.ln_g_ih, saved.r_hat, grads.d_cell_ln, saved.c_hat, flags.coupled)
+            grads.dz, saved.u_hat, saved.rstd_u, saved.ln_g_ih, saved.r_hat, grads.d_cell_ln, saved.c_hat, bool(flags.cell & COUPLED))
     else:
         d_bias = flat.sum(0) if needs_bias else None
     d_x = d_w_ih = None

@@ -63,7 +63,7 @@ class ForwardInputs(NamedTuple):
     keep_h: Tensor  # (T, B, P)
     lengths: Tensor  # (B,) int64
     reverse: bool
-    coupled: bool
+    cell: int  # the cell's variant bits (`cell_bits`)
     keep_trace: bool  # False: no trace, no backward (gates and cells may hold one step)
     out: list[Tensor]  # [] or [gates, cells, hiddens] to write into
     packed_weights: list[Tensor]  # [] or [W_hh, W_ih] as `packed_forward_weight` packed them
@@ -113,7 +113,7 @@ class BackwardInputs(NamedTuple):
     cells_fresh: Tensor
     lengths: Tensor
     reverse: bool
-    coupled: bool
+    cell: int
 
 
 class BackwardOutputs(NamedTuple):
@@ -190,6 +190,17 @@ def load_extension():
     return _extension
 
 
+# The cell's variant bits, as csrc/fused_math.h reads them (kCoupled, kNoInputGate, ...).
+COUPLED = 1
+REMOVED_PART_BITS = {"input_gate": 2, "forget_gate": 4, "output_gate": 8, "input_activation": 16,
+                     "output_activation": 32}
+
+
+def cell_bits(spec: CellSpec) -> int:
+    """The C++ loops' cell flags: coupled, and Greff's removed parts (one change at a time)."""
+    return (COUPLED if spec.coupled else 0) | sum(REMOVED_PART_BITS[part] for part in spec.removed_parts)
+
+
 def unsupported_reason(spec: CellSpec, need_trace: bool, like: Tensor | None = None) -> str | None:
     """Why the fused engine cannot run the request (None when it can). like: a tensor of the
     call (its device and dtype matter: the loop is CPU code for float32 and float64)."""
@@ -197,9 +208,14 @@ def unsupported_reason(spec: CellSpec, need_trace: bool, like: Tensor | None = N
     if spec.full_gate_recurrence:
         return ("the fused engine has no full gate recurrence (FGR: nine extra H x H matrices per step, "
                 "on the reference engine)")
-    if spec.removed_parts:  # Greff's one-part-removed cells: the reference loop, for now
-        return (f"the fused engine has no cell without {'/'.join(spec.removed_parts)} yet (Greff et al.'s "
-                "variants run on the reference engine)")
+    removed = spec.removed_parts
+    if removed and spec.layer_norm:
+        return (f"the fused engine has no layer-norm cell without {'/'.join(removed)} (its layer-norm loops know "
+                "the plain and coupled cells only)")
+    if len(removed) + spec.coupled > 1:
+        changes = [*(["coupled"] if spec.coupled else []), *(f"no_{part}" for part in removed)]
+        return (f"the fused engine runs one change to the cell at a time (Greff et al.'s variants), "
+                f"not {'+'.join(changes)}")
     if like is not None and like.device.type != "cpu":
         return f"the fused engine runs on CPU tensors, these are on {like.device.type}"
     if like is not None and like.dtype not in SUPPORTED_DTYPES:

@@ -57,14 +57,14 @@ def _own_contiguous(tensors: list[Tensor], inputs: list[Tensor | None]) -> list[
 def fused_direction(x_gates: Tensor | None, h0: Tensor, c0: Tensor, w_hh: Tensor, w_hr: Tensor | None,
                     peephole: Tensor | None, ln_hh: Tensor | None, ln_c_weight: Tensor | None,
                     ln_c_bias: Tensor | None, keep_c: Tensor | None, keep_h: Tensor | None, lengths: Tensor,
-                    reverse: bool, coupled: bool, x: Tensor | None, w_ih: Tensor | None, bias: Tensor | None,
+                    reverse: bool, cell: int, x: Tensor | None, w_ih: Tensor | None, bias: Tensor | None,
                     ln_ih: Tensor | None, cache_packed: bool) -> list[Tensor]:
     """One layer-direction's forward (FusedDirection's arguments, without keep_trace and
     out): [gates (T, B, 4H), cells (T, B, H), hiddens (T, B, P), h_n (B, P), c_n (B, H),
     *SAVED_OUTPUTS]. cache_packed: nothing needs a gradient, so the packed copies of the
     weights may be kept between calls (see `packed_forward_weight`)."""
     result, _, saved = direction_forward(x_gates, h0, c0, w_hh, w_hr, peephole, ln_hh, ln_c_weight, ln_c_bias,
-                                         keep_c, keep_h, lengths, reverse, coupled, True, x, w_ih, bias, ln_ih,
+                                         keep_c, keep_h, lengths, reverse, cell, True, x, w_ih, bias, ln_ih,
                                          [], cache_packed=cache_packed)
     if w_hr is None:  # m_t is only needed for dW_hr
         saved = saved._replace(hidden_pre=saved.hidden_pre.new_empty(0))
@@ -77,7 +77,7 @@ def fused_direction(x_gates: Tensor | None, h0: Tensor, c0: Tensor, w_hh: Tensor
 
 @fused_direction.register_fake
 def _(x_gates, h0, c0, w_hh, w_hr, peephole, ln_hh, ln_c_weight, ln_c_bias, keep_c, keep_h, lengths, reverse,
-      coupled, x, w_ih, bias, ln_ih, cache_packed):
+      cell, x, w_ih, bias, ln_ih, cache_packed):
     steps, rows = (x if x_gates is None else x_gates).shape[:2]
     hidden, out = c0.shape[-1], h0.shape[-1]
     layer_norm, input_here = ln_hh is not None, x_gates is None
@@ -98,11 +98,11 @@ GRADIENTS = ("x_gates", "h0", "c0", "w_hh", "w_hr", "peephole", "ln_hh", "ln_c_w
 @torch.library.custom_op("lstmlab::fused_direction_backward", mutates_args=())
 def fused_direction_backward(saved: list[Tensor], d_gates: Tensor | None, d_cells: Tensor | None,
                              d_hiddens: Tensor | None, dh_n: Tensor | None, dc_n: Tensor | None,
-                             flags: list[bool], has_bias: bool) -> list[Tensor]:
+                             flags: list[int], has_bias: bool) -> list[Tensor]:
     """One layer-direction's backward: saved in _Saved's order, the outputs' gradients
-    (None where there is none; d_gates (T, B, 4H)), DirectionFlags' fields as bools.
+    (None where there is none; d_gates (T, B, 4H)), DirectionFlags' fields as ints.
     Returns the gradients named in GRADIENTS, empty where there is none."""
-    direction = DirectionFlags(*flags)
+    direction = flags_from_ints(flags)
     d_parts = (None,) * 4 if d_gates is None else tuple(d_gates.chunk(4, dim=-1))
     grads = direction_backward(direction, _Saved(*saved), d_parts, d_cells, d_hiddens, dh_n, dc_n)
     empty = saved[0].new_empty(0)
@@ -114,7 +114,7 @@ def fused_direction_backward(saved: list[Tensor], d_gates: Tensor | None, d_cell
 
 @fused_direction_backward.register_fake
 def _(saved, d_gates, d_cells, d_hiddens, dh_n, dc_n, flags, has_bias):
-    s, direction = _Saved(*saved), DirectionFlags(*flags)
+    s, direction = _Saved(*saved), flags_from_ints(flags)
     like = lambda t: torch.empty_like(t, memory_format=torch.contiguous_format)  # noqa: E731
     empty = lambda: s.w_hh.new_empty(0)  # noqa: E731  (each its own)
     input_here = direction.input_here
@@ -126,9 +126,14 @@ def _(saved, d_gates, d_cells, d_hiddens, dh_n, dc_n, flags, has_bias):
             like(s.ln_g_ih) if input_here else empty()]
 
 
+def flags_from_ints(values: list[int]) -> DirectionFlags:
+    """DirectionFlags from the backward op's int list: `cell` stays an int, the rest are bools."""
+    return DirectionFlags(*(value if name == "cell" else bool(value) for name, value in zip(DirectionFlags._fields, values)))
+
+
 def _setup_context(ctx, inputs, output):
     (x_gates, h0, c0, w_hh, w_hr, peephole, ln_hh, ln_c_weight, ln_c_bias, keep_c, keep_h, lengths, reverse,
-     coupled, x, w_ih, bias, ln_ih, _) = inputs
+     cell, x, w_ih, bias, ln_ih, _) = inputs
     gates, cells, hiddens, h_n, c_n, *extra = output
     named = dict(zip(SAVED_OUTPUTS, extra))
     absent = w_hh.new_empty(0)
@@ -139,7 +144,7 @@ def _setup_context(ctx, inputs, output):
         named["rstd_r"], named["c_hat"], named["rstd_c"], named["cells_fresh"], lengths, present(x), present(w_ih),
         named["u_hat"], named["rstd_u"], present(ln_ih))
     packed_loops = w_hr is None and keep_c is None and keep_h is None
-    ctx.flags = DirectionFlags(reverse, coupled, w_hr is not None, peephole is not None, ln_hh is not None,
+    ctx.flags = DirectionFlags(reverse, cell, w_hr is not None, peephole is not None, ln_hh is not None,
                                keep_c is not None, packed_loops, x_gates is None)
     ctx.has_bias = bias is not None
     ctx.present = [t is not None for t in (x_gates, h0, c0, w_hh, w_hr, peephole, ln_hh, ln_c_weight, ln_c_bias)] + [
@@ -150,9 +155,9 @@ def _backward(ctx, output_grads: list[Tensor | None]):
     d_gates, d_cells, d_hiddens, dh_n, dc_n = output_grads[:5]  # the rest have no gradient
     needs = ctx.needs_input_grad
     flags = ctx.flags._replace(needs_x=needs[14], needs_w_ih=needs[15], needs_bias=needs[16])
-    grads = fused_direction_backward(list(ctx.saved_tensors), d_gates, d_cells, d_hiddens, dh_n, dc_n, list(flags), ctx.has_bias)
+    grads = fused_direction_backward(list(ctx.saved_tensors), d_gates, d_cells, d_hiddens, dh_n, dc_n, [int(v) for v in flags], ctx.has_bias)
     grads = [g if present else None for g, present in zip(grads, ctx.present)]
-    # Forward op arguments: the first nine, then keep_c, keep_h, lengths, reverse, coupled,
+    # Forward op arguments: the first nine, then keep_c, keep_h, lengths, reverse, cell,
     # then x, w_ih, bias, ln_ih, then cache_packed.
     return (*grads[:9], None, None, None, None, None, *grads[9:], None)
 
@@ -161,9 +166,9 @@ torch.library.register_autograd("lstmlab::fused_direction", _backward, setup_con
 
 
 def run(x_gates, h0, c0, w_hh, w_hr, peephole, ln_hh, ln_c_weight, ln_c_bias, keep_c, keep_h, lengths, reverse,
-        coupled, x, w_ih, bias, ln_ih, differentiable: bool):
+        cell, x, w_ih, bias, ln_ih, differentiable: bool):
     """FusedDirection.apply's results through the custom op: i, f, g, o, cells, hiddens, h_n, c_n."""
     gates, cells, hiddens, h_n, c_n, *_ = fused_direction(
         x_gates, h0, c0, w_hh, w_hr, peephole, ln_hh, ln_c_weight, ln_c_bias, keep_c, keep_h, lengths, reverse,
-        coupled, x, w_ih, bias, ln_ih, not differentiable and not torch.jit.is_tracing())  # a traced graph serves both
+        cell, x, w_ih, bias, ln_ih, not differentiable and not torch.jit.is_tracing())  # a traced graph serves both
     return (*gates.chunk(4, dim=-1), cells, hiddens, h_n, c_n)

@@ -20,8 +20,8 @@ def step_supported(spec: CellSpec, training: bool, dropout: float, like: Tensor)
     """Whether the C++ step computes what the module's step would: no randomness, no
     zoneout, and a call this engine can run (CPU, float32/float64; `like` is the input)."""
     random_in_training = training and (dropout > 0 or spec.weight_drop > 0)
-    if spec.zoneout_c or spec.zoneout_h or random_in_training:
-        return False
+    if spec.zoneout_c or spec.zoneout_h or random_in_training or spec.removed_parts:
+        return False  # Greff's removed parts: the sequence loops have them, the C++ step does not
     return unsupported_reason(spec, False, like) is None
 
 

@@ -30,7 +30,8 @@ struct ForwardInputs {
   torch::Tensor ln_g_hh, ln_g_c, ln_b_c;  // (4H), (H), (H)
   torch::Tensor keep_c, keep_h;           // zoneout's keep weights, (T,B,H), (T,B,P)
   torch::Tensor lengths;                  // (B) int64 valid lengths
-  bool reverse = false, coupled = false;
+  bool reverse = false;
+  int64_t cell = 0;                       // the cell's variant bits (kCoupled, kNoInputGate, ... in fused_math.h)
   bool keep_trace = true;                 // false: no trace, no backward (see fused_forward)
   // out: empty, or {gates, cells, hiddens} buffers to write into (see fused_forward);
   // packed_weights: empty, or {W_hh, W_ih} as pack_forward_weight packed them.
@@ -42,7 +43,7 @@ struct ForwardInputs {
     fn("ln_g_ih", s.ln_g_ih), fn("h0", s.h0), fn("c0", s.c0), fn("w_hh", s.w_hh), fn("w_hr", s.w_hr);
     fn("peephole", s.peephole), fn("ln_g_hh", s.ln_g_hh), fn("ln_g_c", s.ln_g_c), fn("ln_b_c", s.ln_b_c);
     fn("keep_c", s.keep_c), fn("keep_h", s.keep_h), fn("lengths", s.lengths), fn("reverse", s.reverse);
-    fn("coupled", s.coupled), fn("keep_trace", s.keep_trace), fn("out", s.out);
+    fn("cell", s.cell), fn("keep_trace", s.keep_trace), fn("out", s.out);
     fn("packed_weights", s.packed_weights);
   }
 };
@@ -75,7 +76,8 @@ struct BackwardInputs {
   LayerNormSaved saved;                      // r_hat, rstd_r, c_hat, rstd_c
   torch::Tensor keep_c, keep_h, cells_fresh;
   torch::Tensor lengths;
-  bool reverse = false, coupled = false;
+  bool reverse = false;
+  int64_t cell = 0;
 
   template <typename Self, typename Fn>
   static void each(Self& s, Fn&& fn) {
@@ -85,7 +87,7 @@ struct BackwardInputs {
     fn("ln_g_c", s.ln_g_c), fn("ln_b_c", s.ln_b_c), fn("r_hat", s.saved.r_hat), fn("rstd_r", s.saved.rstd_r);
     fn("c_hat", s.saved.c_hat), fn("rstd_c", s.saved.rstd_c), fn("keep_c", s.keep_c), fn("keep_h", s.keep_h);
     fn("cells_fresh", s.cells_fresh), fn("lengths", s.lengths), fn("reverse", s.reverse);
-    fn("coupled", s.coupled);
+    fn("cell", s.cell);
   }
 };
 

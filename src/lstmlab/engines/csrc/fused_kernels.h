@@ -76,33 +76,34 @@ struct UnitState {
   scalar_t i, f, g, o, c, m;
 };
 
-template <typename scalar_t, bool Peephole, bool Coupled>
+template <typename scalar_t, bool Peephole, int Cell>
 inline UnitState<scalar_t> cell_unit(scalar_t zi, scalar_t zf, scalar_t zg, scalar_t zo, scalar_t c_prev,
                                      const scalar_t* __restrict peephole, int64_t j, int64_t stride) {
   if constexpr (Peephole) {
     zi += peephole[j] * c_prev;
     zf += peephole[stride + j] * c_prev;
   }
-  const scalar_t i = sigmoid(zi);
-  const scalar_t f = Coupled ? scalar_t(1) - i : sigmoid(zf);
-  const scalar_t g = tanh_(zg);
+  // A removed gate is exactly 1 (its dz = d * 1 * (1 - 1) = 0 in the backward, unchanged).
+  const scalar_t i = (Cell & kNoInputGate) ? scalar_t(1) : sigmoid(zi);
+  const scalar_t f = (Cell & kCoupled) ? scalar_t(1) - i : (Cell & kNoForgetGate) ? scalar_t(1) : sigmoid(zf);
+  const scalar_t g = (Cell & kNoInputActivation) ? zg : tanh_(zg);
   const scalar_t c = f * c_prev + i * g;
   if constexpr (Peephole) zo += peephole[2 * stride + j] * c;
-  const scalar_t o = sigmoid(zo);
-  return {i, f, g, o, c, o * tanh_(c)};
+  const scalar_t o = (Cell & kNoOutputGate) ? scalar_t(1) : sigmoid(zo);
+  return {i, f, g, o, c, o * ((Cell & kNoOutputActivation) ? c : tanh_(c))};
 }
 
 // Gate activations (in place in z), the new cell state and m = o * tanh(c) for `count`
 // hidden units of one batch row; z and peephole hold the gate slices `stride` apart
 // (i at 0, f at stride, ...). The variant flags are template parameters and every pointer
 // is a __restrict parameter, so that the loop has no branches and GCC vectorises it.
-template <typename scalar_t, bool Peephole, bool Coupled>
+template <typename scalar_t, bool Peephole, int Cell>
 inline void activate_units(scalar_t* __restrict z, scalar_t* __restrict c_out, scalar_t* __restrict m_out,
                            scalar_t* __restrict c_run, const scalar_t* __restrict peephole, int64_t count,
                            int64_t stride) {
 #pragma omp simd  // every unit on its own (see activate_tile_row): GCC left the peephole cell scalar without it
   for (int64_t j = 0; j < count; ++j) {
-    const auto u = cell_unit<scalar_t, Peephole, Coupled>(z[j], z[stride + j], z[2 * stride + j],
+    const auto u = cell_unit<scalar_t, Peephole, Cell>(z[j], z[stride + j], z[2 * stride + j],
                                                           z[3 * stride + j], c_run[j], peephole, j, stride);
     z[j] = u.i;
     z[stride + j] = u.f;
@@ -115,14 +116,14 @@ inline void activate_units(scalar_t* __restrict z, scalar_t* __restrict c_out, s
 }
 
 // One batch row of one step (all H units): see activate_units.
-template <typename scalar_t, bool Peephole, bool Coupled>
+template <typename scalar_t, bool Peephole, int Cell>
 void activate_row(scalar_t* z, scalar_t* c_out, scalar_t* m_out, scalar_t* c_run, const scalar_t* peephole,
                   int64_t hidden) {
-  activate_units<scalar_t, Peephole, Coupled>(z, c_out, m_out, c_run, peephole, hidden, hidden);
+  activate_units<scalar_t, Peephole, Cell>(z, c_out, m_out, c_run, peephole, hidden, hidden);
 }
 
 // Batch rows [begin, end) of one step; padded rows are zeroed and keep their state.
-template <typename scalar_t, bool Peephole, bool Coupled>
+template <typename scalar_t, bool Peephole, int Cell>
 void activate_rows(StepPointers<scalar_t> p, int64_t hidden, const int64_t* lengths, int64_t t,
                    int64_t begin, int64_t end) {
   for (int64_t b = begin; b < end; ++b) {
@@ -135,7 +136,7 @@ void activate_rows(StepPointers<scalar_t> p, int64_t hidden, const int64_t* leng
       std::fill(m_out, m_out + hidden, scalar_t(0));
       continue;
     }
-    activate_row<scalar_t, Peephole, Coupled>(z, c_out, m_out, p.c_state + b * hidden, p.peephole, hidden);
+    activate_row<scalar_t, Peephole, Cell>(z, c_out, m_out, p.c_state + b * hidden, p.peephole, hidden);
   }
 }
 
@@ -171,7 +172,7 @@ struct UnitGrads {
 // In: the unit's gates i, f, g, o and c_{t-1} (cp); d_o = dL/do and dc = dL/dc_t (from h,
 // later steps and the trace; the output peephole's share is added here); di_t, df_t, dg_t,
 // the trace's gradients of i, f, g; p_i, p_f, p_o the unit's peephole weights (Peephole).
-template <typename scalar_t, bool Peephole, bool Coupled>
+template <typename scalar_t, bool Peephole, int Cell>
 inline UnitGrads<scalar_t> unit_backward(scalar_t i, scalar_t f, scalar_t g, scalar_t o, scalar_t cp, scalar_t d_o,
                                          scalar_t dc, scalar_t di_t, scalar_t df_t, scalar_t dg_t, scalar_t p_i,
                                          scalar_t p_f, scalar_t p_o) {
@@ -181,12 +182,13 @@ inline UnitGrads<scalar_t> unit_backward(scalar_t i, scalar_t f, scalar_t g, sca
   const scalar_t dg = dc * i + dg_t;
   const scalar_t df = dc * cp + df_t;
   scalar_t dzf = 0;
-  if constexpr (Coupled) di -= df;  // f = 1 - i
+  if constexpr ((Cell & kCoupled) != 0) di -= df;  // f = 1 - i
   else dzf = df * f * (scalar_t(1) - f);
   const scalar_t dzi = di * i * (scalar_t(1) - i);
   scalar_t dcp = dc * f;
   if constexpr (Peephole) dcp += dzi * p_i + dzf * p_f;
-  return {dzi, dzf, dg * (scalar_t(1) - g * g), dzo, dcp};
+  const scalar_t dzg = (Cell & kNoInputActivation) ? dg : dg * (scalar_t(1) - g * g);  // g = z_g, or tanh(z_g)
+  return {dzi, dzf, dzg, dzo, dcp};
 }
 
 // Peephole weight k (i, f, o) of unit j, or 0 without peephole (peephole may be null then).
@@ -237,7 +239,7 @@ void zoneout_backward_rows(const scalar_t* d, const scalar_t* keep, scalar_t* fr
 // step; gates, dz and peephole hold gate slices `stride` apart.
 // dm: dL/dm; di_t .. do_t and dct: gradients arriving through the trace;
 // dc: running dL/dc, updated in place to dL/dc_{t-1}; dz: output.
-template <typename scalar_t, bool Peephole, bool Coupled>
+template <typename scalar_t, bool Peephole, int Cell>
 inline void backward_units(const scalar_t* __restrict gates, const scalar_t* __restrict cells,
                            const scalar_t* __restrict c_prev, const scalar_t* __restrict dm_row,
                            const scalar_t* __restrict di_t, const scalar_t* __restrict df_t,
@@ -247,9 +249,11 @@ inline void backward_units(const scalar_t* __restrict gates, const scalar_t* __r
   const scalar_t *gi = gates, *gf = gates + stride, *gg = gates + 2 * stride, *go = gates + 3 * stride;
   scalar_t *dzi_out = dz, *dzf_out = dz + stride, *dzg_out = dz + 2 * stride, *dzo_out = dz + 3 * stride;
   for (int64_t j = 0; j < count; ++j) {
-    const scalar_t o = go[j], th = tanh_(cells[j]), dm = dm_row[j];  // h = o tanh(c)
-    const auto d = unit_backward<scalar_t, Peephole, Coupled>(
-        gi[j], gf[j], gg[j], o, c_prev[j], dm * th + do_t[j], dc_row[j] + dm * o * (scalar_t(1) - th * th) + dct[j],
+    // m = o tanh(c), or o c without the output activation (NOAF)
+    const scalar_t o = go[j], th = (Cell & kNoOutputActivation) ? cells[j] : tanh_(cells[j]), dm = dm_row[j];
+    const scalar_t dth = (Cell & kNoOutputActivation) ? scalar_t(1) : scalar_t(1) - th * th;
+    const auto d = unit_backward<scalar_t, Peephole, Cell>(
+        gi[j], gf[j], gg[j], o, c_prev[j], dm * th + do_t[j], dc_row[j] + dm * o * dth + dct[j],
         di_t[j], df_t[j], dg_t[j], peephole_at<Peephole>(peephole, 0, j, stride),
         peephole_at<Peephole>(peephole, 1, j, stride), peephole_at<Peephole>(peephole, 2, j, stride));
     dzi_out[j] = d.dzi;
@@ -262,7 +266,7 @@ inline void backward_units(const scalar_t* __restrict gates, const scalar_t* __r
 
 // Batch rows [begin, end) of step t's backward (all H units, see backward_units); padded
 // rows pass the state through. dgt: the trace's gate gradients of all steps.
-template <typename scalar_t, bool Peephole, bool Coupled>
+template <typename scalar_t, bool Peephole, int Cell>
 void backward_rows(const scalar_t* gates, const scalar_t* cells, const scalar_t* c_prev,
                    const scalar_t* d_hidden_pre, const GateGrads<scalar_t>& dgt, const scalar_t* d_cells_trace,
                    const scalar_t* peephole, scalar_t* dz, scalar_t* dc_next, int64_t hidden,
@@ -273,7 +277,7 @@ void backward_rows(const scalar_t* gates, const scalar_t* cells, const scalar_t*
       std::fill(dz + wide, dz + wide + 4 * hidden, scalar_t(0));
       continue;
     }
-    backward_units<scalar_t, Peephole, Coupled>(gates + wide, cells + narrow, c_prev + narrow, d_hidden_pre + narrow,
+    backward_units<scalar_t, Peephole, Cell>(gates + wide, cells + narrow, c_prev + narrow, d_hidden_pre + narrow,
                                                 dgt.at(0, t, b), dgt.at(1, t, b), dgt.at(2, t, b), dgt.at(3, t, b),
                                                 d_cells_trace + narrow, peephole, dz + wide, dc_next + narrow, hidden,
                                                 hidden);

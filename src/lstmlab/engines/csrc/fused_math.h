@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <type_traits>
 
+#include <c10/util/Exception.h>
+
 namespace lstmlab_fused {
 
 
@@ -81,6 +83,39 @@ void dispatch_variant(bool peephole, bool coupled, Fn&& fn) {
     if (coupled) fn(std::false_type{}, std::true_type{});
     else fn(std::false_type{}, std::false_type{});
   }
+}
+
+// The cell's variant bits (engines/fused_extension.py `cell_bits` writes them): the coupled
+// input-forget gate, and Greff et al.'s one-part-removed cells. A loop is compiled for
+// each single bit (and for none): one change to the cell at a time.
+constexpr int kCoupled = 1, kNoInputGate = 2, kNoForgetGate = 4, kNoOutputGate = 8, kNoInputActivation = 16,
+              kNoOutputActivation = 32;
+
+// Calls fn(std::integral_constant<bool, peephole>, std::integral_constant<int, cell>) for
+// the loops that run every cell of `dispatch_cell`'s list (the plain time loops; the
+// layer-norm loops take dispatch_variant: coupled or not).
+template <bool P, typename Fn>
+void dispatch_cell_bits(int64_t cell, Fn&& fn) {
+  switch (cell) {
+    case 0: fn(std::integral_constant<bool, P>{}, std::integral_constant<int, 0>{}); break;
+    case kCoupled: fn(std::integral_constant<bool, P>{}, std::integral_constant<int, kCoupled>{}); break;
+    case kNoInputGate: fn(std::integral_constant<bool, P>{}, std::integral_constant<int, kNoInputGate>{}); break;
+    case kNoForgetGate: fn(std::integral_constant<bool, P>{}, std::integral_constant<int, kNoForgetGate>{}); break;
+    case kNoOutputGate: fn(std::integral_constant<bool, P>{}, std::integral_constant<int, kNoOutputGate>{}); break;
+    case kNoInputActivation:
+      fn(std::integral_constant<bool, P>{}, std::integral_constant<int, kNoInputActivation>{});
+      break;
+    case kNoOutputActivation:
+      fn(std::integral_constant<bool, P>{}, std::integral_constant<int, kNoOutputActivation>{});
+      break;
+    default: TORCH_CHECK(false, "fused engine: unsupported cell bits ", cell, " (one change to the cell at a time)");
+  }
+}
+
+template <typename Fn>
+void dispatch_cell(bool peephole, int64_t cell, Fn&& fn) {
+  if (peephole) dispatch_cell_bits<true>(cell, fn);
+  else dispatch_cell_bits<false>(cell, fn);
 }
 
 inline int64_t grain(int64_t hidden) { return std::max<int64_t>(1, 4096 / std::max<int64_t>(1, hidden)); }

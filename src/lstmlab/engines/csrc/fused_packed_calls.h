@@ -69,7 +69,7 @@ void forward_packed_ln(const ForwardInputs& in, const LayerNormWeights& ln, Forw
                                           hidden,
                                           in.reverse,
                                           keep};
-  dispatch_variant(in.peephole.numel() > 0, in.coupled, [&](auto peephole_flag, auto coupled_flag) {
+  dispatch_variant(in.peephole.numel() > 0, (in.cell & kCoupled) != 0, [&](auto peephole_flag, auto coupled_flag) {
     ln_forward_loop<scalar_t, decltype(peephole_flag)::value, decltype(coupled_flag)::value>(loop);
   });
 }
@@ -100,8 +100,8 @@ void forward_packed_plain(const ForwardInputs& in, ForwardOutputs& out, torch::T
                              packed.data_ptr<scalar_t>(),
                              lengths_or_null(in.lengths),
                              steps, batch, hidden, in.reverse, keep};
-  dispatch_variant(in.peephole.numel() > 0, in.coupled, [&](auto peephole_flag, auto coupled_flag) {
-    forward_loop<scalar_t, decltype(peephole_flag)::value, decltype(coupled_flag)::value>(loop);
+  dispatch_cell(in.peephole.numel() > 0, in.cell, [&](auto peephole_flag, auto cell_bits) {
+    forward_loop<scalar_t, decltype(peephole_flag)::value, decltype(cell_bits)::value>(loop);
   });
 }
 
@@ -190,7 +190,7 @@ void backward_packed_ln(const BackwardInputs& in, const LayerNormWeights& ln, Ba
                                            batch,
                                            hidden,
                                            in.reverse};
-  dispatch_variant(in.peephole.numel() > 0, in.coupled, [&](auto peephole_flag, auto coupled_flag) {
+  dispatch_variant(in.peephole.numel() > 0, (in.cell & kCoupled) != 0, [&](auto peephole_flag, auto coupled_flag) {
     ln_backward_loop<scalar_t, decltype(peephole_flag)::value, decltype(coupled_flag)::value>(loop);
   });
 }
@@ -214,8 +214,8 @@ void backward_packed_plain(const BackwardInputs& in, BackwardOutputs& out, const
                               out.dh0.data_ptr<scalar_t>(),
                               out.dc0.data_ptr<scalar_t>(),
                               steps, batch, hidden, in.reverse};
-  dispatch_variant(in.peephole.numel() > 0, in.coupled, [&](auto peephole_flag, auto coupled_flag) {
-    backward_loop<scalar_t, decltype(peephole_flag)::value, decltype(coupled_flag)::value>(loop);
+  dispatch_cell(in.peephole.numel() > 0, in.cell, [&](auto peephole_flag, auto cell_bits) {
+    backward_loop<scalar_t, decltype(peephole_flag)::value, decltype(cell_bits)::value>(loop);
   });
 }
 

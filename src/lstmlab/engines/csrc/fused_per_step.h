@@ -53,9 +53,9 @@ class PerStepForward {
     const scalar_t* x_gates = in_.input_gates.data_ptr<scalar_t>() + t * wide_;
     std::copy(x_gates, x_gates + wide_, p.gates);
     gemm_bt(p.gates, h_run(), in_.w_hh.data_ptr<scalar_t>(), batch_, 4 * hidden_, width_, true, in_.c0.options());
-    dispatch_variant(peephole_ != nullptr, in_.coupled, [&](auto peephole_flag, auto coupled_flag) {
+    dispatch_cell(peephole_ != nullptr, in_.cell, [&](auto peephole_flag, auto cell_bits) {
       at::parallel_for(0, batch_, grain(hidden_), [&](int64_t begin, int64_t end) {
-        activate_rows<scalar_t, decltype(peephole_flag)::value, decltype(coupled_flag)::value>(p, hidden_, lengths_, t,
+        activate_rows<scalar_t, decltype(peephole_flag)::value, decltype(cell_bits)::value>(p, hidden_, lengths_, t,
                                                                                                 begin, end);
       });
     });
@@ -67,7 +67,7 @@ class PerStepForward {
     scalar_t* r = saved.r_hat.data_ptr<scalar_t>() + t * wide_;
     gemm_bt(r, h_run(), in_.w_hh.data_ptr<scalar_t>(), batch_, 4 * hidden_, width_, false, in_.c0.options());
     const scalar_t* u_hat = in_.input_gates.data_ptr<scalar_t>() + t * wide_;
-    dispatch_variant(peephole_ != nullptr, in_.coupled, [&](auto peephole_flag, auto coupled_flag) {
+    dispatch_variant(peephole_ != nullptr, (in_.cell & kCoupled) != 0, [&](auto peephole_flag, auto coupled_flag) {
       at::parallel_for(0, batch_, grain(hidden_), [&](int64_t begin, int64_t end) {
         layer_norm_rows<scalar_t, decltype(peephole_flag)::value, decltype(coupled_flag)::value>(
             u_hat, p, r, saved.c_hat.data_ptr<scalar_t>() + t * narrow_, saved.rstd_r.data_ptr<scalar_t>() + t * batch_,
@@ -182,9 +182,9 @@ class PerStepBackward {
     if (!ln_.on()) {
       const torch::Tensor& cells_seen = zone_c() ? in_.cells_fresh : in_.cells;  // fresh: before zoneout
       const scalar_t* cells = cells_seen.data_ptr<scalar_t>() + t * narrow_;
-      dispatch_variant(peephole_ != nullptr, in_.coupled, [&](auto peephole_flag, auto coupled_flag) {
+      dispatch_cell(peephole_ != nullptr, in_.cell, [&](auto peephole_flag, auto cell_bits) {
         at::parallel_for(0, batch_, grain(hidden_), [&](int64_t begin, int64_t end) {
-          backward_rows<scalar_t, decltype(peephole_flag)::value, decltype(coupled_flag)::value>(
+          backward_rows<scalar_t, decltype(peephole_flag)::value, decltype(cell_bits)::value>(
               gates, cells, c_prev, dm, trace_.gates, dct, peephole_, dz, dc_run_, hidden_, lengths_, t, begin, end);
         });
       });
@@ -197,7 +197,7 @@ class PerStepBackward {
                                  saved.rstd_c.data_ptr<scalar_t>() + t * batch_};
     scalar_t* d_rec = out_.d_rec.data_ptr<scalar_t>() + t * wide_;
     scalar_t* d_cell_ln = out_.d_cell_ln.data_ptr<scalar_t>() + t * narrow_;
-    dispatch_variant(peephole_ != nullptr, in_.coupled, [&](auto peephole_flag, auto coupled_flag) {
+    dispatch_variant(peephole_ != nullptr, (in_.cell & kCoupled) != 0, [&](auto peephole_flag, auto coupled_flag) {
       at::parallel_for(0, batch_, grain(hidden_), [&](int64_t begin, int64_t end) {
         layer_norm_backward_rows<scalar_t, decltype(peephole_flag)::value, decltype(coupled_flag)::value>(
             gates, c_prev, step, ln_, dm, trace_.gates, dct, peephole_, dz, dc_run_, d_cell_ln, d_rec, hidden_,

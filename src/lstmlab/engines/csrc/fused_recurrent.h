@@ -167,7 +167,7 @@ inline const scalar_t* previous_cell(const scalar_t* cells, const scalar_t* c0, 
 // code): z = tile + bias (input + tile + bias with Input) for the four gates, then
 // cell_unit; writes the gates (z, gate k at k * H), the cell state (cell and c_run) and
 // h (h and h_next, the running copy the next step reads).
-template <typename scalar_t, bool Peephole, bool Coupled, bool Input, int Count>
+template <typename scalar_t, bool Peephole, int Cell, bool Input, int Count>
 inline void activate_tile_row(const scalar_t* __restrict row_tile, const scalar_t* __restrict input,
                               const scalar_t* __restrict bias, const scalar_t* __restrict peephole,
                               scalar_t* __restrict z, scalar_t* __restrict cell, scalar_t* __restrict h,
@@ -181,7 +181,7 @@ inline void activate_tile_row(const scalar_t* __restrict row_tile, const scalar_
     scalar_t pre[4];
     for (int k = 0; k < 4; ++k)
       pre[k] = (Input ? input[k * H + j] + row_tile[k * L + j] : row_tile[k * L + j]) + bias[k * H + j];
-    const auto u = cell_unit<scalar_t, Peephole, Coupled>(pre[0], pre[1], pre[2], pre[3], c_run[j], peephole, j, H);
+    const auto u = cell_unit<scalar_t, Peephole, Cell>(pre[0], pre[1], pre[2], pre[3], c_run[j], peephole, j, H);
     z[j] = u.i;
     z[H + j] = u.f;
     z[2 * H + j] = u.g;
@@ -218,7 +218,7 @@ struct ForwardLoop {
 };
 
 // Step `round` of the forward for the unit blocks [first, last) of batch rows [row_begin, row_end).
-template <typename scalar_t, bool Peephole, bool Coupled>
+template <typename scalar_t, bool Peephole, int Cell>
 void forward_part(const ForwardLoop<scalar_t>& f, int64_t round, int64_t first, int64_t last, int64_t row_begin,
                   int64_t row_end) {
   constexpr int L = kLanes<scalar_t>;
@@ -261,7 +261,7 @@ void forward_part(const ForwardLoop<scalar_t>& f, int64_t round, int64_t first, 
         const scalar_t* peephole = Peephole ? f.peephole + u0 : nullptr;
         scalar_t* c_run = f.c_run + b * H + u0;
         auto row = [&](auto input_flag, auto count_constant) {
-          activate_tile_row<scalar_t, Peephole, Coupled, decltype(input_flag)::value, decltype(count_constant)::value>(
+          activate_tile_row<scalar_t, Peephole, Cell, decltype(input_flag)::value, decltype(count_constant)::value>(
               tile + r * 4 * L, input, f.bias + u0, peephole, z, cell, h, h_next + b * H + u0, c_run, n, H);
         };
         using Full = std::integral_constant<int, L>;
@@ -279,21 +279,21 @@ void forward_part(const ForwardLoop<scalar_t>& f, int64_t round, int64_t first, 
 }
 
 // The whole forward loop; the final h is left in f.h_run[steps % 2].
-template <typename scalar_t, bool Peephole, bool Coupled>
+template <typename scalar_t, bool Peephole, int Cell>
 void forward_loop(const ForwardLoop<scalar_t>& f) {
   const int64_t blocks = blocks_of<scalar_t>(f.hidden);
   const int64_t depth = f.hidden + (f.x_gates ? 0 : f.input_size);  // W_hh's, and W_ih's when in the tile
   const auto split = loop_split<scalar_t>(f.batch, f.hidden, 4 * f.hidden * depth);
   if (split.rows) {
     run_rows(f.steps, f.batch, split.threads, [&](int64_t round, int64_t row_begin, int64_t row_end) {
-      forward_part<scalar_t, Peephole, Coupled>(f, round, 0, blocks, row_begin, row_end);
+      forward_part<scalar_t, Peephole, Cell>(f, round, 0, blocks, row_begin, row_end);
     });
     return;
   }
   run_rounds(f.steps, split.parts, split.threads, [&](int64_t part, int64_t round) {
     int64_t first, last;
     share(blocks, split.parts, part, first, last);
-    forward_part<scalar_t, Peephole, Coupled>(f, round, first, last, 0, f.batch);
+    forward_part<scalar_t, Peephole, Cell>(f, round, first, last, 0, f.batch);
   });
 }
 
@@ -321,7 +321,7 @@ struct BackwardLoop {
 // Round `round` of the backward for the unit blocks [first, last) of batch rows
 // [row_begin, row_end): first the recurrent gradient from the step done in the previous
 // round, then this round's step (if any).
-template <typename scalar_t, bool Peephole, bool Coupled>
+template <typename scalar_t, bool Peephole, int Cell>
 void backward_part(const BackwardLoop<scalar_t>& d, int64_t round, int64_t first, int64_t last, int64_t row_begin,
                    int64_t row_end) {
   constexpr int L = kLanes<scalar_t>;
@@ -359,7 +359,7 @@ void backward_part(const BackwardLoop<scalar_t>& d, int64_t round, int64_t first
         }
         for (int64_t j = 0; j < n; ++j) dh[j] = d.d_hiddens[narrow + j] + d.dh_run[b * H + u0 + j];
         const scalar_t* c_prev = previous_cell(d.cells, d.c0, d.lengths, b, t, T, B, H, d.reverse) + u0;
-        backward_units<scalar_t, Peephole, Coupled>(d.gates + wide, d.cells + narrow, c_prev, dh,
+        backward_units<scalar_t, Peephole, Cell>(d.gates + wide, d.cells + narrow, c_prev, dh,
                                                     d.d_gates.at(0, t, b) + u0, d.d_gates.at(1, t, b) + u0,
                                                     d.d_gates.at(2, t, b) + u0, d.d_gates.at(3, t, b) + u0,
                                                     d.d_cells + t * d.d_cells_step + b * H + u0,
@@ -371,20 +371,20 @@ void backward_part(const BackwardLoop<scalar_t>& d, int64_t round, int64_t first
 }
 
 // The whole backward loop: T steps and a last round for dL/dh_0.
-template <typename scalar_t, bool Peephole, bool Coupled>
+template <typename scalar_t, bool Peephole, int Cell>
 void backward_loop(const BackwardLoop<scalar_t>& d) {
   const int64_t blocks = blocks_of<scalar_t>(d.hidden);
   const auto split = backward_split<scalar_t>(d.batch, d.hidden);  // as packed
   if (split.rows) {
     run_rows(d.steps + 1, d.batch, split.threads, [&](int64_t round, int64_t row_begin, int64_t row_end) {
-      backward_part<scalar_t, Peephole, Coupled>(d, round, 0, blocks, row_begin, row_end);
+      backward_part<scalar_t, Peephole, Cell>(d, round, 0, blocks, row_begin, row_end);
     });
     return;
   }
   run_rounds(d.steps + 1, split.parts, split.threads, [&](int64_t part, int64_t round) {
     int64_t first, last;
     share(blocks, split.parts, part, first, last);
-    backward_part<scalar_t, Peephole, Coupled>(d, round, first, last, 0, d.batch);
+    backward_part<scalar_t, Peephole, Cell>(d, round, first, last, 0, d.batch);
   });
 }
 
