@@ -40,8 +40,8 @@ def test_every_variant_gets_the_same_trials_and_the_draws_stay_in_range():
     assert jobs[0]["hyper"] == jobs[1]["hyper"] and jobs[0]["seed"] == jobs[1]["seed"]
 
 
-def test_best_trials_take_ten_percent_but_at_least_three():
-    assert report.best_trials([5, 1, 4, 2, 3]) == [1, 2, 3]
+def test_best_trials_take_ten_percent_but_at_least_five():
+    assert report.best_trials([7, 5, 1, 4, 6, 2, 3]) == [1, 2, 3, 4, 5]
     assert report.best_trials(list(range(100, 0, -1))) == list(range(1, 11))
     assert report.best_trials([2.0, 1.0]) == [1.0, 2.0]
 
@@ -56,14 +56,16 @@ def test_welch_test_and_verdicts_against_vanilla():
     assert math.isclose(rows["NFG"]["p"], expected_p)
     assert rows["NFG"]["verdict"] == "significantly worse" and rows["V"]["verdict"] == "reference"
     assert rows["NP"]["verdict"] == "no significant change" and rows["NP"]["p"] > 0.05
-    assert rows["NFG"]["best"] == 3 and math.isclose(rows["NFG"]["mean"], sum(sorted(worse)[:3]) / 3)
+    assert rows["NFG"]["best"] == 5 and math.isclose(rows["NFG"]["mean"], sum(sorted(worse)[:5]) / 5)
 
 
-def test_a_diverged_trial_counts_as_the_worst_and_is_reported():
-    table = report.summarise(records_for("lm", {"V": [1.0, 1.1, 1.2, 1.3], "NOAF": [float("nan"), 2.0, 2.1, 2.2]}),
-                             ["V", "NOAF"])
-    noaf = table["lm"][1]
-    assert noaf["diverged"] == 1 and math.isinf(noaf["median_all"]) is False and noaf["mean"] == pytest.approx(2.1)
+def test_a_diverged_or_worse_than_chance_trial_counts_as_chance():
+    values = {"V": [1.0, 1.1, 1.2, 1.3, 1.0, 1.1], "NOAF": [float("nan"), 2.0, 2.1, 700.0, 2.2, 2.0]}
+    noaf = report.summarise(records_for("lm", values), ["V", "NOAF"], {"lm": 3.0})["lm"][1]
+    assert noaf["at_chance"] == 2 and noaf["mean"] == pytest.approx((2.0 + 2.0 + 2.1 + 2.2 + 3.0) / 5)
+    assert noaf["median_all"] == pytest.approx(2.15) and noaf["verdict"] == "significantly worse"
+    unbounded = report.summarise(records_for("lm", values), ["V", "NOAF"])["lm"][1]
+    assert unbounded["mean"] == pytest.approx((2.0 + 2.0 + 2.1 + 2.2 + 700.0) / 5)  # one trial decides it
 
 
 def test_the_learning_rate_share_is_found_where_the_metric_depends_on_it():
@@ -134,6 +136,11 @@ def test_quick_suite_runs_every_task_and_variant(use_small_cache, tmp_path, caps
     capsys.readouterr()
     assert main(["odyssey", "--suite", "quick", "--out", str(out), "--no-progress"]) == 0  # resumed: nothing to run
     assert "54 of 54 trials are in" in capsys.readouterr().out
+    (out / "odyssey.md").unlink()
+    assert main(["odyssey", "--suite", "quick", "--out", str(out), "--tasks", "music", "--report-only"]) == 0
+    assert "report of the 18 of 18 trials" in capsys.readouterr().out and (out / "odyssey.md").is_file()
+    assert main(["odyssey", "--suite", "quick", "--out", str(tmp_path / "empty"), "--report-only"]) == 2
+    assert "holds none of these trials" in capsys.readouterr().err
 
 
 def test_variant_names_map_to_lstm_options_and_conflicts_are_refused():

@@ -37,6 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jobs", type=int, default=1, help="trials in parallel (processes, one thread each); 2 suits 2 cores")
     parser.add_argument("--out", default=None, help="output folder (default runs/odyssey-<suite>)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--report-only", action="store_true",
+                        help="write the report from the trials in --out without running any (e.g. while a study runs)")
 
 
 def parse_list(text: str, known: list[str], what: str) -> list[str]:
@@ -51,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     from lstmlab.recipes.longlag.results import machine_description
 
     from . import report
-    from .runner import make_jobs, run_jobs
+    from .runner import make_jobs, read_results, run_jobs, trial_key
     from .search import draw_trials
     from .tasks import TASKS
 
@@ -67,10 +69,17 @@ def run(args: argparse.Namespace) -> int:
     for task in tasks:
         jobs += make_jobs(draw_trials(task, trials, TASKS[task].sizes[args.suite].hidden_sizes), variants, args.suite,
                           args.steps)
-    print(f"odyssey ({args.suite}): {len(tasks)} task(s) x {len(variants)} variants x {trials} trials = "
+    print(f"odyssey ({args.suite}{', report only' if args.report_only else ''}): {len(tasks)} task(s) x {len(variants)} variants x {trials} trials = "
           f"{len(jobs)} trials, {args.jobs} at a time; results in {out_dir}/", flush=True)
     started = time.perf_counter()
-    records = run_jobs(jobs, out_dir, args.jobs, print, progress=not args.no_progress)
+    if args.report_only:
+        done = {trial_key(record): record for record in read_results(out_dir)}
+        records = [done[trial_key(job)] for job in jobs if trial_key(job) in done]
+        if not records:
+            raise ValueError(f"--report-only: {out_dir / 'trials.jsonl'} holds none of these trials")
+        print(f"report of the {len(records)} of {len(jobs)} trials in {out_dir / 'trials.jsonl'}")
+    else:
+        records = run_jobs(jobs, out_dir, args.jobs, print, progress=not args.no_progress)
     command = "lstmlab odyssey " + " ".join(shlex.quote(a) for a in sys.argv[2:])
     machine = machine_description()
     sizes = "; ".join(f"{task}: {args.steps or TASKS[task].sizes[args.suite].steps} updates of "
@@ -85,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     report.plot_best_trials(records, variants, TASKS, out_dir / "odyssey.png")
     report.plot_learning_rate(records, variants, TASKS, out_dir / "learning_rate.png")
     summary = {"command": command, "machine": machine, "suite": args.suite, "trials": trials,
-               "table": report.summarise(records, variants)}
+               "table": report.summarise(records, variants, {name: TASKS[name].chance for name in tasks})}
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(f"wrote {out_dir}/odyssey.md, odyssey.png, learning_rate.png, summary.json")
     return 0

@@ -51,6 +51,7 @@ class OdysseyTask:
     name: str
     metric: str  # what `run` returns as "test" (lower is better)
     unit: str
+    chance: float  # the metric of a trivial guess: a trial that does worse (or diverges) counts as this
     summary: str
     sizes: dict[str, TaskSize]  # suite name -> size
     run: Callable[..., dict[str, Any]]
@@ -133,20 +134,23 @@ def music_data(limit: int):
 
 TASKS: dict[str, OdysseyTask] = {
     "lm": OdysseyTask(
-        "lm", "test bits/char", "bits/char", "character LM, Shakespeare (held-out plays)",
+        "lm", "test bits/char", "bits/char", math.log2(81),  # a uniform guess over the plays' 81 characters
+        "character LM, Shakespeare (held-out plays)",
         {"quick": TaskSize(12, 30.0, (32, 48), 16, (("bptt", 50), ("eval_tokens", 4000), ("test_tokens", 4000),
                                                      ("embedding_size", 16))),
          "full": TaskSize(300, 900.0, (64, 128), 32, (("bptt", 100), ("eval_tokens", 50_000),
                                                       ("test_tokens", 100_000)))},
         lm_trial),
     "adding": OdysseyTask(
-        "adding", "held-out MSE", "MSE", "adding problem, T = 100 (Hochreiter & Schmidhuber 1997)",
+        "adding", "held-out MSE", "MSE", 1 / 24,  # predicting the mean 0.5: Var(0.5 + (X1 + X2) / 4)
+        "adding problem, T = 100 (Hochreiter & Schmidhuber 1997)",
         {"quick": TaskSize(20, 30.0, (8, 16), 32, (("length", 20), ("eval_size", 256), ("eval_interval", 10))),
          "full": TaskSize(1000, 900.0, (16, 32), 32, (("length", 100), ("eval_size", 2560),
                                                       ("eval_interval", 100)))},
         adding_trial),
     "music": OdysseyTask(
-        "music", "test NLL/frame", "nats/frame", "Bach chorales, 88-key piano rolls (music21)",
+        "music", "test NLL/frame", "nats/frame", 88 * math.log(2),  # a coin flip per key
+        "Bach chorales, 88-key piano rolls (music21)",
         {"quick": TaskSize(10, 30.0, (16, 32), 8, (("limit", 12),)),
          "full": TaskSize(600, 900.0, (64, 128), 16, (("window", 64),))},
         music_trial),
