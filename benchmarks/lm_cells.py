@@ -8,9 +8,11 @@ the held-out validation plays; the validation curve during training (every 60 s,
 their first 40,000 characters) comes from the runs' metrics.jsonl.
 
     .venv/bin/python benchmarks/lm_cells.py --budgets 300,1200 --seeds 2 --jobs 2
+    .venv/bin/python benchmarks/lm_cells.py --budgets 1200 --cells lstm,rnn   # a subset
 
-Writes results/lm_cells.md (the table, the command, the machine) and results/lm_cells.png
-(the curves). Finished runs (a run folder with its evaluation) are not rerun.
+Writes results/lm_cells.md (the table of every finished run in --runs, the commands, the
+machine) and results/lm_cells.png (the curves). Finished runs (a run folder with its
+evaluation) are not rerun.
 """
 
 from __future__ import annotations
@@ -96,20 +98,32 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budgets", default="300,1200", help="seconds of training per run, comma list")
     parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--cells", default=",".join(CELLS), help="comma list of lstm, gru, rnn")
     parser.add_argument("--jobs", type=int, default=2, help="runs side by side (one thread each)")
     parser.add_argument("--runs", default=str(ROOT / "runs" / "lm-cells"), help="folder of the run folders")
     args = parser.parse_args()
     budgets = [int(b) for b in args.budgets.split(",")]
+    cells = [cell for cell in args.cells.split(",") if cell]
+    if not set(cells) <= set(CELLS):
+        parser.error(f"--cells: expected a comma list of {', '.join(CELLS)}, got {args.cells!r}")
     jobs = [(Path(args.runs) / f"{cell}-{budget}s-seed{seed}", cell, seed, budget)
-            for budget in budgets for seed in range(args.seeds) for cell in CELLS]
+            for budget in budgets for seed in range(args.seeds) for cell in cells]
     with ThreadPoolExecutor(args.jobs) as pool:
-        rows = list(pool.map(lambda job: run_one(*job), jobs))
+        list(pool.map(lambda job: run_one(*job), jobs))
+    finished = sorted(path for path in Path(args.runs).glob("*-*s-seed*") if (path / "validation.json").is_file())
+    rows = [run_one(path, path.name.split("-")[0], int(path.name.rsplit("seed", 1)[1]),
+                    int(path.name.split("-")[1][:-1])) for path in finished]
+    commands_file = RESULTS / "lm_cells.commands"
+    command = " ".join(["benchmarks/lm_cells.py", *sys.argv[1:]])
+    previous = commands_file.read_text().splitlines() if commands_file.is_file() else []
     RESULTS.mkdir(exist_ok=True)
+    commands_file.write_text("\n".join(dict.fromkeys([*previous, command])) + "\n")
     plot(rows, RESULTS / "lm_cells.png")
+    commands = "; ".join(f"`.venv/bin/python {line}`" for line in commands_file.read_text().splitlines())
     header = ["# LSTM vs GRU vs tanh RNN: character LM, equal parameters, equal time", "",
-              f"Command: `.venv/bin/python benchmarks/lm_cells.py --budgets {args.budgets} --seeds {args.seeds} "
-              f"--jobs {args.jobs}`; machine: {processor_name()}, {args.jobs} runs side by side, 1 thread each. "
-              "Validation = all 211,200 characters of the held-out plays (Macbeth, The Merchant of Venice).", ""]
+              f"Commands: {commands}. Machine: {processor_name()}, {args.jobs} runs side by side, 1 thread each, "
+              "nothing else running. Validation = all 211,200 characters of the held-out plays (Macbeth, "
+              "The Merchant of Venice).", ""]
     (RESULTS / "lm_cells.md").write_text("\n".join(header + table(rows)) + "\n\n![curves](lm_cells.png)\n")
     print("\n".join(table(rows)))
 
