@@ -174,10 +174,16 @@ def plot_learning_rate(records: list[dict[str, Any]], variants: list[str], tasks
                 values = metric_values(rows, tasks[task].chance)
                 axis.plot([r["hp_lr"] for r in rows], values, marker="o", markersize=3,
                           linewidth=0.8, color=colours(index % 10), label=variant)
-        axis.axhline(tasks[task].chance, color="grey", linestyle=":", linewidth=0.8)
+        chance = tasks[task].chance
+        below = [float(r["test"]) for r in records if r["task"] == task and float(r["test"]) < chance]
+        if below and chance > 1.5 * max(below):  # far above every trial: say so rather than squash the plot
+            axis.set_ylim(top=1.15 * max(below))
+            axis.set_title(f"{task}: {tasks[task].metric} (chance {chance:.3g}, off the scale)", fontsize=10)
+        else:
+            axis.axhline(chance, color="grey", linestyle=":", linewidth=0.8)
+            axis.set_title(f"{task}: {tasks[task].metric} (dotted: chance)", fontsize=10)
         axis.set_xscale("log")
         axis.set_xlabel("learning rate")
-        axis.set_title(f"{task}: {tasks[task].metric}", fontsize=10)
         axis.grid(alpha=0.3)
     axes[0][-1].legend(fontsize=7, ncol=2)
     figure.suptitle("learning-rate sensitivity per variant (each point one trial)", fontsize=10)
