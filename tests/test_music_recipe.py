@@ -128,3 +128,5 @@ def test_train_evaluate_and_resume_music_end_to_end(use_small_cache, tmp_path, c
     assert report["chorales"] >= 1 and report["frames"] > 0 and 0 < report["nll_per_frame"] < 88 * math.log(2) * 2
     assert main(["evaluate", str(tmp_path / "straight"), "--data", "x.txt"]) == 2
     assert "music21 chorales only" in capsys.readouterr().err
+    assert main(["inspect", str(tmp_path / "straight")]) == 2
+    assert "has no inspection report yet" in capsys.readouterr().err

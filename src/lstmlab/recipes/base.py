@@ -64,7 +64,8 @@ class Recipe:
         raise NotImplementedError
 
     def inspect(self, run: Any, *, text: str | None, out_dir: Path) -> Path:
-        raise NotImplementedError(f"the {self.name!r} recipe has no inspection report")
+        raise ValueError(f"the {self.name!r} recipe has no inspection report yet (`lstmlab inspect` reports on "
+                         "lm, longlag, translation and speech runs)")
 
     def commands(self) -> dict[str, tuple[str, str]]:
         return {}
