@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from lstmlab.data.cache import cache_folder
+
 LOWEST_KEY, KEYS = 21, 88  # MIDI number of the piano's A0, and its key count
 FRAMES_PER_QUARTER = 2  # eighth-note frames
 CACHE_VERSION = 1
@@ -49,8 +51,7 @@ class Chorales:
 def cache_path() -> Path:
     if os.environ.get("LSTMLAB_CHORALES"):
         return Path(os.environ["LSTMLAB_CHORALES"])
-    root = Path(os.environ.get("LSTMLAB_CACHE") or Path.home() / ".cache" / "lstmlab")
-    return root / "music" / f"chorales-v{CACHE_VERSION}.npz"
+    return cache_folder("music") / f"chorales-v{CACHE_VERSION}.npz"
 
 
 def split_of(name: str) -> str:

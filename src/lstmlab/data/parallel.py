@@ -27,6 +27,7 @@ from pathlib import Path
 
 from lstmlab.data import alignment, reina_valera, sword
 from lstmlab.data.alignment import align_verses
+from lstmlab.data import cache
 from lstmlab.data.reina_valera import restore_typography
 from lstmlab.data.sword import find_module, read_ztext
 
@@ -49,7 +50,7 @@ class ParallelSplits:
 
 def cache_folder() -> Path:
     """Where the verse pairs are cached: ``$LSTMLAB_CACHE/translation`` (default ``~/.cache/lstmlab``)."""
-    return Path(os.environ.get("LSTMLAB_CACHE") or Path.home() / ".cache" / "lstmlab") / "translation"
+    return cache.cache_folder("translation")
 
 
 def clean_verse(text: str) -> str:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import random
 import tempfile
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from torch import Tensor
 from lstmlab.checkpoint import load_checkpoint, save_checkpoint
 from lstmlab.data import espeak
 from lstmlab.data.audio import SAMPLE_RATE, read_audio
+from lstmlab.data.cache import cache_folder
 from lstmlab.data.shakespeare import shakespeare_splits
 from lstmlab.data.speech_text import normalize_transcript, sentences
 from lstmlab.recipes.speech.features import FeatureConfig, augment_wave, log_mel
@@ -91,7 +91,7 @@ class SpeechSplits:
 
 
 def cache_root() -> Path:
-    return Path(os.environ.get("LSTMLAB_CACHE") or Path.home() / ".cache" / "lstmlab") / "speech"
+    return cache_folder("speech")
 
 
 def synthetic_folder(seed: int, features: FeatureConfig) -> Path:
