@@ -62,10 +62,10 @@ def split_of(name: str) -> str:
 
 def score_to_roll(score) -> np.ndarray:
     """A music21 score -> (T, 88) uint8 piano roll at FRAMES_PER_QUARTER frames per quarter."""
-    notes = list(score.flatten().notes)
-    frames = int(np.ceil(float(score.flatten().highestTime) * FRAMES_PER_QUARTER))
+    flat = score.flatten()
+    frames = int(np.ceil(float(flat.highestTime) * FRAMES_PER_QUARTER))
     roll = np.zeros((max(frames, 1), KEYS), dtype=np.uint8)
-    for note in notes:
+    for note in flat.notes:
         start = int(round(float(note.offset) * FRAMES_PER_QUARTER))
         stop = max(start + 1, int(round(float(note.offset + note.quarterLength) * FRAMES_PER_QUARTER)))
         for pitch in note.pitches:
@@ -84,14 +84,14 @@ def chorale_files() -> list[Path]:
     return sorted(Path(path) for path in corpus.getComposer("bach"))
 
 
-def parse_all(progress: bool = True) -> dict[str, np.ndarray]:
-    """Parse every four-part Bach score of the corpus: {file stem: roll}."""
+def parse_all(progress: bool = True, files: list[Path] | None = None) -> dict[str, np.ndarray]:
+    """Parse every four-part Bach score of the corpus (or of `files`): {file stem: roll}."""
     from music21 import converter
     from tqdm import tqdm
 
     rolls: dict[str, np.ndarray] = {}
     seen: set[bytes] = set()
-    for path in tqdm(chorale_files(), desc="parsing Bach chorales (music21, once)", disable=not progress):
+    for path in tqdm(chorale_files() if files is None else files, desc="parsing Bach chorales (music21, once)", disable=not progress):
         score = converter.parse(path)
         if len(score.parts) != 4:  # the chorales are SATB; skip the few other works
             continue
