@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     from lstmlab.recipes.longlag.results import machine_description
 
     from . import report
-    from .runner import make_jobs, read_results, run_jobs, trial_key
+    from .runner import finished_trials, make_jobs, run_jobs, trial_key
     from .search import draw_trials
     from .tasks import TASKS
 
@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
           f"{len(jobs)} trials, {args.jobs} at a time; results in {out_dir}/", flush=True)
     started = time.perf_counter()
     if args.report_only:
-        done = {trial_key(record): record for record in read_results(out_dir)}
+        done = finished_trials(out_dir)
         records = [done[trial_key(job)] for job in jobs if trial_key(job) in done]
         if not records:
             raise ValueError(f"--report-only: {out_dir / 'trials.jsonl'} holds none of these trials")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,34 @@ def best_trials(values: list[float]) -> list[float]:
     return sorted(values)[:keep]
 
 
+def grouped(records: list[dict[str, Any]]) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    """{task: {variant: its records}}, in the order the records come."""
+    groups: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
+    for record in records:
+        groups[record["task"]][record["variant"]].append(record)
+    return groups
+
+
+@contextmanager
+def task_panels(records: list[dict[str, Any]], tasks: dict, path: Path, title: str):
+    """A figure with one panel per task that has records: yields [(task, axis)], then
+    titles, lays out and saves the figure to `path` (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [t for t in tasks if any(r["task"] == t for r in records)]
+    figure, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.6), squeeze=False)
+    try:
+        yield list(zip(names, axes[0]))
+        figure.suptitle(title, fontsize=10)
+        figure.tight_layout()
+        figure.savefig(path, dpi=110)
+    finally:
+        plt.close(figure)
+
+
 def welch_p(ours: list[float], vanilla: list[float]) -> float | None:
     """Two-sided p of Welch's t-test (None where it is undefined: fewer than 2 finite values)."""
     from scipy import stats
@@ -66,11 +95,8 @@ def summarise(records: list[dict[str, Any]], variants: list[str],
     """{task: [row per variant]} with n, best-trial mean/std, p against V and the verdict;
     chance: {task: the trivial guess's metric}, the most a trial counts as (default: none)."""
     chance = chance or {}
-    by_task: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
-    for record in records:
-        by_task[record["task"]][record["variant"]].append(record)
     table: dict[str, list[dict[str, Any]]] = {}
-    for task, per_variant in by_task.items():
+    for task, per_variant in grouped(records).items():
         floor = chance.get(task, math.inf)
         vanilla = best_trials(metric_values(per_variant.get("V", []), floor))
         rows = []
@@ -130,29 +156,20 @@ def r_squared(x: np.ndarray, y: np.ndarray) -> float:
 
 def plot_best_trials(records: list[dict[str, Any]], variants: list[str], tasks: dict, path: Path) -> Path:
     """Greff's Figure 3: per task, each variant's best trials (points) and their mean (bar)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names = [t for t in tasks if any(r["task"] == t for r in records)]
-    figure, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.6), squeeze=False)
-    for axis, task in zip(axes[0], names):
-        for x, variant in enumerate(variants):
-            best = [v for v in best_trials(metric_values([r for r in records if r["task"] == task
-                                                          and r["variant"] == variant], tasks[task].chance))
-                    if math.isfinite(v)]
-            if not best:
-                continue
-            axis.scatter([x] * len(best), best, s=14, color="tab:red" if variant == "V" else "tab:blue", alpha=0.7)
-            axis.hlines(np.mean(best), x - 0.3, x + 0.3, color="black", linewidth=1.2)
-        axis.set_xticks(range(len(variants)), variants, rotation=45)
-        axis.set_title(f"{task}: {tasks[task].metric}", fontsize=10)
-        axis.grid(axis="y", alpha=0.3)
-    figure.suptitle("lstmlab odyssey: each variant's best trials (lower is better; V in red)", fontsize=10)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    groups = grouped(records)
+    title = "lstmlab odyssey: each variant's best trials (lower is better; V in red)"
+    with task_panels(records, tasks, path, title) as panels:
+        for task, axis in panels:
+            for x, variant in enumerate(variants):
+                values = metric_values(groups[task].get(variant, []), tasks[task].chance)
+                best = [v for v in best_trials(values) if math.isfinite(v)]
+                if not best:
+                    continue
+                axis.scatter([x] * len(best), best, s=14, color="tab:red" if variant == "V" else "tab:blue", alpha=0.7)
+                axis.hlines(np.mean(best), x - 0.3, x + 0.3, color="black", linewidth=1.2)
+            axis.set_xticks(range(len(variants)), variants, rotation=45)
+            axis.set_title(f"{task}: {tasks[task].metric}", fontsize=10)
+            axis.grid(axis="y", alpha=0.3)
     return path
 
 
@@ -160,36 +177,27 @@ def plot_learning_rate(records: list[dict[str, Any]], variants: list[str], tasks
     """Test metric against the learning rate, per task and variant (log x axis)."""
     import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names = [t for t in tasks if any(r["task"] == t for r in records)]
-    figure, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.6), squeeze=False)
-    colours = plt.get_cmap("tab10")
-    for axis, task in zip(axes[0], names):
-        for index, variant in enumerate(variants):
-            rows = sorted((r for r in records if r["task"] == task and r["variant"] == variant),
-                          key=lambda r: r["hp_lr"])
-            if rows:
-                values = metric_values(rows, tasks[task].chance)
-                axis.plot([r["hp_lr"] for r in rows], values, marker="o", markersize=3,
-                          linewidth=0.8, color=colours(index % 10), label=variant)
-        chance = tasks[task].chance
-        below = [float(r["test"]) for r in records if r["task"] == task and float(r["test"]) < chance]
-        if below and chance > 1.5 * max(below):  # far above every trial: say so rather than squash the plot
-            axis.set_ylim(top=1.15 * max(below))
-            axis.set_title(f"{task}: {tasks[task].metric} (chance {chance:.3g}, off the scale)", fontsize=10)
-        else:
-            axis.axhline(chance, color="grey", linestyle=":", linewidth=0.8)
-            axis.set_title(f"{task}: {tasks[task].metric} (dotted: chance)", fontsize=10)
-        axis.set_xscale("log")
-        axis.set_xlabel("learning rate")
-        axis.grid(alpha=0.3)
-    axes[0][-1].legend(fontsize=7, ncol=2)
-    figure.suptitle("learning-rate sensitivity per variant (each point one trial)", fontsize=10)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    groups = grouped(records)
+    colours = matplotlib.colormaps["tab10"]
+    with task_panels(records, tasks, path, "learning-rate sensitivity per variant (each point one trial)") as panels:
+        for task, axis in panels:
+            chance = tasks[task].chance
+            for index, variant in enumerate(variants):
+                rows = sorted(groups[task].get(variant, []), key=lambda r: r["hp_lr"])
+                if rows:
+                    axis.plot([r["hp_lr"] for r in rows], metric_values(rows, chance), marker="o", markersize=3,
+                              linewidth=0.8, color=colours(index % 10), label=variant)
+            below = [float(r["test"]) for rows in groups[task].values() for r in rows if float(r["test"]) < chance]
+            if below and chance > 1.5 * max(below):  # far above every trial: say so rather than squash the plot
+                axis.set_ylim(top=1.15 * max(below))
+                axis.set_title(f"{task}: {tasks[task].metric} (chance {chance:.3g}, off the scale)", fontsize=10)
+            else:
+                axis.axhline(chance, color="grey", linestyle=":", linewidth=0.8)
+                axis.set_title(f"{task}: {tasks[task].metric} (dotted: chance)", fontsize=10)
+            axis.set_xscale("log")
+            axis.set_xlabel("learning rate")
+            axis.grid(alpha=0.3)
+        panels[-1][1].legend(fontsize=7, ncol=2)
     return path
 
 

@@ -44,6 +44,11 @@ def read_results(out_dir: Path) -> list[dict[str, Any]]:
     return records
 
 
+def finished_trials(out_dir: Path) -> dict[tuple, dict[str, Any]]:
+    """The finished trials in out_dir by `trial_key`."""
+    return {trial_key(record): record for record in read_results(out_dir)}
+
+
 def drop_torn_line(out_dir: Path) -> None:
     """Rewrite trials.jsonl without a torn last line (atomically), so appends start clean."""
     path = out_dir / RESULTS_FILE
@@ -98,7 +103,7 @@ def run_jobs(jobs: list[dict[str, Any]], out_dir: Path, workers: int, log: Calla
     """Run the jobs not in out_dir yet; returns every record of these jobs (old and new)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     drop_torn_line(out_dir)
-    done = {trial_key(record): record for record in read_results(out_dir)}
+    done = finished_trials(out_dir)
     todo = [job for job in jobs if trial_key(job) not in done]
     if len(todo) < len(jobs):
         log(f"{len(jobs) - len(todo)} of {len(jobs)} trials are in {out_dir / RESULTS_FILE} already; "
