@@ -47,10 +47,8 @@ class Stream:
         if lstm.spec.zoneout_c or lstm.spec.zoneout_h:
             raise ValueError("Stream: expected an LSTM without zoneout (the C++ step has none); "
                              "use lstm.step(x_t, state) instead")
-        problem = engines.fused.unsupported_reason(lstm.spec, False, lstm.weight_ih_l0)
-        if lstm.spec.removed_parts:
-            problem = (f"its C++ step has no cell without {'/'.join(lstm.spec.removed_parts)} (Greff et al.'s "
-                       "variants stream through lstm.step(x_t, state))")
+        problem = (engines.fused.unsupported_reason(lstm.spec, False, lstm.weight_ih_l0)
+                   or engines.fused.step_cell_reason(lstm.spec))
         if problem:
             raise ValueError(f"Stream runs on the fused CPU engine, which cannot run here: {problem}")
         self.lstm, self.batch_size = lstm, batch_size

@@ -58,14 +58,14 @@ from .fused_extension import (
     SUPPORTED_DTYPES, buffer_pool_bytes, buffer_pool_limit, build_error, capability, cell_bits, load_extension,
     packed_forward_weight, release_buffers, unsupported_reason,
 )
-from .fused_stream import packed_step_weights, step_supported, step_weights, stream_step
+from .fused_stream import packed_step_weights, step_cell_reason, step_supported, step_weights, stream_step
 from .layers import forward_layers
 
 __all__ = [  # the engine's public names (engines.select, nn, stream, tests, benchmarks use them)
     "SUPPORTED_DTYPES", "FusedDirection", "buffer_pool_bytes", "buffer_pool_limit", "build_error", "capability",
     "forward", "load_extension", "packed_forward_weight", "packed_step_weights", "packed_without_layer_norm",
-    "release_buffers", "run_direction", "stacked_outputs", "step_supported", "step_weights", "stream_step",
-    "unsupported_reason",
+    "release_buffers", "run_direction", "stacked_outputs", "step_cell_reason", "step_supported", "step_weights",
+    "stream_step", "unsupported_reason",
 ]
 
 

@@ -16,12 +16,20 @@ from ..parameters import layer_weights
 from .fused_extension import load_extension, or_empty, unsupported_reason
 
 
+def step_cell_reason(spec: CellSpec) -> str | None:
+    """Why the C++ step cannot run this cell although the sequence loops can (None: it can)."""
+    if spec.removed_parts:
+        return (f"its C++ step has no cell without {'/'.join(spec.removed_parts)} (Greff et al.'s "
+                "variants stream through lstm.step(x_t, state))")
+    return None
+
+
 def step_supported(spec: CellSpec, training: bool, dropout: float, like: Tensor) -> bool:
     """Whether the C++ step computes what the module's step would: no randomness, no
     zoneout, and a call this engine can run (CPU, float32/float64; `like` is the input)."""
     random_in_training = training and (dropout > 0 or spec.weight_drop > 0)
-    if spec.zoneout_c or spec.zoneout_h or random_in_training or spec.removed_parts:
-        return False  # Greff's removed parts: the sequence loops have them, the C++ step does not
+    if spec.zoneout_c or spec.zoneout_h or random_in_training or step_cell_reason(spec):
+        return False
     return unsupported_reason(spec, False, like) is None
 
 
