@@ -28,7 +28,7 @@ from lstmlab.config import choice
 from lstmlab.models.embedding_dropout import embedding_dropout
 from lstmlab.models.locked_dropout import LockedDropout
 from lstmlab.models.locked_layers import LayerByLayer
-from lstmlab.models.recurrent import LSTM_OPTIONS_OFF, VARIANT_CHOICES, recurrent_stack, with_variant
+from lstmlab.models.recurrent import LSTM_OPTIONS_OFF, VARIANT_CHOICES, recurrent_stack
 
 _GATES_PER_CELL = {"lstm": 4, "gru": 3, "rnn": 1}
 
@@ -66,11 +66,8 @@ def _recurrent_layer(config: LMModelConfig, hidden_size: int, input_size: int | 
     dropout is locked dropout, applied by `LayerByLayer`, so the stack itself has none)."""
     input_size = config.embedding_size if input_size is None else input_size
     num_layers = config.num_layers if num_layers is None else num_layers
-    options = {name: getattr(config, name) for name in LSTM_OPTIONS_OFF}
-    if config.variant and config.cell != "lstm":
-        raise ValueError(f"variant={config.variant!r} is an LSTM variant; cell={config.cell!r} has none")
     return recurrent_stack(config.cell, input_size, hidden_size, num_layers, engine=config.engine,
-                           **with_variant(options, config.variant))
+                           variant=config.variant, **{name: getattr(config, name) for name in LSTM_OPTIONS_OFF})
 
 
 def count_parameters(config: LMModelConfig, vocab_size: int, hidden_size: int, cell: str) -> int:

@@ -16,7 +16,7 @@ from torch import nn
 
 from lstmlab.config import choice
 from lstmlab.data.chorales import KEYS
-from lstmlab.models.recurrent import CELLS, VARIANT_CHOICES, recurrent_stack, with_variant
+from lstmlab.models.recurrent import CELLS, VARIANT_CHOICES, recurrent_stack
 
 
 @dataclass
@@ -37,11 +37,8 @@ class PianoRollModel(nn.Module):
     def __init__(self, config: MusicModelConfig):
         super().__init__()
         self.config = config
-        if config.variant and config.cell != "lstm":
-            raise ValueError(f"variant={config.variant!r} is an LSTM variant; cell={config.cell!r} has none")
-        options = with_variant({}, config.variant) if config.cell == "lstm" else {}
         self.recurrent = recurrent_stack(config.cell, KEYS, config.hidden_size, config.num_layers,
-                                         dropout=config.dropout, engine=config.engine, **options)
+                                         dropout=config.dropout, engine=config.engine, variant=config.variant)
         self.dropout = nn.Dropout(config.dropout)
         self.readout = nn.Linear(config.hidden_size, KEYS)
 

@@ -55,9 +55,12 @@ def with_variant(options: dict[str, Any], variant: str) -> dict[str, Any]:
 
 def recurrent_stack(cell: str, input_size: int, hidden_size: int, num_layers: int = 1, *,
                     bidirectional: bool = False, dropout: float = 0.0, batch_first: bool = False,
-                    engine: str = "auto", proj_size: int = 0, **lstm_options: Any) -> nn.Module:
-    """An `lstmlab.LSTM` (cell "lstm", with `lstm_options` and `proj_size`: LSTMP), or
-    `torch.nn.GRU` / `torch.nn.RNN`."""
+                    engine: str = "auto", proj_size: int = 0, variant: str = "", **lstm_options: Any) -> nn.Module:
+    """An `lstmlab.LSTM` (cell "lstm", with `lstm_options`, Greff's `variant` applied to
+    them (`with_variant`) and `proj_size`: LSTMP), or `torch.nn.GRU` / `torch.nn.RNN`."""
+    if variant and cell != "lstm":
+        raise ValueError(f"variant={variant!r} is an LSTM variant; cell={cell!r} has none")
+    lstm_options = with_variant(lstm_options, variant)
     known = {**LSTM_OPTIONS_OFF, **GREFF_OPTIONS_OFF}
     unknown = sorted(set(lstm_options) - set(known))
     if unknown:
