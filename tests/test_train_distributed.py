@@ -57,3 +57,33 @@ def test_torchrun_resume_repeats_the_uninterrupted_run(tmp_path):
     torchrun_train(data, tmp_path / "split", "--max_steps", "16", "--resume")
     curve = lambda run: [r["loss"] for r in read_log(tmp_path / run / "metrics.jsonl") if r["split"] == "train"]  # noqa: E731
     assert len(curve("split")) == 16 and curve("split") == curve("whole")
+
+
+def test_leave_process_group_frees_the_ddp_wrapper_before_the_group(tmp_path, monkeypatch):
+    """DDP's reducer must not hold the group's last reference when it is freed (a gloo
+    shutdown hang otherwise): leave_process_group drops it, then destroys the group."""
+    import weakref
+
+    import torch.distributed as dist
+    from torch import nn
+
+    from lstmlab.train import LossOutput, TrainConfig, Trainer
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        model = nn.Linear(2, 1)
+        loss = lambda m, batch: LossOutput(m(batch).sum(), 1, 0.0)  # noqa: E731
+        trainer = Trainer(model, iter([]), loss, TrainConfig(max_steps=1, progress=False))
+        wrapper = nn.parallel.DistributedDataParallel(model)
+        trainer.train_model, freed = wrapper, weakref.ref(wrapper)
+        del wrapper
+        seen_when_destroyed = []
+        destroy = dist.destroy_process_group
+        monkeypatch.setattr(dist, "destroy_process_group", lambda: (seen_when_destroyed.append(freed()), destroy()))
+        trainer.leave_process_group()
+        assert seen_when_destroyed == [None] and trainer.train_model is model
+        assert not dist.is_initialized()
+        trainer.leave_process_group()  # without a group: nothing to do
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()

@@ -28,6 +28,7 @@ the model in DistributedDataParallel and lets only rank 0 print, log and save.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import math
 import os
 import signal
@@ -332,6 +333,21 @@ class Trainer:
         if per_process is not None:
             state["per_process"] = per_process
         return state
+
+    def leave_process_group(self) -> None:
+        """End torchrun's process group after training (nothing without one); every rank calls it.
+
+        The DDP wrapper goes first, while the group still holds its own reference: DDP's C++
+        reducer is freed with the GIL held, and if it dropped the group's last reference there,
+        the group would wait for gloo's worker threads while one of them waits for the GIL to
+        free a finished collective's tensors (a hang at exit, seen on 2 cores).
+        """
+        if not dist.is_initialized():
+            return
+        self.train_model = self.model
+        gc.collect()  # the reducer is gone before the group is
+        dist.barrier()  # no rank tears down while another still talks to it
+        dist.destroy_process_group()
 
     def save(self, name: str) -> Path | None:
         """Write the full training state to out_dir/name (atomic). Every process must call

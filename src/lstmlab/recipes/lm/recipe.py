@@ -6,8 +6,6 @@ import math
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from lstmlab.recipes.base import Recipe
 from lstmlab.recipes.lm.config import LMConfig
 
@@ -32,8 +30,7 @@ class LanguageModelRecipe(Recipe):
         if trainer.is_main:
             print(f"validation: {nats_to_report(result['loss'], trainer.unit)} after {trainer.step} steps, "
                   f"{trainer.tokens_seen:,} tokens, {trainer.elapsed:.1f} s of training")
-        if torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
+        trainer.leave_process_group()
         return result
 
     def load(self, state: dict[str, Any], path: Path) -> Any:

@@ -23,8 +23,10 @@ class MusicRecipe(Recipe):
 
         result = train_music(config, out_dir, resume=resume)
         trainer = result["trainer"]
-        print(f"validation: {result['loss']:.4f} nats/frame (NLL per eighth-note frame) after {trainer.step} steps, "
-              f"{trainer.elapsed:.1f} s of training")
+        if trainer.is_main:
+            print(f"validation: {result['loss']:.4f} nats/frame (NLL per eighth-note frame) after {trainer.step} steps, "
+                  f"{trainer.elapsed:.1f} s of training")
+        trainer.leave_process_group()
         return result
 
     def load(self, state: dict[str, Any], path: Path) -> Any:

@@ -20,8 +20,6 @@ class SpeechRecipe(Recipe):
         return SpeechConfig()
 
     def train(self, config: SpeechConfig, out_dir: Path, *, resume: bool) -> dict[str, Any]:
-        import torch
-
         from lstmlab.recipes.speech.task import train_speech
 
         result = train_speech(config, out_dir, resume=resume)
@@ -31,8 +29,7 @@ class SpeechRecipe(Recipe):
             print(f"validation (greedy, {result['utterances']} utterances): CER {result['cer']:.4f}, "
                   f"WER {result['wer']:.4f}, CTC loss {result['loss']:.4f} nats/char after {trainer.step} steps, "
                   f"{trainer.elapsed:.1f} s of training")
-        if torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
+        trainer.leave_process_group()
         return result
 
     @staticmethod

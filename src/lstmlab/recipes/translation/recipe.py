@@ -22,8 +22,6 @@ class TranslationRecipe(Recipe):
         return TranslationConfig()
 
     def train(self, config: TranslationConfig, out_dir: Path, *, resume: bool) -> dict[str, Any]:
-        import torch
-
         from lstmlab.recipes.translation.task import train_translation
 
         result = train_translation(config, out_dir, resume=resume)
@@ -32,8 +30,7 @@ class TranslationRecipe(Recipe):
             print(f"validation: BLEU {result['bleu']:.2f} (greedy, {result['bleu_sentences']} sentences), "
                   f"chrF {result['chrf']:.2f}, loss {result['loss']:.4f} nats/token after {trainer.step} steps, "
                   f"{trainer.tokens_seen:,} target tokens, {trainer.elapsed:.1f} s of training")
-        if torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
+        trainer.leave_process_group()
         return result
 
     def load(self, state: dict[str, Any], path: Path) -> Any:
