@@ -53,6 +53,9 @@ def test_synthetic_corpus_is_reproducible_and_grows(tmp_path, monkeypatch):
     shards = sorted(p.name for p in next(tmp_path.iterdir()).glob("train-*.pt"))
     assert len(shards) >= 2 and all((tmp_path / next(tmp_path.iterdir()).name / s).with_suffix(".jsonl").is_file()
                                     for s in shards)
+    counted = corpus.synthetic_splits(0.0, 3, 4, seed=5, features=FeatureConfig(), jobs=1, train_utterances=2)
+    assert counted.train.texts == small.train.texts[:2]  # the first utterances, without a whole shard
+    torch.testing.assert_close(counted.train.features, small.train.features[:counted.train.lengths.sum()])
     plan = corpus.plan_utterance("train", 3, 5, ["a b c", "d e f"], ("m3", None))
     assert plan == corpus.plan_utterance("train", 3, 5, ["a b c", "d e f"], ("m3", None))
 
@@ -76,6 +79,17 @@ def test_acoustic_model_shapes_and_options():
         AcousticModel(AcousticModelConfig(cell="gru", proj_size=8), 80, 29)
     with pytest.raises(ValueError, match=r"expected \(B, T, 80\)"):
         model(torch.randn(2, 10, 40), torch.tensor([10, 10]))
+
+
+def test_acoustic_model_takes_greffs_variants():
+    torch.manual_seed(0)
+    features, lengths = torch.randn(2, 12, 80), torch.tensor([12, 7])
+    no_forget = AcousticModel(AcousticModelConfig(hidden_size=8, num_layers=1, variant="NFG"), 80, 29)
+    assert no_forget.lstm.spec.removed_parts == ("forget_gate",) and no_forget.lstm.spec.peephole  # V has peepholes
+    fgr = AcousticModel(AcousticModelConfig(hidden_size=8, num_layers=1, variant="FGR", engine="auto"), 80, 29)
+    assert fgr(features, lengths)[0].shape == (2, 4, 29) and fgr.lstm.spec.full_gate_recurrence
+    with pytest.raises(ValueError, match="is an LSTM variant"):
+        AcousticModel(AcousticModelConfig(cell="gru", variant="NFG"), 80, 29)
 
 
 def test_lm_fusion_folds_case_and_renormalises(tmp_path):

@@ -25,7 +25,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 import lstmlab
 from lstmlab.config import choice
 from lstmlab.models import count_parameters
-from lstmlab.models.recurrent import parse_variants, recurrent_stack
+from lstmlab.models.recurrent import VARIANT_CHOICES, parse_variants, recurrent_stack
 
 
 @dataclass
@@ -41,6 +41,7 @@ class AcousticModelConfig:
     normalization: str = choice("utterance", ("utterance", "global"))  # per utterance, or training-set statistics
     dropout: float = 0.15  # between layers and before the output layer
     variants: str = ""  # lstmlab.LSTM variants, comma-separated: peephole,layer_norm,coupled
+    variant: str = choice("", VARIANT_CHOICES)  # Greff et al.'s LSTM variant (V, NIG, ..., FGR); "" = plain cell
     match_parameters: bool = True  # gru: scale hidden_size to the LSTM model's parameter count
     engine: str = choice("fused", ("auto", "reference", "native", "fused"))  # fused: fastest with packed lengths
 
@@ -63,7 +64,7 @@ class AcousticModel(nn.Module):
         self.recurrent = recurrent_stack(config.cell, n_features * config.stack, self.hidden_size, config.num_layers,
                                          bidirectional=config.bidirectional, dropout=config.dropout,
                                          batch_first=True, engine=config.engine if config.cell == "lstm" else "auto",
-                                         **options)
+                                         variant=config.variant, **options)
         top = (config.proj_size or self.hidden_size) * (2 if config.bidirectional else 1)
         self.dropout = nn.Dropout(config.dropout)
         self.output = nn.Linear(top, n_labels)

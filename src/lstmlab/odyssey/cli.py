@@ -1,6 +1,6 @@
 """`lstmlab odyssey`: Greff et al.'s "LSTM: A Search Space Odyssey", on lstmlab's tasks.
 
-    lstmlab odyssey --suite quick                  # every task and variant at toy size (~20 s)
+    lstmlab odyssey --suite quick                  # every task and variant at toy size (~30 s)
     lstmlab odyssey --suite full --trials 8 --jobs 2 --out runs/odyssey
     lstmlab odyssey --tasks lm,music --variants V,NFG,NOAF --trials 4 --steps 2000
 
@@ -79,6 +79,9 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--report-only: {out_dir / 'trials.jsonl'} holds none of these trials")
         print(f"report of the {len(records)} of {len(jobs)} trials in {out_dir / 'trials.jsonl'}")
     else:
+        for task in tasks:  # data caches are built here once, not by every worker at the same time
+            if TASKS[task].prepare is not None:
+                TASKS[task].prepare(TASKS[task].sizes[args.suite])
         records = run_jobs(jobs, out_dir, args.jobs, print, progress=not args.no_progress)
     command = "lstmlab odyssey " + " ".join(shlex.quote(a) for a in sys.argv[2:])
     machine = machine_description()

@@ -10,7 +10,11 @@ validation metric that selected it:
   held-out MSE at the end (training stops at the paper's success criterion), with the
   training sequences until success;
 - ``music``: Bach chorales as 88-key piano rolls (`lstmlab.recipes.music`); metric:
-  negative log-likelihood per eighth-note frame on the test chorales.
+  negative log-likelihood per eighth-note frame on the test chorales;
+- ``speech``: CTC speech recognition on espeak-ng speech (`lstmlab.recipes.speech`), a
+  bidirectional LSTM as Greff's TIMIT networks; metric: greedy character error rate on
+  the test voices (held-out voice variants and plays). A task's ``batch_size`` is
+  feature frames per batch here; SpecAugment is off (Greff added none).
 
 Every trial runs a fixed number of updates (`steps`), the same for every variant, so an
 engine's speed cannot change a result; `max_seconds` is only a safety cap, and a trial
@@ -55,6 +59,7 @@ class OdysseyTask:
     summary: str
     sizes: dict[str, TaskSize]  # suite name -> size
     run: Callable[..., dict[str, Any]]
+    prepare: Callable[[TaskSize], Any] | None = None  # builds the task's data cache once, before the trials
 
 
 def lm_trial(variant: str, hyper: dict[str, Any], seed: int, size: TaskSize) -> dict[str, Any]:
@@ -132,6 +137,45 @@ def music_data(limit: int):
     return load_chorales(limit or None, progress=False)
 
 
+def speech_trial(variant: str, hyper: dict[str, Any], seed: int, size: TaskSize) -> dict[str, Any]:
+    """Speech recognition through the speech recipe; greedy CER on the test voices."""
+    from lstmlab.recipes.speech.config import SpeechConfig
+    from lstmlab.recipes.speech.task import build_trainer, greedy, score_set
+
+    config = SpeechConfig()
+    config.data = dataclasses.replace(config.data, batch_frames=size.batch_size, spec_augment=False,
+                                      eval_utterances=size.get("validation_utterances"))
+    config.model = dataclasses.replace(config.model, hidden_size=hyper["hidden_size"],
+                                       num_layers=size.get("num_layers", 1), dropout=hyper["dropout"],
+                                       variant=variant, engine="auto")  # auto: FGR runs on the reference engine
+    config.train = dataclasses.replace(config.train, lr=hyper["lr"], max_steps=size.steps, budget=size.max_seconds,
+                                       seed=seed, progress=False, threads=1, eval_interval_seconds=0.0,
+                                       warmup_steps=min(config.train.warmup_steps, size.steps // 10))
+    splits = speech_data(size, jobs=1)
+    trainer = build_trainer(config, splits, None)
+    result = trainer.fit()
+    test = score_set(trainer.model, splits.test, {"greedy": greedy}, size.batch_size)
+    return {"test": test["greedy"]["cer"], "validation": result["cer"], "test_wer": test["greedy"]["wer"],
+            "steps": trainer.step, "seconds": trainer.elapsed, "capped": trainer.step < size.steps}
+
+
+def speech_data(size: TaskSize, jobs: int = 2):
+    """The task's espeak-ng corpus, once per process (synthesised into the speech cache on
+    first use, by `jobs` processes)."""
+    key = tuple(size.get(name) for name in ("train_utterances", "validation_utterances", "test_utterances"))
+    if key not in _SPEECH_SPLITS:
+        from lstmlab.recipes.speech.config import SpeechConfig
+        from lstmlab.recipes.speech.corpus import synthetic_splits
+
+        config = SpeechConfig()
+        _SPEECH_SPLITS[key] = synthetic_splits(config.data.hours, key[1], key[2], config.train.seed, config.features,
+                                               jobs, train_utterances=key[0])
+    return _SPEECH_SPLITS[key]
+
+
+_SPEECH_SPLITS: dict[tuple, Any] = {}
+
+
 TASKS: dict[str, OdysseyTask] = {
     "lm": OdysseyTask(
         "lm", "test bits/char", "bits/char", math.log2(81),  # a uniform guess over the plays' 81 characters
@@ -153,7 +197,15 @@ TASKS: dict[str, OdysseyTask] = {
         "Bach chorales, 88-key piano rolls (music21)",
         {"quick": TaskSize(10, 30.0, (16, 32), 8, (("limit", 12),)),
          "full": TaskSize(600, 900.0, (64, 128), 16, (("window", 64),))},
-        music_trial),
+        music_trial, lambda size: music_data(size.get("limit", 0))),
+    "speech": OdysseyTask(
+        "speech", "test CER (greedy)", "CER", 1.0,  # an empty transcript: every character is an error
+        "speech recognition, espeak-ng voices (held-out variants)",
+        {"quick": TaskSize(6, 30.0, (16, 24), 1500, (("train_utterances", 24), ("validation_utterances", 4),
+                                                     ("test_utterances", 4))),
+         "full": TaskSize(500, 900.0, (64, 128), 3000, (("train_utterances", 2000), ("validation_utterances", 100),
+                                                        ("test_utterances", 200), ("num_layers", 2)))},
+        speech_trial, speech_data),
 }
 
 

@@ -181,17 +181,20 @@ def sentence_pool(split: str, seed: int) -> list[str]:
 
 
 def synthetic_splits(hours: float, validation_utterances: int, test_utterances: int, seed: int,
-                     features: FeatureConfig, jobs: int = 2) -> SpeechSplits:
-    """Training speech (`hours` of it), validation and test speech, synthesised once and cached."""
+                     features: FeatureConfig, jobs: int = 2, *, train_utterances: int = 0) -> SpeechSplits:
+    """Training speech (`hours` of it, or its first `train_utterances` when given: a small
+    corpus that does not synthesise a whole shard), validation and test speech,
+    synthesised once and cached."""
     from tqdm import tqdm
 
-    if hours <= 0:
+    if hours <= 0 and train_utterances <= 0:
         raise ValueError(f"hours: expected a positive amount of training speech, got {hours}")
     pools = {split: sentence_pool(split, seed) for split in ("train", "validation", "test")}
     folder = synthetic_folder(seed, features)
     folder.mkdir(parents=True, exist_ok=True)
     with tqdm(desc=f"synthesising speech into {folder}", unit="utt", leave=False, mininterval=2) as progress:
-        train = _split_set(folder, "train", hours * 3600, None, seed, pools["train"], features, jobs, progress)
+        train = _split_set(folder, "train", None if train_utterances > 0 else hours * 3600, train_utterances or None,
+                           seed, pools["train"], features, jobs, progress)
         validation = _split_set(folder, "validation", None, validation_utterances, seed, pools["validation"],
                                 features, jobs, progress)
         test = _split_set(folder, "test", None, test_utterances, seed, pools["test"], features, jobs, progress)
