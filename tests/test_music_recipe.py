@@ -128,5 +128,26 @@ def test_train_evaluate_and_resume_music_end_to_end(use_small_cache, tmp_path, c
     assert report["chorales"] >= 1 and report["frames"] > 0 and 0 < report["nll_per_frame"] < 88 * math.log(2) * 2
     assert main(["evaluate", str(tmp_path / "straight"), "--data", "x.txt"]) == 2
     assert "music21 chorales only" in capsys.readouterr().err
-    assert main(["inspect", str(tmp_path / "straight")]) == 2
-    assert "has no inspection report yet" in capsys.readouterr().err
+    assert main(["inspect", str(tmp_path / "straight"), "--out", str(tmp_path / "report")]) == 0
+    page = (tmp_path / "report" / "report.html").read_text()
+    for needle in ("The chorale and what the model predicts", "best-tracking cell", "soprano (highest key)",
+                   "Layer 0: gates and cells"):
+        assert needle in page
+    assert (tmp_path / "report" / "music.png").read_bytes()[:4] == b"\x89PNG"
+    assert main(["inspect", str(tmp_path / "straight"), "--text", "hello"]) == 2
+    assert "inspected on a test chorale" in capsys.readouterr().err
+
+
+def test_score_signals_and_soprano_letters():
+    from lstmlab.recipes.music.inspect import score_signals, soprano_pieces
+
+    roll = np.zeros((4, 88), dtype=np.uint8)
+    roll[0, [60 - 21, 64 - 21]] = 1  # C4 + E4
+    roll[1, [60 - 21, 61 - 21]] = 1  # C4 held, C#4 new
+    roll[3, 48 - 21] = 1  # frame 2 silent, then C3
+    assert soprano_pieces(roll) == ["E", "c", "·", "C"]
+    signals = score_signals(roll)
+    assert signals["soprano (highest key)"].tolist() == [43, 40, 40, 27]  # a silent frame keeps the key before
+    assert signals["bass (lowest key)"].tolist() == [39, 39, 39, 27]
+    assert signals["notes sounding"].tolist() == [2, 2, 0, 1] and signals["new notes"].tolist() == [2, 1, 0, 1]
+    assert signals["beat (even frames)"].tolist() == [1, 0, 1, 0]

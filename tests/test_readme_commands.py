@@ -102,7 +102,7 @@ def test_the_readme_has_the_commands_it_should():
                      "evaluate runs/shakespeare", "inspect runs/five-minutes", "train translation", "translate runs/translation",
                      "evaluate runs/translation", "inspect runs/translation",
                      "train speech", "evaluate runs/speech", "transcribe runs/speech", "inspect runs/speech", "inspect runs/longlag/checkpoints/very-long-lag-q10-p10-lstm-seed0",
-                     "train music", "evaluate runs/music", "odyssey --suite"):
+                     "train music", "evaluate runs/music", "inspect runs/music", "odyssey --suite"):
         assert any(command.startswith(expected) for command in commands), expected
 
 
@@ -123,6 +123,7 @@ def test_readme_commands_run_in_order(tmp_path, monkeypatch, capsys, use_small_c
     assert (tmp_path / "results" / "longlag" / "table.md").is_file()
     assert (tmp_path / "runs" / "translation" / "inspect" / "report.html").is_file()
     assert (tmp_path / "runs" / "speech" / "inspect" / "report.html").is_file()
+    assert (tmp_path / "runs" / "music" / "inspect" / "report.html").is_file()
     assert (tmp_path / "runs" / "odyssey-full" / "odyssey.md").is_file()
     run = main_load(tmp_path / "runs" / "shakespeare")
     assert run.recipe == "lm" and run.config.model.hidden_size == 16

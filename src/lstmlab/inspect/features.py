@@ -202,3 +202,23 @@ def varying_builtin_features(recording: Recording) -> list[str]:
             names.append(name)
             signals.append(values)
     return names
+
+
+def best_tracking_table(recording: Recording, signals: dict[str, Sequence[float]]) -> str:
+    """An HTML table: per signal (one number per step of sequence 0), the cell whose state c
+    correlates most strongly with it, over all layers and directions, and the correlation.
+    A signal that is constant over the recording says so instead."""
+    rows = []
+    for name, values in signals.items():
+        signal = torch.as_tensor(values, dtype=torch.float32)[:, None]  # (T, 1)
+        if float(signal.max() - signal.min()) == 0.0:
+            rows.append(f"<tr><td>{name}</td><td colspan=2>constant over this recording: nothing to rank</td></tr>")
+            continue
+        layer, direction, unit, correlation = max(
+            ((layer, direction, unit, float(c)) for layer in range(recording.num_layers)
+             for direction, row in enumerate(unit_correlations(recording, signal, layer, "c"))
+             for unit, c in enumerate(row)), key=lambda item: abs(item[3]))
+        side = f"{'forward' if direction == 0 else 'backward'}, " if recording.num_directions == 2 else ""
+        rows.append(f"<tr><td>{name}</td><td>layer {layer}, {side}cell {unit}</td><td>{correlation:+.2f}</td></tr>")
+    return ("<table><tr><th>signal</th><th>best-tracking cell</th><th>correlation of c</th></tr>"
+            + "".join(rows) + "</table>")

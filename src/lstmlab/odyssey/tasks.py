@@ -203,8 +203,8 @@ TASKS: dict[str, OdysseyTask] = {
         "speech recognition, espeak-ng voices (held-out variants)",
         {"quick": TaskSize(6, 30.0, (16, 24), 1500, (("train_utterances", 24), ("validation_utterances", 4),
                                                      ("test_utterances", 4))),
-         "full": TaskSize(500, 900.0, (64, 128), 3000, (("train_utterances", 2000), ("validation_utterances", 100),
-                                                        ("test_utterances", 200), ("num_layers", 2)))},
+         "full": TaskSize(400, 900.0, (64, 128), 3000, (("train_utterances", 1500), ("validation_utterances", 100),
+                                                        ("test_utterances", 200)))},
         speech_trial, speech_data),
 }
 

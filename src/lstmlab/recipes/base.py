@@ -65,7 +65,7 @@ class Recipe:
 
     def inspect(self, run: Any, *, text: str | None, out_dir: Path) -> Path:
         raise ValueError(f"the {self.name!r} recipe has no inspection report yet (`lstmlab inspect` reports on "
-                         "lm, longlag, translation and speech runs)")
+                         "lm, longlag, music, translation and speech runs)")
 
     def commands(self) -> dict[str, tuple[str, str]]:
         return {}

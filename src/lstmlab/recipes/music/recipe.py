@@ -51,6 +51,14 @@ class MusicRecipe(Recipe):
         return {"nll_per_frame": report["loss"], "frames": report["tokens"], "chorales": report["chorales"],
                 "data": f"{split} split"}
 
+    def inspect(self, run: Any, *, text: str | None, out_dir: Path) -> Path:
+        """The report on the first test chorale: predictions, gates, cells that follow the score."""
+        from lstmlab.recipes.music.inspect import write_music_report
+
+        if text is not None:
+            raise ValueError("--text/--file apply to language models; a music run is inspected on a test chorale")
+        return write_music_report(run, out_dir)
+
     def next_commands(self, out_dir: Path) -> list[str]:
-        return [f"lstmlab evaluate {out_dir} --split test",
+        return [f"lstmlab evaluate {out_dir} --split test", f"lstmlab inspect {out_dir}",
                 f"lstmlab train music --out {out_dir} --resume --max_steps 0 --budget 600   # on, to 600 s of training in all"]

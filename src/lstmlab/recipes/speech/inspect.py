@@ -25,7 +25,7 @@ from matplotlib.figure import Figure
 from lstmlab.data.audio import SAMPLE_RATE, read_audio
 from lstmlab.data.speech_text import ALPHABET, SPACE
 from lstmlab.inspect.collect import as_recording
-from lstmlab.inspect.features import unit_correlations
+from lstmlab.inspect.features import best_tracking_table
 from lstmlab.inspect.plots import plot_gate_heatmaps
 from lstmlab.inspect.report import ReportSection, write_report
 from lstmlab.models import count_parameters
@@ -78,24 +78,6 @@ def _plot_audio(features: Tensor, log_probs: Tensor, stack: int, path: Path) -> 
     return path
 
 
-def _ranking_table(recording: Any, signals: dict[str, np.ndarray]) -> str:
-    rows = []
-    for name, values in signals.items():
-        if np.ptp(values) == 0:
-            rows.append(f"<tr><td>{name}</td><td colspan=3>constant over this recording: nothing to rank</td></tr>")
-            continue
-        signal = torch.tensor(values, dtype=torch.float32)[:, None]
-        best = max(((layer, direction, unit, float(c))
-                    for layer in range(recording.num_layers)
-                    for direction, row in enumerate(unit_correlations(recording, signal, layer, "c"))
-                    for unit, c in enumerate(row)), key=lambda item: abs(item[3]))
-        layer, direction, unit, correlation = best
-        rows.append(f"<tr><td>{name}</td><td>layer {layer}, {'forward' if direction == 0 else 'backward'}, "
-                    f"cell {unit}</td><td>{correlation:+.2f}</td></tr>")
-    return ("<table><tr><th>signal</th><th>best-tracking cell</th><th>correlation of c</th></tr>"
-            + "".join(rows) + "</table>")
-
-
 @torch.no_grad()
 def write_speech_report(run: Any, audio: str | None, out_dir: str | Path) -> Path:
     """Transcribe `audio` (a file; None: a synthesised test-voice sentence) and write report.html."""
@@ -126,7 +108,7 @@ def write_speech_report(run: Any, audio: str | None, out_dir: str | Path) -> Pat
                 ReportSection("Which cells track silence, word boundaries and speaking rate",
                               "<p>Pearson correlation between each cell state and a signal of the audio; the "
                               "strongest cell per signal, over all layers and directions.</p>"
-                              + _ranking_table(recording, audio_signals(features, labels, stack)))]
+                              + best_tracking_table(recording, audio_signals(features, labels, stack)))]
     for layer in range(recording.num_layers):
         image = plot_gate_heatmaps(recording, layer, out_dir / f"gates_layer{layer}.png")
         sections.append(ReportSection(f"Layer {layer}: gates and cells over the audio",
