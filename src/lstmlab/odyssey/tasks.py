@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import multiprocessing
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -151,7 +152,7 @@ def speech_trial(variant: str, hyper: dict[str, Any], seed: int, size: TaskSize)
     config.train = dataclasses.replace(config.train, lr=hyper["lr"], max_steps=size.steps, budget=size.max_seconds,
                                        seed=seed, progress=False, threads=1, eval_interval_seconds=0.0,
                                        warmup_steps=min(config.train.warmup_steps, size.steps // 10))
-    splits = speech_data(size, jobs=1)
+    splits = speech_data(size)
     trainer = build_trainer(config, splits, None)
     result = trainer.fit()
     test = score_set(trainer.model, splits.test, {"greedy": greedy}, size.batch_size)
@@ -159,21 +160,20 @@ def speech_trial(variant: str, hyper: dict[str, Any], seed: int, size: TaskSize)
             "steps": trainer.step, "seconds": trainer.elapsed, "capped": trainer.step < size.steps}
 
 
-def speech_data(size: TaskSize, jobs: int = 2):
-    """The task's espeak-ng corpus, once per process (synthesised into the speech cache on
-    first use, by `jobs` processes)."""
-    key = tuple(size.get(name) for name in ("train_utterances", "validation_utterances", "test_utterances"))
-    if key not in _SPEECH_SPLITS:
-        from lstmlab.recipes.speech.config import SpeechConfig
-        from lstmlab.recipes.speech.corpus import synthetic_splits
-
-        config = SpeechConfig()
-        _SPEECH_SPLITS[key] = synthetic_splits(config.data.hours, key[1], key[2], config.train.seed, config.features,
-                                               jobs, train_utterances=key[0])
-    return _SPEECH_SPLITS[key]
+def speech_data(size: TaskSize):
+    """The task's espeak-ng corpus, once per process (synthesised into the speech cache on first use)."""
+    return _speech_splits(*(size.get(name) for name in ("train_utterances", "validation_utterances", "test_utterances")))
 
 
-_SPEECH_SPLITS: dict[tuple, Any] = {}
+@functools.cache
+def _speech_splits(train_utterances: int, validation_utterances: int, test_utterances: int):
+    from lstmlab.recipes.speech.config import SpeechConfig
+    from lstmlab.recipes.speech.corpus import synthetic_splits
+
+    config = SpeechConfig()
+    jobs = 1 if multiprocessing.current_process().daemon else 2  # a study's pool worker may not start processes
+    return synthetic_splits(config.data.hours, validation_utterances, test_utterances, config.train.seed,
+                            config.features, jobs, train_utterances=train_utterances)
 
 
 TASKS: dict[str, OdysseyTask] = {
