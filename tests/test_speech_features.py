@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from lstmlab.recipes.speech.features import (FeatureConfig, augment_wave, hz_to_mel, log_mel, mel_filterbank,
-                                             mel_to_hz, spec_augment)
+from lstmlab.recipes.speech.features import (FeatureConfig, augment_wave, band_centres, frequency_warp, hz_to_mel,
+                                             log_mel, mel_filterbank, mel_to_hz, spec_augment)
 
 
 def test_filterbank_equals_hand_computed_triangles():
@@ -133,6 +133,48 @@ def test_spec_augment_masks_whole_bands_and_frames_reproducibly():
     assert masked_any
     assert not torch.equal(spec_augment(features, torch.Generator().manual_seed(1)),
                            spec_augment(features, torch.Generator().manual_seed(2)))
+
+
+@pytest.mark.parametrize("factor", [0.85, 0.92, 1.1, 1.2])
+def test_frequency_warp_moves_a_tone_as_scaling_its_frequency_would(factor):
+    """A 1 kHz tone's features warped by a factor peak in the band of the tone at 1 kHz × factor."""
+    config = FeatureConfig()
+    t = torch.arange(16000) / 16000
+    tone = log_mel(0.5 * torch.sin(2 * math.pi * 1000 * t), config)[5:-5]
+    scaled = log_mel(0.5 * torch.sin(2 * math.pi * 1000 * factor * t), config)[5:-5]
+    warped = frequency_warp(tone, factor, config)
+    assert int(warped.mean(0).argmax()) == int(scaled.mean(0).argmax())
+    assert int(warped.mean(0).argmax()) != int(tone.mean(0).argmax())
+
+
+def test_frequency_warp_by_one_is_the_identity_and_stays_within_the_input_range():
+    features = torch.randn(30, 80)
+    assert torch.equal(frequency_warp(features, 1.0), features)
+    for factor in (0.8, 1.25):
+        warped = frequency_warp(features, factor)
+        assert warped.shape == features.shape
+        assert warped.min() >= features.min() and warped.max() <= features.max()  # interpolation only
+
+
+def test_frequency_warp_band_by_hand():
+    """Band m reads the spectrum at centre_m / factor: between two bands, linearly."""
+    config = FeatureConfig(n_mels=10)
+    centres = band_centres(config)
+    features = torch.arange(10, dtype=torch.float64)[None, :].repeat(2, 1)  # value = band index
+    factor = float(centres[6] / centres[4])  # band 6 reads exactly band 4's centre
+    warped = frequency_warp(features, factor, config)
+    assert warped[0, 6].item() == pytest.approx(4.0)
+    assert warped[0, 0].item() == 0.0  # below the lowest band: clamped to it
+    low = hz_to_mel(centres[5] / factor)
+    between = (low - hz_to_mel(centres[3])) / (hz_to_mel(centres[4]) - hz_to_mel(centres[3]))
+    assert warped[0, 5].item() == pytest.approx(3 + between.item())
+
+
+def test_frequency_warp_rejects_bad_input():
+    with pytest.raises(ValueError, match="expected \\(T, 80\\)"):
+        frequency_warp(torch.zeros(5, 40), 1.1)
+    with pytest.raises(ValueError, match="positive factor"):
+        frequency_warp(torch.zeros(5, 80), 0.0)
 
 
 def test_spec_augment_on_a_tiny_utterance():

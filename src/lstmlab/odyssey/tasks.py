@@ -144,7 +144,7 @@ def speech_trial(variant: str, hyper: dict[str, Any], seed: int, size: TaskSize)
     from lstmlab.recipes.speech.task import build_trainer, greedy, score_set
 
     config = SpeechConfig()
-    config.data = dataclasses.replace(config.data, batch_frames=size.batch_size, spec_augment=False,
+    config.data = dataclasses.replace(config.data, batch_frames=size.batch_size, spec_augment=False, freq_warp=0.0,
                                       eval_utterances=size.get("validation_utterances"))
     config.model = dataclasses.replace(config.model, hidden_size=hyper["hidden_size"],
                                        num_layers=size.get("num_layers", 1), dropout=hyper["dropout"],

@@ -5,14 +5,16 @@ the utterances with (seed, epoch), sorts them by length (stable, so equal length
 the random order), cuts batches of about ``batch_frames`` padded frames
 (`lstmlab.data.batching.length_batches`) and shuffles the batches. Similar lengths
 together keep the padding small; the model packs the batch, so padding is never read.
-Each batch carries a SpecAugment mask (Park et al. 2019) drawn from (seed, epoch, batch),
+With ``shortest_first_epochs`` the first epochs keep their batches in order of length,
+shortest first (SortaGrad, Amodei et al. 2016: CTC learns alignments on short utterances
+sooner). Each batch carries a SpecAugment mask (Park et al. 2019) drawn from (seed, epoch, batch),
 so a resumed run draws the same batches and the same masks.
 """
 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterator, Sequence
 
 import torch
@@ -21,7 +23,7 @@ from torch import Tensor
 from lstmlab.data.batching import length_batches
 from lstmlab.data.speech_text import encode_transcript
 from lstmlab.recipes.speech.corpus import FeatureSet
-from lstmlab.recipes.speech.features import spec_augment
+from lstmlab.recipes.speech.features import FeatureConfig, frequency_warp, spec_augment
 
 
 @dataclass
@@ -46,12 +48,18 @@ class AugmentOptions:
     freq_width: int = 15
     time_masks: int = 2
     time_width_ratio: float = 0.05
+    freq_warp: float = 0.0  # VTLP: each utterance's frequencies scaled by a factor in [1 - w, 1 + w]; 0 = off
+    features: FeatureConfig = field(default_factory=FeatureConfig)  # the bands' frequencies, for the warp
 
 
 def make_batch(data: FeatureSet, indices: Sequence[int], labels: Sequence[list[int]] | None = None,
                augment: AugmentOptions | None = None, generator: torch.Generator | None = None) -> SpeechBatch:
-    """Utterances `indices` of `data` -> SpeechBatch (with a SpecAugment mask when `augment`)."""
+    """Utterances `indices` of `data` -> SpeechBatch (with a SpecAugment mask, and each
+    utterance frequency-warped when `augment.freq_warp`, when `augment`)."""
     frames = [data.frames(i) for i in indices]
+    if augment is not None and augment.freq_warp > 0:
+        factors = 1 + augment.freq_warp * (2 * torch.rand(len(frames), generator=generator, dtype=torch.float64) - 1)
+        frames = [frequency_warp(f, float(a), augment.features) for f, a in zip(frames, factors)]
     lengths = torch.tensor([len(f) for f in frames], dtype=torch.long)
     features = torch.zeros(len(frames), int(lengths.max()), frames[0].shape[1])
     for row, f in enumerate(frames):
@@ -73,10 +81,11 @@ class UtteranceBatches:
     """Endless training batches over a FeatureSet (see the module docstring)."""
 
     def __init__(self, data: FeatureSet, batch_frames: int, seed: int, augment: AugmentOptions | None = None,
-                 shard: slice = slice(None)):
+                 shard: slice = slice(None), shortest_first_epochs: int = 0):
         if not len(data):
             raise ValueError("no training utterances to batch")
         self.data, self.batch_frames, self.seed, self.augment, self.shard = data, batch_frames, seed, augment, shard
+        self.shortest_first_epochs = shortest_first_epochs
         self.labels = [encode_transcript(text) for text in data.texts]
         self.lengths = [(int(n),) for n in data.lengths]
         self.epoch, self.position = 0, 0
@@ -89,7 +98,8 @@ class UtteranceBatches:
         shuffler.shuffle(indices)
         indices.sort(key=lambda i: self.lengths[i])
         batches = length_batches(self.lengths, self.batch_frames, indices)
-        shuffler.shuffle(batches)
+        if epoch >= self.shortest_first_epochs:  # SortaGrad: the first epochs keep short-to-long order
+            shuffler.shuffle(batches)
         return batches
 
     @property

@@ -24,11 +24,13 @@ class SpeechDataConfig:
     test_utterances: int = 400  # synthesised, other held-out voices, held-out plays
     jobs: int = 2  # processes synthesising speech
     batch_frames: int = 3500  # padded feature frames per batch (100 per second of audio)
+    shortest_first_epochs: int = 0  # SortaGrad: the first this many epochs take batches shortest first
     spec_augment: bool = True  # SpecAugment masks on training batches
     freq_masks: int = 2  # SpecAugment: bands masked per utterance ...
     freq_width: int = 15  # ... each up to this many of the 80 bands
     time_masks: int = 2  # SpecAugment: time spans masked per utterance ...
     time_width_ratio: float = 0.05  # ... each up to this fraction of the utterance
+    freq_warp: float = 0.0  # VTLP: each training utterance's frequencies scaled by a random factor in [1-w, 1+w]; 0 = off
     eval_utterances: int = 200  # validation utterances decoded (greedy) for CER while training; 0 = all
     beam: int = 8  # prefix beam width of `lstmlab evaluate` and `lstmlab transcribe`
     lm_weight: float = 0.5  # shallow fusion weight of a character LM (--lm RUN)

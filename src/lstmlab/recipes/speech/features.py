@@ -5,11 +5,13 @@
         ─> (1 + N // hop, 80); a batch (B, N) -> (B, 1 + N // hop, 80)
 
     spec_augment(features (T, F), g)   -> (T, F) copy with bands and time spans set to 0
+    frequency_warp(features (T, F), α) -> (T, F) as if every frequency were scaled by α
     augment_wave(wave (N,), g)         -> (N,) in [-1, 1]: gain, noise, channel, reverb
 
 Normalisation and frame stacking belong to the model (`lstmlab.models.acoustic`), so a
 saved model carries them. `mel_filterbank` equals torchaudio's ``melscale_fbanks(norm=None, mel_scale="htk")``.
-`spec_augment` is SpecAugment's masking (Park et al. 2019); `augment_wave` makes clean
+`spec_augment` is SpecAugment's masking (Park et al. 2019); `frequency_warp` is vocal
+tract length perturbation (VTLP, Jaitly & Hinton 2013) on cached features; `augment_wave` makes clean
 synthesised speech look more like real recordings. Both draw every random number from
 the given `torch.Generator`, so a seed reproduces them.
 """
@@ -93,6 +95,36 @@ def log_mel(wave: Tensor, config: FeatureConfig | None = None) -> Tensor:
                           center=True, pad_mode=mode, return_complex=True)  # (..., n_fft/2 + 1, frames)
     power = spectrum.real.square() + spectrum.imag.square()  # |X|² without abs's square root
     return torch.log(power.transpose(-1, -2) @ filters.to(wave.device) + LOG_FLOOR)
+
+
+def band_centres(config: FeatureConfig) -> Tensor:
+    """(n_mels,) float64 centre frequency (Hz) of each mel band: where its triangle peaks."""
+    low, high = hz_to_mel(torch.tensor([config.f_min, config.f_max], dtype=torch.float64)).tolist()
+    return mel_to_hz(torch.linspace(low, high, config.n_mels + 2, dtype=torch.float64))[1:-1]
+
+
+def frequency_warp(features: Tensor, factor: float, config: FeatureConfig | None = None) -> Tensor:
+    """(T, F) log-mel -> (T, F) log-mel of the same sound with every frequency scaled by `factor`.
+
+    A longer or shorter vocal tract moves every formant by about the same ratio, which is
+    most of what tells one voice from another; scaling the spectrum by a random ratio per
+    training utterance (VTLP, Jaitly & Hinton 2013) shows the model voices it never heard.
+    Band m of the result is the input's spectrum at centre_m / factor, interpolated
+    linearly between the two bands around it (clamped at the edges: a band whose source
+    lies outside the analysed range repeats the outermost band)."""
+    config = config or FeatureConfig()
+    if features.dim() != 2 or features.shape[1] != config.n_mels:
+        raise ValueError(f"frequency_warp: expected (T, {config.n_mels}) log-mel frames, got {tuple(features.shape)}")
+    if not factor > 0:
+        raise ValueError(f"frequency_warp: expected a positive factor, got {factor}")
+    mel_step = (hz_to_mel(torch.tensor(config.f_max, dtype=torch.float64))
+                - hz_to_mel(torch.tensor(config.f_min, dtype=torch.float64))) / (config.n_mels + 1)
+    source_mel = hz_to_mel(band_centres(config) / factor)  # (F,) where each band reads from
+    position = ((source_mel - hz_to_mel(torch.tensor(config.f_min, dtype=torch.float64))) / mel_step - 1)
+    position = position.clamp(0, config.n_mels - 1)  # fractional band index (F,)
+    below = position.floor().long().clamp(max=config.n_mels - 2)
+    weight = (position - below).to(features.dtype)  # (F,) share of the band above
+    return features[:, below] * (1 - weight) + features[:, below + 1] * weight
 
 
 def _randint(generator: torch.Generator, low: int, high: int) -> int:

@@ -117,10 +117,13 @@ def build_trainer(config: SpeechConfig, splits: SpeechSplits, out_dir: str | Pat
     if world_size > 1:
         seed_everything(config.train.seed + rank)
     data = config.data
-    augment = AugmentOptions(data.freq_masks, data.freq_width, data.time_masks, data.time_width_ratio) \
-        if data.spec_augment else None
+    augment = None
+    if data.spec_augment or data.freq_warp > 0:
+        masks = (data.freq_masks, data.time_masks) if data.spec_augment else (0, 0)
+        augment = AugmentOptions(masks[0], data.freq_width, masks[1], data.time_width_ratio, data.freq_warp,
+                                 config.features)
     batches = UtteranceBatches(splits.train, data.batch_frames, config.train.seed, augment,
-                               shard=slice(rank, None, world_size))
+                               shard=slice(rank, None, world_size), shortest_first_epochs=data.shortest_first_epochs)
     validation = splits.validation.take(spread_sample(len(splits.validation), data.eval_utterances))
 
     def evaluate(model: nn.Module) -> dict[str, Any]:

@@ -1,0 +1,102 @@
+"""What the character LM adds to a speech run: CER and WER on the validation voices for a
+grid of shallow-fusion weights α (--lm_weight) and word bonuses β (--word_bonus).
+
+The acoustic posteriors are computed once; each (α, β) then reruns only the prefix beam
+search with the LM. α = 0 is the beam without the LM. The validation voices and plays
+are held out from training and from the test set, so choosing α and β here leaves the
+test set unseen. Writes the table to results/speech_fusion.md.
+
+    .venv/bin/python benchmarks/speech_fusion.py RUN LM_RUN [--weights 0,0.3,0.5,0.8] [--bonuses 0,1,2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import subprocess
+import time
+from pathlib import Path
+
+import torch
+
+import lstmlab
+from lstmlab.data.batching import spread_sample
+from lstmlab.data.speech_text import SPACE, decode_labels
+from lstmlab.metrics import speech_scores
+from lstmlab.recipes.speech.batches import make_batch
+from lstmlab.recipes.speech.decoding import BeamOptions, beam_decode
+from lstmlab.recipes.speech.recognizer import load_fusion
+from lstmlab.recipes.speech.task import evaluation_batches, load_splits
+
+RESULTS = Path(__file__).resolve().parents[1] / "results" / "speech_fusion.md"
+
+
+@torch.no_grad()
+def posteriors(model, data) -> list[tuple[list[int], torch.Tensor, torch.Tensor]]:
+    """(utterance indices, log_probs (B, T', V), out_lengths (B,)) per evaluation batch."""
+    model.eval()
+    found = []
+    for indices in evaluation_batches(data, 12000):
+        batch = make_batch(data, indices)
+        log_probs, lengths = model(batch.features, batch.lengths)
+        found.append((indices, log_probs, lengths))
+    return found
+
+
+def decode_all(batches, count: int, options: BeamOptions, fusion) -> list[str]:
+    texts = [""] * count
+    for indices, log_probs, lengths in batches:
+        for index, labels in zip(indices, beam_decode(log_probs, lengths, SPACE, options, fusion)):
+            texts[index] = decode_labels(labels)
+    return texts
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("run")
+    parser.add_argument("lm")
+    parser.add_argument("--weights", default="0,0.3,0.5,0.8", help="α values, comma-separated (0 = no LM)")
+    parser.add_argument("--bonuses", default="0,1,2", help="β values, comma-separated")
+    parser.add_argument("--beam", type=int, default=8)
+    parser.add_argument("--split", choices=("validation", "test"), default="validation")
+    parser.add_argument("--utterances", type=int, default=0, help="decode this many, spread over the split; 0 = all")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", default=str(RESULTS))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    run = lstmlab.load(args.run)
+    data = getattr(load_splits(run.config), args.split)
+    if args.utterances:
+        data = data.take(spread_sample(len(data), args.utterances))
+    fusion = load_fusion(args.lm)
+    batches = posteriors(run.model, data)
+    rows = []
+    for weight in [float(w) for w in args.weights.split(",")]:
+        for bonus in ([0.0] if weight == 0 else [float(b) for b in args.bonuses.split(",")]):
+            started = time.perf_counter()
+            options = BeamOptions(beam=args.beam, lm_weight=weight, word_bonus=bonus)
+            found = decode_all(batches, len(data), options, fusion if weight > 0 else None)
+            scores = speech_scores(found, data.texts)
+            rows.append((weight, bonus, scores["cer"], scores["wer"], time.perf_counter() - started))
+            print(f"α {weight:.2f} β {bonus:.2f}: CER {scores['cer']:.4f} WER {scores['wer']:.4f}", flush=True)
+    best = min(rows, key=lambda row: (row[3], row[2]))
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    lines = [f"# LM fusion on the {args.split} voices: α (--lm_weight) × β (--word_bonus)", "",
+             f"Run `{args.run}`, LM `{args.lm}`, beam {args.beam}, {len(data)} utterances "
+             f"({data.hours * 60:.1f} min of audio). Machine: {cpu}, {args.threads} threads; torch "
+             f"{torch.__version__}; commit {commit}.", "",
+             f"Command: `.venv/bin/python benchmarks/speech_fusion.py {args.run} {args.lm} --weights {args.weights} "
+             f"--bonuses {args.bonuses} --beam {args.beam} --split {args.split}"
+             f"{f' --utterances {args.utterances}' if args.utterances else ''}`", "",
+             "| α (lm_weight) | β (word_bonus) | CER | WER | decoding seconds |", "|---:|---:|---:|---:|---:|"]
+    lines += [f"| {w:.2f} | {b:.2f} | {c:.4f} | {x:.4f} | {s:.1f} |" for w, b, c, x, s in rows]
+    lines += ["", f"Lowest WER: α {best[0]:.2f}, β {best[1]:.2f} (CER {best[2]:.4f}, WER {best[3]:.4f}); "
+              f"α 0 is the beam without the LM (CER {rows[0][2]:.4f}, WER {rows[0][3]:.4f})."]
+    Path(args.out).write_text("\n".join(lines) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

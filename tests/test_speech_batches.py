@@ -1,0 +1,58 @@
+"""Speech training batches: the frequency warp (VTLP) drawn per utterance, reproducibly, and
+the shortest-first (SortaGrad) order of the first epochs."""
+
+from __future__ import annotations
+
+import torch
+
+from lstmlab.recipes.speech.batches import AugmentOptions, UtteranceBatches, make_batch
+from lstmlab.recipes.speech.corpus import FeatureSet
+from lstmlab.recipes.speech.features import frequency_warp
+
+
+def _feature_set(count: int = 60, seed: int = 0) -> FeatureSet:
+    generator = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(20, 200, (count,), generator=generator)
+    features = torch.randn(int(lengths.sum()), 80, generator=generator).to(torch.float16)
+    texts = [("ab " * (1 + i % 5)).strip() for i in range(count)]
+    return FeatureSet(features, lengths, texts, ["en+m3"] * count, [n / 100 for n in lengths.tolist()])
+
+
+def test_warp_is_drawn_per_utterance_within_its_range_and_reproducibly():
+    data = _feature_set()
+    options = AugmentOptions(freq_masks=0, time_masks=0, freq_warp=0.2)
+    indices = [3, 7, 11]
+    first = make_batch(data, indices, augment=options, generator=torch.Generator().manual_seed(5))
+    again = make_batch(data, indices, augment=options, generator=torch.Generator().manual_seed(5))
+    other = make_batch(data, indices, augment=options, generator=torch.Generator().manual_seed(6))
+    assert torch.equal(first.features, again.features)
+    assert not torch.equal(first.features, other.features)
+    factors = 1 + 0.2 * (2 * torch.rand(3, generator=torch.Generator().manual_seed(5), dtype=torch.float64) - 1)
+    for row, (index, factor) in enumerate(zip(indices, factors.tolist())):
+        assert 0.8 <= factor <= 1.2
+        length = int(data.lengths[index])
+        torch.testing.assert_close(first.features[row, :length], frequency_warp(data.frames(index), factor))
+        assert not first.features[row, length:].any()  # padding stays zero
+
+
+def test_no_warp_leaves_the_features_as_they_are():
+    data = _feature_set()
+    batch = make_batch(data, [0, 1], augment=AugmentOptions(freq_warp=0.0), generator=torch.Generator().manual_seed(1))
+    assert torch.equal(batch.features[0, :int(data.lengths[0])], data.frames(0))
+
+
+def _longest(data: FeatureSet, batch: list[int]) -> int:
+    return max(int(data.lengths[i]) for i in batch)
+
+
+def test_shortest_first_epochs_keep_length_order_then_shuffle():
+    data = _feature_set(200)
+    batches = UtteranceBatches(data, 600, seed=3, shortest_first_epochs=1)
+    first = [_longest(data, b) for b in batches._epoch_batches(0)]
+    assert len(first) > 10 and first == sorted(first)
+    second = [_longest(data, b) for b in batches._epoch_batches(1)]
+    assert second != sorted(second)
+    plain = UtteranceBatches(data, 600, seed=3)
+    assert [_longest(data, b) for b in plain._epoch_batches(0)] != first  # off by default
+    # the same utterances in each epoch, whatever the order
+    assert sorted(i for b in batches._epoch_batches(0) for i in b) == list(range(len(data)))
