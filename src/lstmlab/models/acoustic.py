@@ -39,7 +39,7 @@ class AcousticModelConfig:
     proj_size: int = 0  # LSTMP (Sak et al. 2014): project h to this size; 0 = none
     stack: int = 3  # frames stacked into one step (subsampling by this factor)
     normalization: str = choice("utterance", ("utterance", "global"))  # per utterance, or training-set statistics
-    dropout: float = 0.15  # between layers and before the output layer
+    dropout: float = 0.0  # between layers and before the output layer (off: at CPU budgets the model underfits)
     variants: str = ""  # lstmlab.LSTM variants, comma-separated: peephole,layer_norm,coupled
     variant: str = choice("", VARIANT_CHOICES)  # Greff et al.'s LSTM variant (V, NIG, ..., FGR); "" = plain cell
     match_parameters: bool = True  # gru: scale hidden_size to the LSTM model's parameter count

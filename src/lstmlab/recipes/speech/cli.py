@@ -26,8 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rate", type=int, default=16000, help="streaming raw PCM from standard input: its rate")
     parser.add_argument("--beam", type=int, default=1, help="prefix beam width; 1 = greedy (default)")
     parser.add_argument("--lm", metavar="LM_RUN", help="a character LM run for shallow fusion (implies a beam)")
-    parser.add_argument("--lm_weight", type=float, help="LM weight alpha (default: the run's, 0.5)")
-    parser.add_argument("--word_bonus", type=float, help="per-word bonus beta (default: the run's, 1.0)")
+    parser.add_argument("--lm_weight", type=float, help="LM weight alpha (default: the run's; 1.0 for runs trained now)")
+    parser.add_argument("--word_bonus", type=float, help="per-word bonus beta (default: the run's; 1.5 for runs trained now)")
     parser.add_argument("--json", action="store_true", help="one JSON object per file, with timings")
 
 
