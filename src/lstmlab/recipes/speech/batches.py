@@ -66,7 +66,7 @@ def make_batch(data: FeatureSet, indices: Sequence[int], labels: Sequence[list[i
         features[row, :len(f)] = f
     targets = [labels[i] if labels is not None else encode_transcript(data.texts[i]) for i in indices]
     mask = None
-    if augment is not None:
+    if augment is not None and (augment.freq_masks or augment.time_masks):  # no masks: no all-ones mask to multiply
         mask = torch.ones_like(features)
         for row, length in enumerate(lengths.tolist()):
             mask[row, :length] = spec_augment(mask[row, :length], generator, freq_masks=augment.freq_masks,
