@@ -1,8 +1,10 @@
 """Speech training batches: the frequency warp (VTLP) drawn per utterance, reproducibly, and
-the shortest-first (SortaGrad) order of the first epochs."""
+the shortest-first (SortaGrad) order of the first epochs, and out-of-range augmentation
+settings refused with the setting named."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from lstmlab.recipes.speech.batches import AugmentOptions, UtteranceBatches, make_batch
@@ -56,3 +58,14 @@ def test_shortest_first_epochs_keep_length_order_then_shuffle():
     assert [_longest(data, b) for b in plain._epoch_batches(0)] != first  # off by default
     # the same utterances in each epoch, whatever the order
     assert sorted(i for b in batches._epoch_batches(0) for i in b) == list(range(len(data)))
+
+
+@pytest.mark.parametrize("setting, value", [("--freq_warp", "-0.1"), ("--freq_warp", "1.0"), ("--freq_masks", "-1"),
+                                            ("--time_width_ratio", "1.5")])
+def test_out_of_range_augmentation_is_refused_before_any_speech_is_made(tmp_path, capsys, setting, value):
+    from lstmlab.cli import main
+
+    assert main(["train", "speech", setting, value, "--budget", "1", "--out", str(tmp_path / "run")]) == 2
+    error = capsys.readouterr().err
+    assert setting.lstrip("-") in error and value in error
+    assert not (tmp_path / "run" / "latest.pt").exists()

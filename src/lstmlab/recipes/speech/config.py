@@ -39,6 +39,18 @@ class SpeechDataConfig:
     lm_weight: float = 1.0  # shallow fusion weight of a character LM (--lm RUN); benchmarks/speech_fusion.py
     word_bonus: float = 1.5  # added per word when decoding with an LM
 
+    def check_augmentation(self) -> None:
+        """ValueError naming the setting when an augmentation setting is out of range (before
+        any speech is synthesised or any step is taken)."""
+        if not 0 <= self.freq_warp < 1:
+            raise ValueError(f"freq_warp: expected a warp in [0, 1) (frequencies scaled by a factor in "
+                             f"[1 - w, 1 + w]; 0 = off), got {self.freq_warp}")
+        if not 0 <= self.time_width_ratio < 1:
+            raise ValueError(f"time_width_ratio: expected a fraction of the utterance in [0, 1), got {self.time_width_ratio}")
+        for name in ("freq_masks", "freq_width", "time_masks", "shortest_first_epochs"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}: expected a count >= 0, got {getattr(self, name)}")
+
 
 def _train_defaults() -> TrainConfig:
     return TrainConfig(lr=4e-3, warmup_steps=100, best_metric="cer", best_direction="lower",

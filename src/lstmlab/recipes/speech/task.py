@@ -145,6 +145,7 @@ def train_speech(config: SpeechConfig, out_dir: str | Path | None, *, resume: bo
                  until_step: int | None = None) -> dict[str, Any]:
     """Train (or resume) and return the final validation record, with the trainer."""
     refuse_existing_run(out_dir, resume)
+    config.data.check_augmentation()
     splits = load_splits(config)
     trainer = build_trainer(config, splits, out_dir)
     if resume:
