@@ -21,34 +21,12 @@ import torch
 
 import lstmlab
 from lstmlab.data.batching import spread_sample
-from lstmlab.data.speech_text import SPACE, decode_labels
 from lstmlab.metrics import speech_scores
-from lstmlab.recipes.speech.batches import make_batch
-from lstmlab.recipes.speech.decoding import BeamOptions, beam_decode
+from lstmlab.recipes.speech.decoding import BeamOptions
 from lstmlab.recipes.speech.recognizer import load_fusion
-from lstmlab.recipes.speech.task import evaluation_batches, load_splits
+from lstmlab.recipes.speech.task import beam_decoder, decode_posteriors, load_splits, posteriors
 
 RESULTS = Path(__file__).resolve().parents[1] / "results" / "speech_fusion.md"
-
-
-@torch.no_grad()
-def posteriors(model, data) -> list[tuple[list[int], torch.Tensor, torch.Tensor]]:
-    """(utterance indices, log_probs (B, T', V), out_lengths (B,)) per evaluation batch."""
-    model.eval()
-    found = []
-    for indices in evaluation_batches(data, 12000):
-        batch = make_batch(data, indices)
-        log_probs, lengths = model(batch.features, batch.lengths)
-        found.append((indices, log_probs, lengths))
-    return found
-
-
-def decode_all(batches, count: int, options: BeamOptions, fusion) -> list[str]:
-    texts = [""] * count
-    for indices, log_probs, lengths in batches:
-        for index, labels in zip(indices, beam_decode(log_probs, lengths, SPACE, options, fusion)):
-            texts[index] = decode_labels(labels)
-    return texts
 
 
 def main() -> None:
@@ -69,13 +47,14 @@ def main() -> None:
     if args.utterances:
         data = data.take(spread_sample(len(data), args.utterances))
     fusion = load_fusion(args.lm)
-    batches = posteriors(run.model, data)
+    batches = list(posteriors(run.model, data))
     rows = []
     for weight in [float(w) for w in args.weights.split(",")]:
         for bonus in ([0.0] if weight == 0 else [float(b) for b in args.bonuses.split(",")]):
             started = time.perf_counter()
             options = BeamOptions(beam=args.beam, lm_weight=weight, word_bonus=bonus)
-            found = decode_all(batches, len(data), options, fusion if weight > 0 else None)
+            decoder = beam_decoder(options, fusion if weight > 0 else None)
+            found = decode_posteriors(batches, len(data), {"beam": decoder})["beam"]
             scores = speech_scores(found, data.texts)
             rows.append((weight, bonus, scores["cer"], scores["wer"], time.perf_counter() - started))
             print(f"α {weight:.2f} β {bonus:.2f}: CER {scores['cer']:.4f} WER {scores['wer']:.4f}", flush=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -80,25 +80,48 @@ def beam_decoder(options: BeamOptions, lm: Any = None) -> Decoder:
     return lambda log_probs, lengths: beam_decode(log_probs, lengths, SPACE, options, lm)
 
 
+Posteriors = tuple[list[int], SpeechBatch, Tensor, Tensor]  # indices, batch, log_probs (B, T', V), out_lengths (B,)
+
+
 @torch.no_grad()
-def transcribe_set(model: AcousticModel, data: FeatureSet, decoders: dict[str, Decoder],
-                   batch_frames: int = 12000) -> dict[str, Any]:
-    """Transcripts of every utterance by each decoder, and the CTC loss (nats/char)."""
+def posteriors(model: AcousticModel, data: FeatureSet, batch_frames: int = 12000) -> Iterator[Posteriors]:
+    """The model's CTC log-posteriors, one evaluation batch at a time (in eval mode; the
+    model's mode is restored when the iteration ends)."""
     was_training = model.training
     model.eval()
-    found: dict[str, list[str]] = {name: [""] * len(data) for name in decoders}
-    nats, chars = 0.0, 0
-    for indices in evaluation_batches(data, batch_frames):
-        batch = make_batch(data, indices)
-        log_probs, out_lengths = model(batch.features, batch.lengths)
-        nats += F.ctc_loss(log_probs.transpose(0, 1), batch.targets, out_lengths, batch.target_lengths,
-                           blank=0, reduction="sum", zero_infinity=True).item()
-        chars += batch.tokens
+    try:
+        for indices in evaluation_batches(data, batch_frames):
+            batch = make_batch(data, indices)
+            log_probs, out_lengths = model(batch.features, batch.lengths)
+            yield indices, batch, log_probs, out_lengths
+    finally:
+        model.train(was_training)
+
+
+def decode_posteriors(batches: Iterable[Posteriors], count: int, decoders: dict[str, Decoder]) -> dict[str, list[str]]:
+    """Each decoder's transcript of each of `count` utterances (in the data's order)."""
+    found: dict[str, list[str]] = {name: [""] * count for name in decoders}
+    for indices, _, log_probs, out_lengths in batches:
         for name, decode in decoders.items():
             for index, labels in zip(indices, decode(log_probs, out_lengths)):
                 found[name][index] = decode_labels(labels)
-    model.train(was_training)
-    return {"transcripts": found, "loss": nats / max(1, chars), "chars": chars}
+    return found
+
+
+def transcribe_set(model: AcousticModel, data: FeatureSet, decoders: dict[str, Decoder],
+                   batch_frames: int = 12000) -> dict[str, Any]:
+    """Transcripts of every utterance by each decoder, and the CTC loss (nats/char)."""
+    totals = {"nats": 0.0, "chars": 0}
+
+    def with_loss(batches: Iterable[Posteriors]) -> Iterator[Posteriors]:
+        for indices, batch, log_probs, out_lengths in batches:
+            totals["nats"] += F.ctc_loss(log_probs.transpose(0, 1), batch.targets, out_lengths, batch.target_lengths,
+                                         blank=0, reduction="sum", zero_infinity=True).item()
+            totals["chars"] += batch.tokens
+            yield indices, batch, log_probs, out_lengths
+
+    found = decode_posteriors(with_loss(posteriors(model, data, batch_frames)), len(data), decoders)
+    return {"transcripts": found, "loss": totals["nats"] / max(1, totals["chars"]), "chars": totals["chars"]}
 
 
 def score_set(model: AcousticModel, data: FeatureSet, decoders: dict[str, Decoder],
