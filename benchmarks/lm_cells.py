@@ -11,10 +11,11 @@ their first 40,000 characters) comes from the runs' metrics.jsonl.
     .venv/bin/python benchmarks/lm_cells.py --budgets 1200 --cells lstm,rnn   # a subset
 
 Writes results/lm_cells.md (the table of every run measured so far, the commands, the
-machine) and results/lm_cells.png (the curves). Finished runs (a run folder with its
-evaluation) are not rerun. Every finished run's row is also kept in results/lm_cells.jsonl,
-so the table keeps the runs of earlier sessions whose run folders are gone (rows without a
-curve there come from the table published before the rows were kept, see NOTE_PUBLISHED).
+machine) and results/lm_cells.png (the curves). Every finished run's row is kept in
+results/lm_cells.jsonl, so the table keeps the runs of earlier sessions whose run folders
+are gone (rows without a curve there come from the table published before the rows were
+kept, see NOTE_PUBLISHED). Finished runs (a row there, or a run folder with its evaluation)
+are not rerun.
 """
 
 from __future__ import annotations
@@ -126,8 +127,11 @@ def main() -> None:
     cells = [cell for cell in args.cells.split(",") if cell]
     if not set(cells) <= set(CELLS):
         parser.error(f"--cells: expected a comma list of {', '.join(CELLS)}, got {args.cells!r}")
+    recorded = {(row["budget"], row["cell"], row["seed"]) for row in merge_records([])}
     jobs = [(Path(args.runs) / f"{cell}-{budget}s-seed{seed}", cell, seed, budget)
-            for budget in budgets for seed in range(args.seeds) for cell in cells]
+            for budget in budgets for seed in range(args.seeds) for cell in cells
+            if (budget, cell, seed) not in recorded]
+    print(f"{len(jobs)} runs to train ({len(recorded)} already in {RECORDS.name})", flush=True)
     with ThreadPoolExecutor(args.jobs) as pool:
         list(pool.map(lambda job: run_one(*job), jobs))
     finished = sorted(path for path in Path(args.runs).glob("*-*s-seed*") if (path / "validation.json").is_file())
