@@ -89,11 +89,15 @@ def plot(rows: list[dict], path: Path) -> None:
     plt.close(figure)
 
 
+def load_records() -> list[dict]:
+    """The rows kept in RECORDS (none before the first run)."""
+    return [json.loads(line) for line in RECORDS.read_text().splitlines()] if RECORDS.is_file() else []
+
+
 def merge_records(new_rows: list[dict]) -> list[dict]:
     """The rows kept in RECORDS, updated with `new_rows` (same cell, seed and budget: the new
     row wins); writes RECORDS back and returns every row, sorted."""
-    kept = [json.loads(line) for line in RECORDS.read_text().splitlines()] if RECORDS.is_file() else []
-    by_key = {(r["budget"], r["cell"], r["seed"]): r for r in [*kept, *new_rows]}
+    by_key = {(r["budget"], r["cell"], r["seed"]): r for r in [*load_records(), *new_rows]}
     rows = [by_key[key] for key in sorted(by_key)]
     RECORDS.parent.mkdir(exist_ok=True)
     RECORDS.write_text("".join(json.dumps(row) + "\n" for row in rows))
@@ -127,7 +131,7 @@ def main() -> None:
     cells = [cell for cell in args.cells.split(",") if cell]
     if not set(cells) <= set(CELLS):
         parser.error(f"--cells: expected a comma list of {', '.join(CELLS)}, got {args.cells!r}")
-    recorded = {(row["budget"], row["cell"], row["seed"]) for row in merge_records([])}
+    recorded = {(row["budget"], row["cell"], row["seed"]) for row in load_records()}
     jobs = [(Path(args.runs) / f"{cell}-{budget}s-seed{seed}", cell, seed, budget)
             for budget in budgets for seed in range(args.seeds) for cell in cells
             if (budget, cell, seed) not in recorded]
