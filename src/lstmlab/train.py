@@ -30,7 +30,6 @@ from __future__ import annotations
 import dataclasses
 import gc
 import math
-import os
 import signal
 import time
 from dataclasses import dataclass
@@ -43,6 +42,7 @@ from torch import nn
 
 from lstmlab.checkpoint import RUN_FORMAT, CheckpointError, RunInfo, load_checkpoint, save_checkpoint, upgrade
 from lstmlab.config import choice
+from lstmlab.distributed import agreed, init_distributed, mean_across_ranks
 from lstmlab.metrics import MetricsLog, loss_summary
 from lstmlab.optimization import (  # noqa: F401  (learning_rate: part of this module's API)
     averaged_weights, averaging_optimizer, learning_rate, make_optimizer, validation_stalled,
@@ -84,15 +84,6 @@ class LossOutput:
     loss: torch.Tensor  # scalar objective to minimise (data loss + regularisers)
     tokens: int  # tokens (targets) in this batch on this process
     data_loss: float  # mean nats per token of the data term alone (logged)
-
-
-def init_distributed() -> tuple[int, int]:
-    """Join the gloo process group when started by torchrun; returns (rank, world_size)."""
-    if "RANK" in os.environ and "WORLD_SIZE" in os.environ and not dist.is_initialized():
-        dist.init_process_group("gloo")
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
 
 
 def _main_metric(unit: str) -> str:
@@ -168,7 +159,7 @@ class Trainer:
         last_eval_elapsed = self.elapsed
         self.model.train()
         while not (self._budget_spent() or self.stopped_early) and (until_step is None or self.step < until_step):
-            if self._agreed(stop.received is not None):
+            if agreed(stop.received is not None, self.world_size):
                 bar.close()
                 raise TrainingInterrupted(stop.received or signal.SIGTERM, self.step, self.save("latest.pt"))
             started = time.perf_counter()
@@ -181,8 +172,8 @@ class Trainer:
             window_tokens += output.tokens
             if self.step % config.log_interval == 0:
                 rate = (self.tokens_seen - window_start) / max(self.elapsed - window_elapsed, 1e-9)
-                record = self._record("train", {"loss": self._mean_across_ranks(window_loss / window_tokens)},
-                                      lr=lr, rate=rate)
+                loss = mean_across_ranks(window_loss / window_tokens, self.world_size)
+                record = self._record("train", {"loss": loss}, lr=lr, rate=rate)
                 bar.set_postfix(self._progress_fields(record))
                 window_loss, window_tokens, window_start, window_elapsed = 0.0, 0, self.tokens_seen, self.elapsed
             bar.update(self._bar_position() - bar.n)
@@ -218,18 +209,10 @@ class Trainer:
         self.optimizer.step()
         return output
 
-    def _agreed(self, flag: bool) -> bool:
-        """`flag` made the same on every rank (True when any rank says True)."""
-        if self.world_size == 1:
-            return flag
-        tensor = torch.tensor([float(flag)])
-        dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
-        return bool(tensor.item())
-
     def _budget_spent(self) -> bool:
         spent = bool(self.config.max_steps and self.step >= self.config.max_steps)
         spent = spent or bool(self.config.budget and self.elapsed >= self.config.budget)
-        return self._agreed(spent)  # every rank must stop at the same step
+        return agreed(spent, self.world_size)  # every rank must stop at the same step
 
     def _evaluation_due(self, last_eval_elapsed: float) -> bool:
         if self.evaluate_fn is None or self._budget_spent():
@@ -238,18 +221,11 @@ class Trainer:
         by_time = bool(self.config.eval_interval_seconds) and (
             self.elapsed - last_eval_elapsed >= self.config.eval_interval_seconds)
         if self.config.eval_interval_seconds:  # agree on the time-based decision
-            by_time = self._agreed(by_time)
+            by_time = agreed(by_time, self.world_size)
         return bool(by_steps or by_time)
 
     def _bar_position(self) -> int:
         return self.step if self.config.max_steps else min(int(self.elapsed), int(self.config.budget))
-
-    def _mean_across_ranks(self, value: float) -> float:
-        if self.world_size == 1:
-            return value
-        tensor = torch.tensor([value], dtype=torch.float64)
-        dist.all_reduce(tensor)
-        return tensor.item() / self.world_size
 
     def _record(self, split: str, metrics: dict[str, Any], lr: float | None = None,
                 rate: float | None = None) -> dict[str, Any]:

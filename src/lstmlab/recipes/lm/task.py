@@ -30,7 +30,8 @@ from lstmlab.models.lm import LanguageModel
 from lstmlab.recipes.lm.config import LMConfig
 from lstmlab.recipes.base import refuse_existing_run
 from lstmlab.reproducibility import seed_everything
-from lstmlab.train import LossOutput, Trainer, init_distributed
+from lstmlab.distributed import init_distributed
+from lstmlab.train import LossOutput, Trainer
 
 RECIPE_NAME = "lm"
 

@@ -28,7 +28,8 @@ from lstmlab.recipes.translation.config import TranslationConfig
 from lstmlab.recipes.translation.translator import DecodeOptions, decode_ids
 from lstmlab.recipes.base import refuse_existing_run
 from lstmlab.reproducibility import seed_everything
-from lstmlab.train import Trainer, init_distributed
+from lstmlab.distributed import init_distributed
+from lstmlab.train import Trainer
 
 RECIPE_NAME = "translation"
 EncodedPairs = list[tuple[list[int], list[int]]]
