@@ -46,9 +46,12 @@ def write_ratio_table(path: Path, title: str, model: str, command: str, unit: st
     lines = [f"# {title}", "", model, f"Command: `{command}`", "",
              f"Machine: {processor_name()}, {torch.get_num_threads()} torch thread(s), torch {torch.__version__}, "
              f"commit {commit}, load average at the end {' '.join(load)}.", "",
-             f"| runner | median {unit} | min | max |", "|---|---:|---:|---:|"]
+             f"| runner | median {unit} | min | max |{' median ratio to baseline |' if len(rates) > 2 else ''}",
+             f"|---|---:|---:|---:|{'---:|' if len(rates) > 2 else ''}"]
     for name, values in rates.items():
-        lines.append(f"| {name} | {statistics.median(values):,.0f} | {min(values):,.0f} | {max(values):,.0f} |")
+        ratio = statistics.median(r / b for r, b in zip(values, rates["baseline"]))
+        lines.append(f"| {name} | {statistics.median(values):,.0f} | {min(values):,.0f} | {max(values):,.0f} |"
+                     + (f" {ratio:.3f}x |" if len(rates) > 2 else ""))
     lines += ["", f"Recipe / baseline, median of per-round ratios: **{statistics.median(ratios):.3f}x** "
               f"(rounds: {', '.join(f'{r:.2f}' for r in ratios)}).", ""]
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,14 +1,16 @@
 """Training throughput of the speech recipe against a plain torch.nn.LSTM CTC loop.
 
-Both train the same network (the recipe's default: per-utterance normalisation, frames
-stacked ×3, 3-layer bidirectional LSTM 320, dropout 0.15, linear, CTC over 28
+Both train the same network (the recipe's: per-utterance normalisation, frames stacked
+×3, 3-layer bidirectional LSTM 320, the recipe's dropout, linear, CTC over 28
 characters + blank; AdamW, clipping 1.0) on the same batches of synthesised speech (the
-recipe's `UtteranceBatches` with SpecAugment):
+recipe's `UtteranceBatches` with the recipe's augmentation):
 
 - **recipe**: `lstmlab.train.Trainer` driving `lstmlab.models.acoustic.AcousticModel`
   (`lstmlab.LSTM` on its fused engine, packed), as `lstmlab train speech` runs it;
 - **baseline**: the same network written by hand around `torch.nn.LSTM` (packed, as a
-  user would write it for utterances of different lengths).
+  user would write it for utterances of different lengths);
+- **recipe, layer_norm**: the recipe's default cell, layer-normalised (torch.nn.LSTM has
+  no such cell, so this row is what layer norm costs, not a like-for-like comparison).
 
 Rounds are interleaved after a warm-up; we report medians of audio seconds per second
 and the median of the per-round ratios.
@@ -28,10 +30,10 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from lstmlab.config import apply_overrides
 from lstmlab.models.acoustic import AcousticModel
-from lstmlab.recipes.speech.batches import AugmentOptions, UtteranceBatches
+from lstmlab.recipes.speech.batches import UtteranceBatches
 from lstmlab.recipes.speech.config import SpeechConfig
 from lstmlab.recipes.speech.corpus import synthetic_splits
-from lstmlab.recipes.speech.task import N_LABELS, ctc_loss
+from lstmlab.recipes.speech.task import N_LABELS, augment_options, ctc_loss
 from lstmlab.train import Trainer
 from ratio_table import interleaved_rates, write_ratio_table  # benchmarks/ratio_table.py (the script's folder is on sys.path)
 
@@ -41,7 +43,7 @@ RESULTS = Path(__file__).parent / "results" / "speech_throughput.md"
 class PlainAcousticModel(nn.Module):
     """The baseline network: what one writes around torch.nn.LSTM without lstmlab."""
 
-    def __init__(self, n_mels: int = 80, stack: int = 3, hidden: int = 320, layers: int = 3, dropout: float = 0.15):
+    def __init__(self, n_mels: int = 80, stack: int = 3, hidden: int = 320, layers: int = 3, dropout: float = 0.0):
         super().__init__()
         self.stack = stack
         self.lstm = nn.LSTM(n_mels * stack, hidden, layers, batch_first=True, bidirectional=True, dropout=dropout)
@@ -102,18 +104,23 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    config = apply_overrides(SpeechConfig(), {"max_steps": 10**9, "progress": False, "warmup_steps": 0})
-    splits = synthetic_splits(args.hours, config.data.validation_utterances, config.data.test_utterances,
-                              config.train.seed, config.features)
-    augment = AugmentOptions()
+    plain = apply_overrides(SpeechConfig(), {"max_steps": 10**9, "progress": False, "warmup_steps": 0, "variants": ""})
+    layer_norm = apply_overrides(SpeechConfig(), {"max_steps": 10**9, "progress": False, "warmup_steps": 0})
+    splits = synthetic_splits(args.hours, plain.data.validation_utterances, plain.data.test_utterances,
+                              plain.train.seed, plain.features)
+    augment, frames, dropout = augment_options(plain), plain.data.batch_frames, plain.model.dropout
     torch.manual_seed(0)
-    runners = {"baseline": PlainLoop(PlainAcousticModel(), UtteranceBatches(splits.train, config.data.batch_frames, 0,
-                                                                            augment)),
-               "recipe": RecipeLoop(config, UtteranceBatches(splits.train, config.data.batch_frames, 0, augment))}
+    runners = {"baseline": PlainLoop(PlainAcousticModel(dropout=dropout), UtteranceBatches(splits.train, frames, 0, augment)),
+               "recipe": RecipeLoop(plain, UtteranceBatches(splits.train, frames, 0, augment)),
+               f"recipe, {layer_norm.model.variants} (the default)": RecipeLoop(
+                   layer_norm, UtteranceBatches(splits.train, frames, 0, augment))}
     rates, ratios = interleaved_rates(runners, args.rounds, args.steps, args.warmup, "audio s/s")
-    model = ("Model: per-utterance normalisation, frames stacked x3, BiLSTM 3 x 320, dropout 0.15, linear, CTC over "
-             f"{N_LABELS} labels; batches of ~{config.data.batch_frames} padded frames with SpecAugment (the recipe's "
-             "UtteranceBatches, both runners the same); AdamW, clip 1.0. Baseline: torch.nn.LSTM, packed.")
+    model = (f"Model: per-utterance normalisation, frames stacked x3, BiLSTM 3 x 320, dropout {dropout}, linear, CTC "
+             f"over {N_LABELS} labels; batches of ~{frames} padded frames with the recipe's augmentation (frequency "
+             f"warp {plain.data.freq_warp}, SpecAugment {'on' if plain.data.spec_augment else 'off'}; the recipe's "
+             "UtteranceBatches, every runner the same); AdamW, clip 1.0. Baseline: torch.nn.LSTM, packed. recipe: the "
+             "same network on lstmlab.LSTM (plain cell). The recipe's default cell is layer-normalised, which "
+             "torch.nn.LSTM has no counterpart of: its row shows what layer norm costs.")
     command = (f".venv/bin/python benchmarks/speech_throughput.py --rounds {args.rounds} --steps {args.steps}"
                + (f" --threads {args.threads}" if args.threads else ""))
     print(write_ratio_table(RESULTS, "Speech training throughput: recipe vs a plain torch.nn.LSTM CTC loop",

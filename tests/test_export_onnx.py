@@ -267,6 +267,8 @@ RECIPE_MODELS = {
     "translation_none_unidirectional": lambda: tiny_seq2seq(attention="none", bidirectional=False),
     "speech_bidirectional_proj": lambda: AcousticModel(AcousticModelConfig(hidden_size=8, num_layers=2, proj_size=4,
                                                                            stack=3), 5, 7),
+    "speech_bidirectional_layer_norm": lambda: AcousticModel(AcousticModelConfig(hidden_size=8, num_layers=2, stack=3,
+                                                                                 variants="layer_norm"), 5, 7),
     "speech_streaming": lambda: AcousticModel(AcousticModelConfig(hidden_size=8, num_layers=2, bidirectional=False,
                                                                   normalization="global", stack=2,
                                                                   variants="layer_norm"), 5, 7),

@@ -4,6 +4,7 @@ and the character LM used for shallow fusion."""
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 
 import pytest
@@ -75,10 +76,28 @@ def test_acoustic_model_shapes_and_options():
     assert abs(count_parameters(gru) - target) / target < 0.02 and gru.hidden_size > 40
     projected = AcousticModel(AcousticModelConfig(hidden_size=32, proj_size=8, bidirectional=False), 80, 29)
     assert projected(features, lengths)[0].shape == (3, 17, 29) and projected.lstm.proj_size == 8
-    with pytest.raises(ValueError, match="proj_size is an LSTM option"):
+    with pytest.raises(ValueError, match="proj_size=8: lstmlab.LSTM options, and cell='gru'"):
         AcousticModel(AcousticModelConfig(cell="gru", proj_size=8), 80, 29)
     with pytest.raises(ValueError, match=r"expected \(B, T, 80\)"):
         model(torch.randn(2, 10, 40), torch.tensor([10, 10]))
+
+
+def test_the_recipe_default_is_layer_normalised_and_gru_asks_to_turn_it_off(tmp_path, capsys):
+    """The speech recipe's LSTM is layer-normalised (the library's AcousticModelConfig is
+    not); `--cell gru` with the recipe's variants is refused before any speech is made."""
+    from lstmlab.cli import main
+    from lstmlab.recipes.speech.config import SpeechConfig
+
+    config = SpeechConfig()
+    assert config.model.variants == "layer_norm" and AcousticModelConfig().variants == ""
+    model = AcousticModel(config.model, 80, 29)
+    assert model.lstm.spec.layer_norm and "recurrent.ln_c_weight_l0" in dict(model.named_parameters())
+    assert main(["train", "speech", "--cell", "gru", "--out", str(tmp_path / "gru"), "--max_steps", "1"]) == 2
+    assert "variants='layer_norm': lstmlab.LSTM options, and cell='gru' (torch's GRU) has none; turn them off " \
+           "(on the command line: --variants '')" in capsys.readouterr().err
+    assert not (tmp_path / "gru" / "latest.pt").exists()
+    gru = AcousticModel(dataclasses.replace(config.model, cell="gru", variants="", hidden_size=16), 80, 29)
+    assert isinstance(gru.recurrent, torch.nn.GRU)
 
 
 def test_acoustic_model_takes_greffs_variants():
@@ -88,7 +107,7 @@ def test_acoustic_model_takes_greffs_variants():
     assert no_forget.lstm.spec.removed_parts == ("forget_gate",) and no_forget.lstm.spec.peephole  # V has peepholes
     fgr = AcousticModel(AcousticModelConfig(hidden_size=8, num_layers=1, variant="FGR", engine="auto"), 80, 29)
     assert fgr(features, lengths)[0].shape == (2, 4, 29) and fgr.lstm.spec.full_gate_recurrence
-    with pytest.raises(ValueError, match="is an LSTM variant"):
+    with pytest.raises(ValueError, match="variant='NFG': lstmlab.LSTM options"):
         AcousticModel(AcousticModelConfig(cell="gru", variant="NFG"), 80, 29)
 
 

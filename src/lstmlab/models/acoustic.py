@@ -46,16 +46,29 @@ class AcousticModelConfig:
     engine: str = choice("fused", ("auto", "reference", "native", "fused"))  # fused: fastest with packed lengths
 
 
+def check_config(config: AcousticModelConfig) -> None:
+    """ValueError naming the option when `config` cannot build a model (called before any
+    speech is synthesised, and by the model itself)."""
+    if config.stack < 1:
+        raise ValueError(f"stack: expected a positive number of frames, got {config.stack}")
+    if config.cell != "lstm":
+        lstm_only = {"variants": config.variants, "variant": config.variant, "proj_size": config.proj_size}
+        given = [name for name, value in lstm_only.items() if value]
+        if given:
+            off = " ".join(f"--{name} {0 if name == 'proj_size' else repr('')}" for name in given)
+            raise ValueError(f"{', '.join(f'{name}={lstm_only[name]!r}' for name in given)}: lstmlab.LSTM options, "
+                             f"and cell={config.cell!r} (torch's GRU) has none; turn them off (on the command line: "
+                             f"{off})")
+    parse_variants(config.variants)
+
+
 class AcousticModel(nn.Module):
     """``model(features (B, T, F), lengths (B,)) -> (log_probs (B, T', V), out_lengths (B,))``,
     T' = ceil(T / stack). See the module docstring."""
 
     def __init__(self, config: AcousticModelConfig, n_features: int, n_labels: int):
         super().__init__()
-        if config.stack < 1:
-            raise ValueError(f"stack: expected a positive number of frames, got {config.stack}")
-        if config.proj_size and config.cell != "lstm":
-            raise ValueError(f"proj_size is an LSTM option (LSTMP); cell={config.cell!r} has none")
+        check_config(config)
         self.config, self.n_features, self.n_labels = config, n_features, n_labels
         self.hidden_size = matched_hidden_size(config, n_features, n_labels)
         options = parse_variants(config.variants)

@@ -148,7 +148,8 @@ def speech_trial(variant: str, hyper: dict[str, Any], seed: int, size: TaskSize)
                                       eval_utterances=size.get("validation_utterances"))
     config.model = dataclasses.replace(config.model, hidden_size=hyper["hidden_size"],
                                        num_layers=size.get("num_layers", 1), dropout=hyper["dropout"],
-                                       variant=variant, engine="auto")  # auto: FGR runs on the reference engine
+                                       variants="", variant=variant,  # Greff's cells: no layer norm
+                                       engine="auto")  # auto: FGR runs on the reference engine
     config.train = dataclasses.replace(config.train, lr=hyper["lr"], max_steps=size.steps, budget=size.max_seconds,
                                        seed=seed, progress=False, threads=1, eval_interval_seconds=0.0,
                                        warmup_steps=min(config.train.warmup_steps, size.steps // 10))

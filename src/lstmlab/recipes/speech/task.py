@@ -21,14 +21,15 @@ from lstmlab.data.batching import length_batches, spread_sample
 from lstmlab.data.speech_text import ALPHABET, SPACE, decode_labels
 from lstmlab.metrics import speech_scores
 from lstmlab.models import count_parameters
-from lstmlab.models.acoustic import AcousticModel
+from lstmlab.models.acoustic import AcousticModel, check_config
 from lstmlab.recipes.speech.batches import AugmentOptions, SpeechBatch, UtteranceBatches, make_batch
 from lstmlab.recipes.speech.config import SpeechConfig
 from lstmlab.recipes.speech.corpus import FeatureSet, SpeechSplits, synthetic_splits, user_features, user_splits
 from lstmlab.recipes.speech.decoding import BeamOptions, beam_decode, greedy_decode
 from lstmlab.recipes.base import refuse_existing_run
 from lstmlab.reproducibility import seed_everything
-from lstmlab.train import LossOutput, Trainer, init_distributed
+from lstmlab.distributed import init_distributed
+from lstmlab.train import LossOutput, Trainer
 
 RECIPE_NAME = "speech"
 N_LABELS = len(ALPHABET) + 1  # the characters and the CTC blank (0)
@@ -132,6 +133,15 @@ def score_set(model: AcousticModel, data: FeatureSet, decoders: dict[str, Decode
     return {**scores, "loss": result["loss"], "chars": result["chars"], "transcripts": result["transcripts"]}
 
 
+def augment_options(config: SpeechConfig) -> AugmentOptions | None:
+    """The training batches' augmentation (SpecAugment masks, frequency warp); None = none."""
+    data = config.data
+    if not (data.spec_augment or data.freq_warp > 0):
+        return None
+    masks = (data.freq_masks, data.time_masks) if data.spec_augment else (0, 0)
+    return AugmentOptions(masks[0], data.freq_width, masks[1], data.time_width_ratio, data.freq_warp, config.features)
+
+
 def build_trainer(config: SpeechConfig, splits: SpeechSplits, out_dir: str | Path | None) -> Trainer:
     rank, world_size = init_distributed()
     seed_everything(config.train.seed)
@@ -140,12 +150,7 @@ def build_trainer(config: SpeechConfig, splits: SpeechSplits, out_dir: str | Pat
     if world_size > 1:
         seed_everything(config.train.seed + rank)
     data = config.data
-    augment = None
-    if data.spec_augment or data.freq_warp > 0:
-        masks = (data.freq_masks, data.time_masks) if data.spec_augment else (0, 0)
-        augment = AugmentOptions(masks[0], data.freq_width, masks[1], data.time_width_ratio, data.freq_warp,
-                                 config.features)
-    batches = UtteranceBatches(splits.train, data.batch_frames, config.train.seed, augment,
+    batches = UtteranceBatches(splits.train, data.batch_frames, config.train.seed, augment_options(config),
                                shard=slice(rank, None, world_size), shortest_first_epochs=data.shortest_first_epochs)
     validation = splits.validation.take(spread_sample(len(splits.validation), data.eval_utterances))
 
@@ -169,6 +174,7 @@ def train_speech(config: SpeechConfig, out_dir: str | Path | None, *, resume: bo
     """Train (or resume) and return the final validation record, with the trainer."""
     refuse_existing_run(out_dir, resume)
     config.data.check_augmentation()
+    check_config(config.model)
     splits = load_splits(config)
     trainer = build_trainer(config, splits, out_dir)
     if resume:
@@ -178,6 +184,7 @@ def train_speech(config: SpeechConfig, out_dir: str | Path | None, *, resume: bo
         print(f"corpus: {splits.description}; {trainer.batches.batches_per_epoch:,} batches per epoch; model: "
               f"{trainer.run.metadata['parameters']:,} parameters, {m.num_layers} × "
               f"{'bidirectional ' if m.bidirectional else ''}{m.cell} {trainer.model.hidden_size}"
+              f"{f' ({m.variants})' if m.variants else ''}"
               f"{f' (projection {m.proj_size})' if m.proj_size else ''}, frames stacked ×{m.stack}", flush=True)
     result = trainer.fit(until_step=until_step)
     result["trainer"] = trainer
