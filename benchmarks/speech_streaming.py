@@ -96,7 +96,8 @@ def main() -> None:
     model = run.model.config
     lines = [
         "# Streaming speech recognition: real-time factor and first-partial latency", "",
-        f"Run `{args.run}`: unidirectional {model.cell.upper()} {model.num_layers} x {run.model.hidden_size}, "
+        f"Run `{args.run}`: unidirectional {model.cell.upper()} {model.num_layers} x {run.model.hidden_size}"
+        f"{' (' + model.variants + ')' if model.variants else ''}, "
         f"frames stacked x{model.stack}, global normalisation; {len(rows)} test utterances "
         f"({audio:.1f} s of audio, espeak-ng test voices), {args.chunk_ms:.0f} ms chunks, greedy partials.",
         f"Command: `.venv/bin/python benchmarks/speech_streaming.py {args.run} --utterances {args.utterances} "

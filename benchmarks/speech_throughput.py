@@ -55,7 +55,9 @@ class PlainAcousticModel(nn.Module):
         count = lengths[:, None, None].float()
         mean = (features * valid).sum(1, keepdim=True) / count
         std = ((((features - mean) * valid) ** 2).sum(1, keepdim=True) / count).sqrt().clamp_min(1e-5)
-        x = (features - mean) / std * valid * mask
+        x = (features - mean) / std * valid
+        if mask is not None:  # SpecAugment's mask; None when the recipe has it off
+            x = x * mask
         k, (b, t, f) = self.stack, x.shape
         x = F.pad(x, (0, 0, 0, -(-t // k) * k - t)).reshape(b, -1, k * f)
         out_lengths = (lengths + k - 1) // k
