@@ -32,7 +32,7 @@ from lstmlab.config import apply_overrides
 from lstmlab.models.acoustic import AcousticModel
 from lstmlab.recipes.speech.batches import UtteranceBatches
 from lstmlab.recipes.speech.config import SpeechConfig
-from lstmlab.recipes.speech.corpus import synthetic_splits
+from lstmlab.recipes.speech.corpus import FeatureSet, synthetic_splits
 from lstmlab.recipes.speech.task import N_LABELS, augment_options, ctc_loss
 from lstmlab.train import Trainer
 from ratio_table import interleaved_rates, write_ratio_table  # benchmarks/ratio_table.py (the script's folder is on sys.path)
@@ -96,6 +96,21 @@ class RecipeLoop:
         return self.batches.audio_seconds - before
 
 
+def make_runners(train: FeatureSet, overrides: dict | None = None) -> dict:
+    """The three runners, each on its own `UtteranceBatches` over `train` with the recipe's
+    augmentation. `overrides`: recipe options for all three (e.g. spec_augment)."""
+    common = {"max_steps": 10**9, "progress": False, "warmup_steps": 0, **(overrides or {})}
+    plain = apply_overrides(SpeechConfig(), {**common, "variants": ""})
+    layer_norm = apply_overrides(SpeechConfig(), common)
+    augment, frames = augment_options(plain), plain.data.batch_frames
+    torch.manual_seed(0)
+    return {"baseline": PlainLoop(PlainAcousticModel(dropout=plain.model.dropout),
+                                  UtteranceBatches(train, frames, 0, augment)),
+            "recipe": RecipeLoop(plain, UtteranceBatches(train, frames, 0, augment)),
+            f"recipe, {layer_norm.model.variants} (the default)": RecipeLoop(
+                layer_norm, UtteranceBatches(train, frames, 0, augment))}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
@@ -106,17 +121,11 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    plain = apply_overrides(SpeechConfig(), {"max_steps": 10**9, "progress": False, "warmup_steps": 0, "variants": ""})
-    layer_norm = apply_overrides(SpeechConfig(), {"max_steps": 10**9, "progress": False, "warmup_steps": 0})
+    plain = apply_overrides(SpeechConfig(), {"variants": ""})
     splits = synthetic_splits(args.hours, plain.data.validation_utterances, plain.data.test_utterances,
                               plain.train.seed, plain.features)
-    augment, frames, dropout = augment_options(plain), plain.data.batch_frames, plain.model.dropout
-    torch.manual_seed(0)
-    runners = {"baseline": PlainLoop(PlainAcousticModel(dropout=dropout), UtteranceBatches(splits.train, frames, 0, augment)),
-               "recipe": RecipeLoop(plain, UtteranceBatches(splits.train, frames, 0, augment)),
-               f"recipe, {layer_norm.model.variants} (the default)": RecipeLoop(
-                   layer_norm, UtteranceBatches(splits.train, frames, 0, augment))}
-    rates, ratios = interleaved_rates(runners, args.rounds, args.steps, args.warmup, "audio s/s")
+    frames, dropout = plain.data.batch_frames, plain.model.dropout
+    rates, ratios = interleaved_rates(make_runners(splits.train), args.rounds, args.steps, args.warmup, "audio s/s")
     model = (f"Model: per-utterance normalisation, frames stacked x3, BiLSTM 3 x 320, dropout {dropout}, linear, CTC "
              f"over {N_LABELS} labels; batches of ~{frames} padded frames with the recipe's augmentation (frequency "
              f"warp {plain.data.freq_warp}, SpecAugment {'on' if plain.data.spec_augment else 'off'}; the recipe's "
