@@ -43,15 +43,17 @@ def write_ratio_table(path: Path, title: str, model: str, command: str, unit: st
     """Write the markdown table of `rates` (runner -> per-round rates) and `ratios` to `path`."""
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     load = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else ["?"]
+    per_row_ratios = len(rates) > 2  # beyond baseline and recipe, each runner's own ratio column
     lines = [f"# {title}", "", model, f"Command: `{command}`", "",
              f"Machine: {processor_name()}, {torch.get_num_threads()} torch thread(s), torch {torch.__version__}, "
              f"commit {commit}, load average at the end {' '.join(load)}.", "",
-             f"| runner | median {unit} | min | max |{' median ratio to baseline |' if len(rates) > 2 else ''}",
-             f"|---|---:|---:|---:|{'---:|' if len(rates) > 2 else ''}"]
+             f"| runner | median {unit} | min | max |{' median ratio to baseline |' if per_row_ratios else ''}",
+             f"|---|---:|---:|---:|{'---:|' if per_row_ratios else ''}"]
     for name, values in rates.items():
-        ratio = statistics.median(r / b for r, b in zip(values, rates["baseline"]))
-        lines.append(f"| {name} | {statistics.median(values):,.0f} | {min(values):,.0f} | {max(values):,.0f} |"
-                     + (f" {ratio:.3f}x |" if len(rates) > 2 else ""))
+        row = f"| {name} | {statistics.median(values):,.0f} | {min(values):,.0f} | {max(values):,.0f} |"
+        if per_row_ratios:
+            row += f" {statistics.median(r / b for r, b in zip(values, rates['baseline'])):.3f}x |"
+        lines.append(row)
     lines += ["", f"Recipe / baseline, median of per-round ratios: **{statistics.median(ratios):.3f}x** "
               f"(rounds: {', '.join(f'{r:.2f}' for r in ratios)}).", ""]
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -121,14 +121,14 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    plain = apply_overrides(SpeechConfig(), {"variants": ""})
-    splits = synthetic_splits(args.hours, plain.data.validation_utterances, plain.data.test_utterances,
-                              plain.train.seed, plain.features)
-    frames, dropout = plain.data.batch_frames, plain.model.dropout
+    config = SpeechConfig()  # the recipe's data and features; make_runners builds each runner's model config
+    splits = synthetic_splits(args.hours, config.data.validation_utterances, config.data.test_utterances,
+                              config.train.seed, config.features)
     rates, ratios = interleaved_rates(make_runners(splits.train), args.rounds, args.steps, args.warmup, "audio s/s")
-    model = (f"Model: per-utterance normalisation, frames stacked x3, BiLSTM 3 x 320, dropout {dropout}, linear, CTC "
-             f"over {N_LABELS} labels; batches of ~{frames} padded frames with the recipe's augmentation (frequency "
-             f"warp {plain.data.freq_warp}, SpecAugment {'on' if plain.data.spec_augment else 'off'}; the recipe's "
+    data = config.data
+    model = (f"Model: per-utterance normalisation, frames stacked x3, BiLSTM 3 x 320, dropout {config.model.dropout}, "
+             f"linear, CTC over {N_LABELS} labels; batches of ~{data.batch_frames} padded frames with the recipe's "
+             f"augmentation (frequency warp {data.freq_warp}, SpecAugment {'on' if data.spec_augment else 'off'}; the recipe's "
              "UtteranceBatches, every runner the same); AdamW, clip 1.0. Baseline: torch.nn.LSTM, packed. recipe: the "
              "same network on lstmlab.LSTM (plain cell). The recipe's default cell is layer-normalised, which "
              "torch.nn.LSTM has no counterpart of: its row shows what layer norm costs.")
