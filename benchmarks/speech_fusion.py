@@ -1,12 +1,12 @@
 """What the character LM adds to a speech run: CER and WER on the validation voices for a
-grid of shallow-fusion weights α (--lm_weight) and word bonuses β (--word_bonus).
+grid of beam widths, shallow-fusion weights α (--lm_weight) and word bonuses β (--word_bonus).
 
-The acoustic posteriors are computed once; each (α, β) then reruns only the prefix beam
-search with the LM. α = 0 is the beam without the LM. The validation voices and plays
+The acoustic posteriors are computed once; each (beam, α, β) then reruns only the prefix
+beam search with the LM. α = 0 is the beam without the LM. The validation voices and plays
 are held out from training and from the test set, so choosing α and β here leaves the
 test set unseen. Writes the table to results/speech_fusion.md.
 
-    .venv/bin/python benchmarks/speech_fusion.py RUN LM_RUN [--weights 0,0.3,0.5,0.8] [--bonuses 0,1,2]
+    .venv/bin/python benchmarks/speech_fusion.py RUN LM_RUN [--weights 0,0.3,0.5,0.8] [--bonuses 0,1,2] [--beams 8,16]
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def main() -> None:
     parser.add_argument("lm")
     parser.add_argument("--weights", default="0,0.3,0.5,0.8", help="α values, comma-separated (0 = no LM)")
     parser.add_argument("--bonuses", default="0,1,2", help="β values, comma-separated")
-    parser.add_argument("--beam", type=int, default=8)
+    parser.add_argument("--beams", default="8", help="beam widths, comma-separated")
     parser.add_argument("--split", choices=("validation", "test"), default="validation")
     parser.add_argument("--utterances", type=int, default=0, help="decode this many, spread over the split; 0 = all")
     parser.add_argument("--threads", type=int, default=2)
@@ -49,30 +49,34 @@ def main() -> None:
     fusion = load_fusion(args.lm)
     batches = list(posteriors(run.model, data))
     rows = []
-    for weight in [float(w) for w in args.weights.split(",")]:
-        for bonus in ([0.0] if weight == 0 else [float(b) for b in args.bonuses.split(",")]):
-            started = time.perf_counter()
-            options = BeamOptions(beam=args.beam, lm_weight=weight, word_bonus=bonus)
-            decoder = beam_decoder(options, fusion if weight > 0 else None)
-            found = decode_posteriors(batches, len(data), {"beam": decoder})["beam"]
-            scores = speech_scores(found, data.texts)
-            rows.append((weight, bonus, scores["cer"], scores["wer"], time.perf_counter() - started))
-            print(f"α {weight:.2f} β {bonus:.2f}: CER {scores['cer']:.4f} WER {scores['wer']:.4f}", flush=True)
-    best = min(rows, key=lambda row: (row[3], row[2]))
+    for beam in [int(b) for b in args.beams.split(",")]:
+        for weight in [float(w) for w in args.weights.split(",")]:
+            for bonus in ([0.0] if weight == 0 else [float(b) for b in args.bonuses.split(",")]):
+                started = time.perf_counter()
+                options = BeamOptions(beam=beam, lm_weight=weight, word_bonus=bonus)
+                decoder = beam_decoder(options, fusion if weight > 0 else None)
+                found = decode_posteriors(batches, len(data), {"beam": decoder})["beam"]
+                scores = speech_scores(found, data.texts)
+                rows.append((beam, weight, bonus, scores["cer"], scores["wer"], time.perf_counter() - started))
+                print(f"beam {beam} α {weight:.2f} β {bonus:.2f}: CER {scores['cer']:.4f} WER {scores['wer']:.4f}",
+                      flush=True)
+    best = min(rows, key=lambda row: (row[4], row[3]))
+    without_lm = [row for row in rows if row[1] == 0]
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
     lines = [f"# LM fusion on the {args.split} voices: α (--lm_weight) × β (--word_bonus)", "",
-             f"Run `{args.run}`, LM `{args.lm}`, beam {args.beam}, {len(data)} utterances "
+             f"Run `{args.run}`, LM `{args.lm}`, {len(data)} utterances "
              f"({data.hours * 60:.1f} min of audio). Machine: {cpu}, {args.threads} threads; torch "
              f"{torch.__version__}; commit {commit}.", "",
              f"Command: `.venv/bin/python benchmarks/speech_fusion.py {args.run} {args.lm} --weights {args.weights} "
-             f"--bonuses {args.bonuses} --beam {args.beam} --split {args.split}"
+             f"--bonuses {args.bonuses} --beams {args.beams} --split {args.split} --threads {args.threads}"
              f"{f' --utterances {args.utterances}' if args.utterances else ''}`", "",
-             "| α (lm_weight) | β (word_bonus) | CER | WER | decoding seconds |", "|---:|---:|---:|---:|---:|"]
-    lines += [f"| {w:.2f} | {b:.2f} | {c:.4f} | {x:.4f} | {s:.1f} |" for w, b, c, x, s in rows]
-    lines += ["", f"Lowest WER: α {best[0]:.2f}, β {best[1]:.2f} (CER {best[2]:.4f}, WER {best[3]:.4f}); "
-              f"α 0 is the beam without the LM (CER {rows[0][2]:.4f}, WER {rows[0][3]:.4f})."]
+             "| beam | α (lm_weight) | β (word_bonus) | CER | WER | decoding seconds |",
+             "|---:|---:|---:|---:|---:|---:|"]
+    lines += [f"| {k} | {w:.2f} | {b:.2f} | {c:.4f} | {x:.4f} | {s:.1f} |" for k, w, b, c, x, s in rows]
+    lines += ["", f"Lowest WER: beam {best[0]}, α {best[1]:.2f}, β {best[2]:.2f} (CER {best[3]:.4f}, WER {best[4]:.4f})"
+              + "".join(f"; beam {k} without the LM: CER {c:.4f}, WER {x:.4f}" for k, _, _, c, x, _ in without_lm) + "."]
     Path(args.out).write_text("\n".join(lines) + "\n")
     print(f"wrote {args.out}")
 

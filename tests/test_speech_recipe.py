@@ -110,8 +110,9 @@ def test_evaluate_reports_wer_and_cer(trained, capsys):
     assert json.loads(capsys.readouterr().out)["utterances"] == 1
 
 
-def test_an_lm_path_is_loaded_once_and_reloaded_when_retrained(trained, tmp_path):
-    """`run.transcribe(wave, rate, lm="runs/lm")` per utterance reuses the loaded LM."""
+def test_an_lm_path_is_loaded_once_and_reloaded_when_retrained(trained, tmp_path, monkeypatch):
+    """`run.transcribe(wave, rate, lm="runs/lm")` per utterance reuses the loaded LM; the
+    fusion benchmark grids beams, weights and bonuses over the same LM."""
     from lstmlab.recipes.speech.recognizer import load_fusion
 
     data, out = trained
@@ -128,6 +129,28 @@ def test_an_lm_path_is_loaded_once_and_reloaded_when_retrained(trained, tmp_path
     assert load_fusion(lm) is not first  # the checkpoint changed: loaded afresh
     with pytest.raises(FileNotFoundError, match="no such language model"):
         load_fusion(tmp_path / "missing")
+    fusion_grid_has_a_row_per_beam_weight_and_bonus(out, lm, tmp_path, monkeypatch)
+
+
+def fusion_grid_has_a_row_per_beam_weight_and_bonus(out, lm, tmp_path, monkeypatch):
+    """benchmarks/speech_fusion.py: one table row per beam × (α = 0, or α × β), the best named."""
+    import sys
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "benchmarks"))
+    monkeypatch.delitem(sys.modules, "speech_fusion", raising=False)
+    from speech_fusion import main as fusion_main
+
+    table = tmp_path / "fusion.md"
+    monkeypatch.setattr(sys, "argv", ["speech_fusion.py", str(out), str(lm), "--weights", "0,0.5", "--bonuses",
+                                      "0,1", "--beams", "2,3", "--threads", "1", "--out", str(table)])
+    fusion_main()
+    rows = [line.split("|")[1:-1] for line in table.read_text().splitlines() if line.startswith("| ") and
+            line.split("|")[1].strip().isdigit()]
+    assert [(int(r[0]), float(r[1]), float(r[2])) for r in rows] == [
+        (beam, weight, bonus) for beam in (2, 3) for weight, bonus in ((0, 0), (0.5, 0), (0.5, 1))]
+    assert all(0 <= float(r[3]) and 0 <= float(r[4]) for r in rows)
+    assert "Lowest WER: beam" in table.read_text() and "beam 3 without the LM" in table.read_text()
 
 
 def test_inspect_writes_the_audio_report(trained, tmp_path):
