@@ -1,5 +1,5 @@
-"""Speech training batches: the frequency warp (VTLP) drawn per utterance, reproducibly, and
-the shortest-first (SortaGrad) order of the first epochs, and out-of-range augmentation
+"""Speech training batches: the frequency warp (VTLP) and the time stretch drawn per
+utterance, reproducibly, the time stretch's interpolation, and the shortest-first (SortaGrad) order of the first epochs, and out-of-range augmentation
 settings refused with the setting named."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import torch
 
 from lstmlab.recipes.speech.batches import AugmentOptions, UtteranceBatches, make_batch
 from lstmlab.recipes.speech.corpus import FeatureSet
-from lstmlab.recipes.speech.features import frequency_warp
+from lstmlab.recipes.speech.features import frequency_warp, time_stretch
 
 
 def _feature_set(count: int = 60, seed: int = 0) -> FeatureSet:
@@ -43,6 +43,39 @@ def test_no_warp_leaves_the_features_as_they_are():
     assert torch.equal(batch.features[0, :int(data.lengths[0])], data.frames(0))
 
 
+
+def test_time_stretch_reads_the_frames_at_the_scaled_times():
+    frames = torch.arange(10, dtype=torch.float32).unsqueeze(1).repeat(1, 3)  # frame t holds t
+    assert torch.equal(time_stretch(frames, 1.0), frames)
+    assert time_stretch(frames, 2.0)[:, 0].tolist() == [0, 2, 4, 6, 8]  # twice as fast: every other frame
+    slower = time_stretch(frames, 0.5)[:, 0]
+    assert len(slower) == 20 and slower[:4].tolist() == [0, 0.5, 1, 1.5] and slower[-1] == 9  # clamped at the end
+    assert time_stretch(frames, 1 / 1.1)[:, 0].tolist()[:3] == pytest.approx([0, 1 / 1.1, 2 / 1.1])
+    assert time_stretch(frames[:1], 0.8).shape == (1, 3)  # a single frame stays one
+    for bad in (0.0, -1.0):
+        with pytest.raises(ValueError, match="positive factor"):
+            time_stretch(frames, bad)
+    with pytest.raises(ValueError, match=r"expected \(T, F\) frames"):
+        time_stretch(frames[:0], 1.0)
+
+
+def test_time_stretch_is_drawn_per_utterance_after_the_warp():
+    data, indices = _feature_set(), [3, 7, 11]
+    warped = make_batch(data, indices, augment=AugmentOptions(freq_masks=0, time_masks=0, freq_warp=0.2),
+                        generator=torch.Generator().manual_seed(5))
+    options = AugmentOptions(freq_masks=0, time_masks=0, freq_warp=0.2, time_stretch=0.1)
+    both = make_batch(data, indices, augment=options, generator=torch.Generator().manual_seed(5))
+    again = make_batch(data, indices, augment=options, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(both.features, again.features) and torch.equal(both.lengths, again.lengths)
+    draws = torch.rand(6, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    stretches = 1 + 0.1 * (2 * draws[3:] - 1)  # the three after the warp's three
+    for row, (index, factor) in enumerate(zip(indices, stretches.tolist())):
+        length = int(warped.lengths[row])
+        assert int(both.lengths[row]) == round(length / factor) and 0.9 <= factor <= 1.1
+        torch.testing.assert_close(both.features[row, :int(both.lengths[row])],
+                                   time_stretch(warped.features[row, :length], factor))
+    assert torch.equal(both.targets, warped.targets)  # the transcript is the same, however fast it is said
+
 def _longest(data: FeatureSet, batch: list[int]) -> int:
     return max(int(data.lengths[i]) for i in batch)
 
@@ -61,7 +94,8 @@ def test_shortest_first_epochs_keep_length_order_then_shuffle():
 
 
 @pytest.mark.parametrize("setting, value", [("--freq_warp", "-0.1"), ("--freq_warp", "1.0"), ("--freq_masks", "-1"),
-                                            ("--time_width_ratio", "1.5")])
+                                            ("--time_width_ratio", "1.5"), ("--time_stretch", "1.0"),
+                                            ("--generated_voices", "2")])
 def test_out_of_range_augmentation_is_refused_before_any_speech_is_made(tmp_path, capsys, setting, value):
     from lstmlab.cli import main
 

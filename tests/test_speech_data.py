@@ -61,6 +61,75 @@ def test_synthetic_corpus_is_reproducible_and_grows(tmp_path, monkeypatch):
     assert plan == corpus.plan_utterance("train", 3, 5, ["a b c", "d e f"], ("m3", None))
 
 
+
+def test_generated_variants_stay_within_the_documented_ranges():
+    import random
+
+    for seed in range(300):
+        definition = espeak.generated_variant(random.Random(seed))
+        assert definition == espeak.generated_variant(random.Random(seed))  # a pure function of the draws
+        settings: dict[str, list[list[int]]] = {}
+        for line in definition.splitlines()[2:]:
+            key, *values = line.split()
+            settings.setdefault(key, []).append([int(v) for v in values])
+        (base, top), = settings["pitch"]
+        assert 40 <= base <= 220 and 1.2 * base <= top <= 1.95 * base
+        formants = settings["formant"]
+        assert [f[0] for f in formants] == list(range(9))
+        frequencies = [f[1] for f in formants]
+        assert 0.75 * 0.94 * 100 - 1 <= min(frequencies) and max(frequencies) <= 1.5 * 1.06 * 100 + 1
+        assert max(frequencies) / min(frequencies) <= 1.06 / 0.94 + 0.02  # one scale for all formants
+        assert all(70 <= f[2] <= 130 and 80 <= f[3] <= 150 for f in formants)
+        assert 0 <= settings["flutter"][0][0] <= 8 and 70 <= settings["voicing"][0][0] <= 130
+        assert set(settings) <= {"pitch", "formant", "flutter", "roughness", "voicing", "klatt"}
+
+
+def test_generated_voices_change_only_the_variant_of_training_utterances():
+    from lstmlab.recipes.speech import corpus
+    from lstmlab.recipes.speech.config import SpeechDataConfig
+
+    pool, variants = ["a b c", "d e f", "g h i"], ("m3", "f1", None)
+    plain = [corpus.plan_utterance("train", i, 5, pool, variants) for i in range(200)]
+    assert plain == [corpus.plan_utterance("train", i, 5, pool, variants, 0.0) for i in range(200)]
+    assert all(voice.definition is None for _, voice in plain)
+    mixed = [corpus.plan_utterance("train", i, 5, pool, variants, 0.5) for i in range(200)]
+    generated = [voice for _, voice in mixed if voice.variant == espeak.GENERATED]
+    assert 60 < len(generated) < 140 and all(voice.definition for voice in generated)
+    assert len({voice.definition for voice in generated}) == len(generated)  # a new voice each time
+    for (text, voice), (text_, voice_) in zip(plain, mixed):
+        assert text == text_ and dataclasses.replace(voice_, variant=voice.variant, definition=None) == voice
+    with pytest.raises(ValueError, match=r"generated_voices: expected a fraction .* got 1.5"):
+        SpeechDataConfig(generated_voices=1.5).check_augmentation()
+
+
+@needs_espeak
+def test_a_generated_voice_is_spoken_through_a_private_data_folder(tmp_path, monkeypatch):
+    import random
+    import tempfile
+
+    from lstmlab.data.audio import read_audio
+    from lstmlab.recipes.speech import corpus
+    from lstmlab.recipes.speech.features import FeatureConfig
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    text, own = "to be or not to be", espeak.Voice("en-us", None, 160, 50)
+    generated = dataclasses.replace(own, variant=espeak.GENERATED, definition=espeak.generated_variant(random.Random(3)))
+    spoken = read_audio(espeak.synthesize(text, generated, tmp_path / "generated.wav"))
+    again = read_audio(espeak.synthesize(text, generated, tmp_path / "again.wav"))
+    plain = read_audio(espeak.synthesize(text, own, tmp_path / "own.wav"))
+    torch.testing.assert_close(spoken, again)  # the same definition, the same speech
+    assert spoken.shape != plain.shape or not torch.equal(spoken, plain)  # the variant was used, not ignored
+    assert not list((tmp_path / "tmp").iterdir())  # the private data folder is gone
+    with pytest.raises(ValueError, match="must be named 'generated'"):
+        espeak.synthesize(text, dataclasses.replace(generated, variant="m3"), tmp_path / "bad.wav")
+    monkeypatch.setattr(corpus, "cache_root", lambda: tmp_path / "cache")
+    assert corpus.synthetic_folder(5, FeatureConfig()) == corpus.synthetic_folder(5, FeatureConfig(), 0.0)
+    assert corpus.synthetic_folder(5, FeatureConfig(), 0.5) != corpus.synthetic_folder(5, FeatureConfig())
+    with pytest.raises(ValueError, match="generated_voices"):
+        corpus.synthetic_splits(0.0, 3, 4, seed=5, features=FeatureConfig(), jobs=1, train_utterances=2,
+                                generated_voices=-0.1)
+
 def test_acoustic_model_shapes_and_options():
     torch.manual_seed(0)
     model = AcousticModel(AcousticModelConfig(hidden_size=16, num_layers=2, stack=3), 80, len(ALPHABET) + 1)

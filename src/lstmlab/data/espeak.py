@@ -6,6 +6,13 @@ a pitch (0-99) and a gap between words. Validation and test use **variants never
 training** (`VALIDATION_VARIANTS`, `TEST_VARIANTS`), under every accent, so the recogniser
 is scored on voices it never heard.
 
+Training can also speak with *generated* variants (`generated_variant`): a random
+variant file (formant frequencies, heights and widths, pitch range, flutter, roughness,
+voicing, sometimes the Klatt synthesiser) drawn within the span of the installed training
+variants' own settings. espeak-ng only reads variants from its data folder, so such a
+voice is spoken through a private copy of that folder (links to the installed files plus
+the one generated variant), made in the utterance's temporary folder.
+
 espeak-ng writes 22.05 kHz mono WAV with ``-w`` (its ``--stdout`` header carries a bogus
 frame count, so a file is used). Install it with ``apt-get install espeak-ng``
 (``make espeak`` does that).
@@ -13,9 +20,14 @@ frame count, so a file is used). Install it with ``apt-get install espeak-ng``
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import math
+import random
+import re
 import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,10 +53,36 @@ class Voice:
     speed: int  # words per minute (espeak -s)
     pitch: int  # 0-99 (espeak -p)
     gap: int = 0  # extra pause between words, in 10 ms units (espeak -g)
+    definition: str | None = None  # a generated variant's file text (`generated_variant`); None: installed
 
     @property
     def name(self) -> str:
         return self.accent + (f"+{self.variant}" if self.variant else "")
+
+
+GENERATED = "generated"  # the variant name of every generated voice
+
+
+def generated_variant(rng: random.Random) -> str:
+    """A random espeak-ng variant file (its text), within the span of the training variants.
+
+    All formant frequencies are scaled together by a log-uniform factor in [0.75, 1.5]
+    (the installed training variants set formants 1-2 between 75 % and 150 %), each then
+    jittered by ±6 %; heights 70-130 %, widths 80-150 %. The pitch range follows the
+    formant scale as in real voices (higher formants, higher voice), with its base 40-220
+    Hz (training variants: 37-204) and its top 1.25-1.9 × the base. Flutter 0-8, roughness
+    0-5 and voicing 70-130 % are the training variants' ranges; one voice in four uses the
+    Klatt synthesiser (settings 1-6, as the klatt variants do).
+    """
+    scale = math.exp(rng.uniform(math.log(0.75), math.log(1.5)))
+    base = min(220, max(40, round(105 * scale ** 2 * rng.uniform(0.75, 1.3))))
+    lines = ["language variant", f"name {GENERATED}", f"pitch {base} {round(base * rng.uniform(1.25, 1.9))}"]
+    lines += [f"formant {k} {round(100 * scale * rng.uniform(0.94, 1.06))} {rng.randint(70, 130)} "
+              f"{rng.randint(80, 150)}" for k in range(9)]
+    lines += [f"flutter {rng.randint(0, 8)}", f"roughness {rng.randint(0, 5)}", f"voicing {rng.randint(70, 130)}"]
+    if rng.random() < 0.25:
+        lines.append(f"klatt {rng.randint(1, 6)}")
+    return "\n".join(lines) + "\n"
 
 
 def espeak_binary() -> str:
@@ -61,6 +99,30 @@ def espeak_binary() -> str:
 def espeak_version() -> str:
     result = subprocess.run([espeak_binary(), "--version"], capture_output=True, text=True, check=False)
     return result.stdout.strip()
+
+
+@functools.lru_cache(maxsize=1)
+def data_folder() -> Path:
+    """The installed espeak-ng data folder (``espeak-ng --version`` says "Data at: ...")."""
+    found = re.search(r"Data at:\s*(\S+)", espeak_version())
+    if found is None or not Path(found.group(1)).is_dir():
+        raise EspeakError(f"cannot find espeak-ng's data folder in its version line {espeak_version()!r}")
+    return Path(found.group(1))
+
+
+def _private_data(definition: str, folder: Path) -> Path:
+    """A folder for ``espeak-ng --path``: ``espeak-ng-data`` linking every installed entry,
+    with ``voices/!v`` holding only the generated variant (the accents stay linked)."""
+    installed, data = data_folder(), folder / "espeak-ng-data"
+    (data / "voices" / "!v").mkdir(parents=True)
+    for entry in installed.iterdir():
+        if entry.name != "voices":
+            (data / entry.name).symlink_to(entry)
+    for entry in (installed / "voices").iterdir():
+        if entry.name != "!v":
+            (data / "voices" / entry.name).symlink_to(entry)
+    (data / "voices" / "!v" / GENERATED).write_text(definition)
+    return folder
 
 
 @functools.lru_cache(maxsize=1)
@@ -92,10 +154,17 @@ def variants_of(split: str) -> tuple[str | None, ...]:
 
 
 def synthesize(text: str, voice: Voice, path: Path) -> Path:
-    """Speak `text` with `voice` into the WAV file `path` (22.05 kHz mono)."""
+    """Speak `text` with `voice` into the WAV file `path` (22.05 kHz mono); a generated
+    voice's variant goes through a private data folder, removed afterwards."""
     command = [espeak_binary(), "-v", voice.name, "-s", str(voice.speed), "-p", str(voice.pitch),
                "-g", str(voice.gap), "-w", str(path), "--", text]
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    with contextlib.ExitStack() as stack:
+        if voice.definition is not None:
+            if voice.variant != GENERATED:
+                raise ValueError(f"a generated voice's variant must be named {GENERATED!r}, got {voice.variant!r}")
+            private = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="lstmlab-espeak-")))
+            command[1:1] = [f"--path={_private_data(voice.definition, private)}"]
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0 or not path.is_file() or path.stat().st_size <= 44:
         raise EspeakError(f"espeak-ng failed on {text[:60]!r} with voice {voice.name} "
                           f"(exit {result.returncode}): {result.stderr.strip()[:300]}")

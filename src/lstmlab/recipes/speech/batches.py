@@ -23,7 +23,7 @@ from torch import Tensor
 from lstmlab.data.batching import length_batches
 from lstmlab.data.speech_text import encode_transcript
 from lstmlab.recipes.speech.corpus import FeatureSet
-from lstmlab.recipes.speech.features import FeatureConfig, frequency_warp, spec_augment
+from lstmlab.recipes.speech.features import FeatureConfig, frequency_warp, spec_augment, time_stretch
 
 
 @dataclass
@@ -49,17 +49,22 @@ class AugmentOptions:
     time_masks: int = 2
     time_width_ratio: float = 0.05
     freq_warp: float = 0.0  # VTLP: each utterance's frequencies scaled by a factor in [1 - w, 1 + w]; 0 = off
+    time_stretch: float = 0.0  # each utterance's tempo scaled by a factor in [1 - s, 1 + s]; 0 = off
     features: FeatureConfig = field(default_factory=FeatureConfig)  # the bands' frequencies, for the warp
 
 
 def make_batch(data: FeatureSet, indices: Sequence[int], labels: Sequence[list[int]] | None = None,
                augment: AugmentOptions | None = None, generator: torch.Generator | None = None) -> SpeechBatch:
     """Utterances `indices` of `data` -> SpeechBatch (with a SpecAugment mask, and each
-    utterance frequency-warped when `augment.freq_warp`, when `augment`)."""
+    utterance frequency-warped when `augment.freq_warp` and time-stretched when
+    `augment.time_stretch`, when `augment`)."""
     frames = [data.frames(i) for i in indices]
     if augment is not None and augment.freq_warp > 0:
         factors = 1 + augment.freq_warp * (2 * torch.rand(len(frames), generator=generator, dtype=torch.float64) - 1)
         frames = [frequency_warp(f, float(a), augment.features) for f, a in zip(frames, factors)]
+    if augment is not None and augment.time_stretch > 0:  # drawn after the warp: runs without it draw as before
+        factors = 1 + augment.time_stretch * (2 * torch.rand(len(frames), generator=generator, dtype=torch.float64) - 1)
+        frames = [time_stretch(f, float(a)) for f, a in zip(frames, factors)]
     lengths = torch.tensor([len(f) for f in frames], dtype=torch.long)
     features = torch.zeros(len(frames), int(lengths.max()), frames[0].shape[1])
     for row, f in enumerate(frames):

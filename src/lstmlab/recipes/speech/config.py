@@ -27,6 +27,7 @@ class SpeechDataConfig:
 
     path: str | None = None  # folder of name.wav + name.txt, or a TSV/CSV manifest; None = synthesised speech
     hours: float = 12.0  # synthesised training speech (cached; a larger value adds utterances)
+    generated_voices: float = 0.0  # fraction of synthesised training utterances spoken by a random generated espeak variant
     validation_utterances: int = 200  # synthesised, held-out voices and plays
     test_utterances: int = 400  # synthesised, other held-out voices, held-out plays
     jobs: int = 2  # processes synthesising speech
@@ -38,6 +39,7 @@ class SpeechDataConfig:
     time_masks: int = 2  # SpecAugment: time spans masked per utterance ...
     time_width_ratio: float = 0.05  # ... each up to this fraction of the utterance
     freq_warp: float = 0.2  # VTLP: each training utterance's frequencies scaled by a random factor in [1-w, 1+w]; 0 = off
+    time_stretch: float = 0.0  # each training utterance's tempo scaled by a random factor in [1-s, 1+s] per epoch; 0 = off
     eval_utterances: int = 200  # validation utterances decoded (greedy) for CER while training; 0 = all
     beam: int = 8  # prefix beam width of `lstmlab evaluate` and `lstmlab transcribe`
     lm_weight: float = 1.0  # shallow fusion weight of a character LM (--lm RUN); benchmarks/speech_fusion.py
@@ -49,6 +51,12 @@ class SpeechDataConfig:
         if not 0 <= self.freq_warp < 1:
             raise ValueError(f"freq_warp: expected a warp in [0, 1) (frequencies scaled by a factor in "
                              f"[1 - w, 1 + w]; 0 = off), got {self.freq_warp}")
+        if not 0 <= self.generated_voices <= 1:
+            raise ValueError(f"generated_voices: expected a fraction of the training utterances in [0, 1], "
+                             f"got {self.generated_voices}")
+        if not 0 <= self.time_stretch < 1:
+            raise ValueError(f"time_stretch: expected a stretch in [0, 1) (tempo scaled by a factor in "
+                             f"[1 - s, 1 + s]; 0 = off), got {self.time_stretch}")
         if not 0 <= self.time_width_ratio < 1:
             raise ValueError(f"time_width_ratio: expected a fraction of the utterance in [0, 1), got {self.time_width_ratio}")
         for name in ("freq_masks", "freq_width", "time_masks", "shortest_first_epochs"):

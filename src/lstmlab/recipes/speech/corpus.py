@@ -5,13 +5,16 @@ Synthetic (default): `synthetic_splits(config)` speaks Shakespeare sentences
 a split is fixed by (seed, split, i): its sentence, accent, variant, speed, pitch and
 word gap, and for training its wave augmentation (noise, gain, channel, reverb). So the
 set is reproducible, and ``--hours`` grows it: the first utterances stay, new shards are
-added. Validation and test use held-out variants and held-out plays.
+added. Validation and test use held-out variants and held-out plays. With
+``--generated_voices P``, a fraction P of the training utterances swap their installed
+variant for a random generated one (`espeak.generated_variant`), everything else kept.
 
 Each split is cached in ``$LSTMLAB_CACHE/speech/<key>/`` (default ``~/.cache/lstmlab``) as
 shards of `SHARD_SIZE` utterances (``train-00000.pt``: float16 features (frames, 80),
 lengths, texts, voices, seconds; written atomically, loaded without executing code) and
 a readable ``train-00000.jsonl`` manifest. The key hashes the seed, the espeak-ng
-version, the feature settings and `CORPUS_VERSION`.
+version, the feature settings, `CORPUS_VERSION` and the generated-voice fraction when it is
+not 0.
 
 User data: `user_features(path)` reads a folder of wav+txt or a TSV/CSV manifest
 (`lstmlab.data.audio.read_speech_manifest`), any rate, mono or stereo.
@@ -94,17 +97,25 @@ def cache_root() -> Path:
     return cache_folder("speech")
 
 
-def synthetic_folder(seed: int, features: FeatureConfig) -> Path:
-    key = json.dumps({"version": CORPUS_VERSION, "seed": seed, "espeak": espeak.espeak_version(),
-                      "features": dataclasses.asdict(features)}, sort_keys=True)
+def synthetic_folder(seed: int, features: FeatureConfig, generated_voices: float = 0.0) -> Path:
+    settings = {"version": CORPUS_VERSION, "seed": seed, "espeak": espeak.espeak_version(),
+                "features": dataclasses.asdict(features)}
+    if generated_voices:  # absent at 0, so the sets made before generated voices keep their folder
+        settings["generated_voices"] = generated_voices
+    key = json.dumps(settings, sort_keys=True)
     return cache_root() / f"espeak-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
 
 
-def plan_utterance(split: str, index: int, seed: int, pool: list[str], variants: tuple) -> tuple[str, espeak.Voice]:
-    """The sentence and voice of utterance `index` of `split` (a pure function of its arguments)."""
+def plan_utterance(split: str, index: int, seed: int, pool: list[str], variants: tuple,
+                   generated_voices: float = 0.0) -> tuple[str, espeak.Voice]:
+    """The sentence and voice of utterance `index` of `split` (a pure function of its
+    arguments). With probability `generated_voices` the installed variant is replaced by a
+    generated one; the sentence, accent, speed, pitch and gap are the same either way."""
     rng = random.Random(f"{seed}/{split}/{index}")
     voice = espeak.Voice(accent=rng.choice(espeak.ACCENTS), variant=rng.choice(variants),
                          speed=rng.randint(125, 215), pitch=rng.randint(20, 80), gap=rng.choice((0, 0, 0, 1, 2)))
+    if generated_voices and rng.random() < generated_voices:
+        voice = dataclasses.replace(voice, variant=espeak.GENERATED, definition=espeak.generated_variant(rng))
     return pool[index % len(pool)], voice
 
 
@@ -119,9 +130,9 @@ def _utterance_features(job: tuple) -> tuple[Tensor, float]:
 
 
 def _build_shard(path: Path, split: str, start: int, count: int, seed: int, pool: list[str],
-                 features: FeatureConfig, jobs: int, progress) -> None:
+                 features: FeatureConfig, jobs: int, progress, generated_voices: float = 0.0) -> None:
     variants = espeak.variants_of(split)
-    plans = [plan_utterance(split, i, seed, pool, variants) for i in range(start, start + count)]
+    plans = [plan_utterance(split, i, seed, pool, variants, generated_voices) for i in range(start, start + count)]
     augment = [(seed * 1_000_003 + i) if split == "train" and random.Random(f"{seed}/aug/{i}").random()
                < AUGMENTED_FRACTION else None for i in range(start, start + count)]
     work = [(text, voice, a, features) for (text, voice), a in zip(plans, augment)]
@@ -142,7 +153,8 @@ def _build_shard(path: Path, split: str, start: int, count: int, seed: int, pool
                      "seconds": [r[1] for r in results]}, path)
     manifest = "".join(json.dumps({"index": start + k, "text": text, "voice": voice.name, "speed": voice.speed,
                                    "pitch": voice.pitch, "gap": voice.gap, "augmented": a is not None,
-                                   "seconds": round(r[1], 3)}) + "\n"
+                                   "seconds": round(r[1], 3)}
+                                  | ({"variant_file": voice.definition} if voice.definition else {})) + "\n"
                        for k, ((text, voice), a, r) in enumerate(zip(plans, augment, results)))
     path.with_suffix(".jsonl").write_text(manifest)
 
@@ -154,14 +166,15 @@ def _read_shard(path: Path, description: str) -> FeatureSet:
 
 
 def _split_set(folder: Path, split: str, seconds: float | None, count: int | None, seed: int, pool: list[str],
-               features: FeatureConfig, jobs: int, progress) -> FeatureSet:
+               features: FeatureConfig, jobs: int, progress, generated_voices: float = 0.0) -> FeatureSet:
     """The first utterances of `split` up to `seconds` of audio (or `count` utterances), building shards as needed."""
     sets, total, shard = [], 0.0, 0
     while (seconds is not None and total < seconds) or (count is not None and sum(map(len, sets)) < count):
         size = SHARD_SIZE if count is None else min(SHARD_SIZE, count - shard * SHARD_SIZE)
         path = folder / f"{split}-{shard:05d}{'' if count is None else f'-{size}'}.pt"
         if not path.is_file():
-            _build_shard(path, split, shard * SHARD_SIZE, size, seed, pool, features, jobs, progress)
+            _build_shard(path, split, shard * SHARD_SIZE, size, seed, pool, features, jobs, progress,
+                         generated_voices)
         sets.append(_read_shard(path, split))
         total += sum(sets[-1].seconds)
         shard += 1
@@ -181,26 +194,32 @@ def sentence_pool(split: str, seed: int) -> list[str]:
 
 
 def synthetic_splits(hours: float, validation_utterances: int, test_utterances: int, seed: int,
-                     features: FeatureConfig, jobs: int = 2, *, train_utterances: int = 0) -> SpeechSplits:
+                     features: FeatureConfig, jobs: int = 2, *, train_utterances: int = 0,
+                     generated_voices: float = 0.0) -> SpeechSplits:
     """Training speech (`hours` of it, or its first `train_utterances` when given: a small
     corpus that does not synthesise a whole shard), validation and test speech,
-    synthesised once and cached."""
+    synthesised once and cached. `generated_voices`: the fraction of training utterances
+    spoken by a generated variant (`plan_utterance`)."""
     from tqdm import tqdm
 
     if hours <= 0 and train_utterances <= 0:
         raise ValueError(f"hours: expected a positive amount of training speech, got {hours}")
     pools = {split: sentence_pool(split, seed) for split in ("train", "validation", "test")}
-    folder = synthetic_folder(seed, features)
+    if not 0 <= generated_voices <= 1:
+        raise ValueError(f"generated_voices: expected a fraction of the training utterances in [0, 1], "
+                         f"got {generated_voices}")
+    folder = synthetic_folder(seed, features, generated_voices)
     folder.mkdir(parents=True, exist_ok=True)
     with tqdm(desc=f"synthesising speech into {folder}", unit="utt", leave=False, mininterval=2) as progress:
         train = _split_set(folder, "train", None if train_utterances > 0 else hours * 3600, train_utterances or None,
-                           seed, pools["train"], features, jobs, progress)
+                           seed, pools["train"], features, jobs, progress, generated_voices)
         validation = _split_set(folder, "validation", None, validation_utterances, seed, pools["validation"],
                                 features, jobs, progress)
         test = _split_set(folder, "test", None, test_utterances, seed, pools["test"], features, jobs, progress)
+    generated = f", {generated_voices:.0%} of utterances with generated variants" if generated_voices else ""
     description = (f"espeak-ng speech of Shakespeare sentences: {train.hours:.2f} h training "
                    f"({len(train):,} utterances, {len(espeak.variants_of('train'))} voice variants × "
-                   f"{len(espeak.ACCENTS)} accents); validation {len(validation)} and test {len(test)} "
+                   f"{len(espeak.ACCENTS)} accents{generated}); validation {len(validation)} and test {len(test)} "
                    f"utterances with held-out variants and plays")
     return SpeechSplits(train, validation, test, description)
 

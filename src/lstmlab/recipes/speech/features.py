@@ -127,6 +127,25 @@ def frequency_warp(features: Tensor, factor: float, config: FeatureConfig | None
     return features[:, below] * (1 - weight) + features[:, below + 1] * weight
 
 
+def time_stretch(features: Tensor, factor: float) -> Tensor:
+    """(T, F) frames -> (T', F) frames of the same speech spoken `factor` times as fast
+    (T' = round(T / factor), at least 1): frame j of the result is the input at time
+    j × factor, interpolated linearly between the two frames around it. A change of tempo
+    alone (pitch and formants stay, unlike resampling the wave); with `frequency_warp` it
+    makes the speed perturbation of Ko et al. (2015) on cached features, so each epoch
+    hears a training utterance at a new speed."""
+    if features.dim() != 2 or not len(features):
+        raise ValueError(f"time_stretch: expected (T, F) frames with T >= 1, got {tuple(features.shape)}")
+    if not factor > 0:
+        raise ValueError(f"time_stretch: expected a positive factor, got {factor}")
+    length = max(1, round(len(features) / factor))
+    position = (torch.arange(length, dtype=torch.float64) * factor).clamp(max=len(features) - 1)
+    below = position.floor().long().clamp(max=max(0, len(features) - 2))
+    above = (below + 1).clamp(max=len(features) - 1)
+    weight = (position - below).to(features.dtype).unsqueeze(1)  # (T', 1) share of the frame after
+    return features[below] * (1 - weight) + features[above] * weight
+
+
 def _randint(generator: torch.Generator, low: int, high: int) -> int:
     """A whole number in [low, high] (both included)."""
     return int(torch.randint(low, high + 1, (), generator=generator))

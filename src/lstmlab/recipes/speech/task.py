@@ -41,7 +41,7 @@ def load_splits(config: SpeechConfig) -> SpeechSplits:
     if data.path is not None:
         return user_splits(user_features(data.path, config.features), seed=config.train.seed)
     return synthetic_splits(data.hours, data.validation_utterances, data.test_utterances, config.train.seed,
-                            config.features, jobs=data.jobs)
+                            config.features, jobs=data.jobs, generated_voices=data.generated_voices)
 
 
 def feature_statistics(data: FeatureSet) -> tuple[Tensor, Tensor]:
@@ -134,12 +134,14 @@ def score_set(model: AcousticModel, data: FeatureSet, decoders: dict[str, Decode
 
 
 def augment_options(config: SpeechConfig) -> AugmentOptions | None:
-    """The training batches' augmentation (SpecAugment masks, frequency warp); None = none."""
+    """The training batches' augmentation (SpecAugment masks, frequency warp, time stretch); None = none."""
     data = config.data
-    if not (data.spec_augment or data.freq_warp > 0):
+    if not (data.spec_augment or data.freq_warp > 0 or data.time_stretch > 0):
         return None
     masks = (data.freq_masks, data.time_masks) if data.spec_augment else (0, 0)
-    return AugmentOptions(masks[0], data.freq_width, masks[1], data.time_width_ratio, data.freq_warp, config.features)
+    return AugmentOptions(freq_masks=masks[0], freq_width=data.freq_width, time_masks=masks[1],
+                          time_width_ratio=data.time_width_ratio, freq_warp=data.freq_warp,
+                          time_stretch=data.time_stretch, features=config.features)
 
 
 def build_trainer(config: SpeechConfig, splits: SpeechSplits, out_dir: str | Path | None) -> Trainer:
