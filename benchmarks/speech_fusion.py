@@ -65,9 +65,9 @@ def main() -> None:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
-    lines = [f"# LM fusion on the {args.split} voices: α (--lm_weight) × β (--word_bonus)", "",
+    lines = [f"# LM fusion on the {args.split} voices: beam (--beam) × α (--lm_weight) × β (--word_bonus)", "",
              f"Run `{args.run}`, LM `{args.lm}`, {len(data)} utterances "
-             f"({data.hours * 60:.1f} min of audio). Machine: {cpu}, {args.threads} threads; torch "
+             f"({data.hours * 60:.1f} min of audio). Machine: {cpu}, torch threads: {args.threads}; torch "
              f"{torch.__version__}; commit {commit}.", "",
              f"Command: `.venv/bin/python benchmarks/speech_fusion.py {args.run} {args.lm} --weights {args.weights} "
              f"--bonuses {args.bonuses} --beams {args.beams} --split {args.split} --threads {args.threads}"

@@ -102,6 +102,20 @@ def test_generated_voices_change_only_the_variant_of_training_utterances():
         SpeechDataConfig(generated_voices=1.5).check_augmentation()
 
 
+def test_runs_saved_before_generated_voices_keep_training_without_them():
+    from lstmlab.recipes.speech.config import SpeechConfig, saved_config
+    from lstmlab.recipes.speech.recipe import SpeechRecipe
+
+    assert SpeechConfig().data.generated_voices == 0.5  # the default for new runs
+    saved = dataclasses.asdict(SpeechConfig())
+    del saved["data"]["generated_voices"]  # a config written before the field existed
+    assert saved_config(saved).data.generated_voices == 0.0
+    assert saved_config(dataclasses.asdict(SpeechConfig())).data.generated_voices == 0.5
+    state = {"config": saved, "train_config": dataclasses.asdict(SpeechConfig().train)}
+    resumed = SpeechRecipe().config_from_state(state)
+    assert resumed.data.generated_voices == 0.0 and resumed.model.variants == "layer_norm"
+    assert "generated_voices" not in saved["data"]  # the checkpoint's dict is left as it was
+
 @needs_espeak
 def test_a_generated_voice_is_spoken_through_a_private_data_folder(tmp_path, monkeypatch):
     import random

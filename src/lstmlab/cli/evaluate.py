@@ -19,10 +19,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="held-out split of the run's data when --data is not given (default test)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     decoding = parser.add_argument_group("speech runs: decoding")
-    decoding.add_argument("--beam", type=int, help="prefix beam width (default: the run's, 8)")
+    decoding.add_argument("--beam", type=int, help="prefix beam width (default: the run's; 16 for runs trained now)")
     decoding.add_argument("--lm", metavar="LM_RUN", help="also decode with this character LM run (shallow fusion)")
-    decoding.add_argument("--lm_weight", type=float, help="LM weight alpha (default: the run's; 1.0 for runs trained now)")
-    decoding.add_argument("--word_bonus", type=float, help="per-word bonus beta (default: the run's; 1.5 for runs trained now)")
+    decoding.add_argument("--lm_weight", type=float, help="LM weight alpha (default: the run's; 0.8 for runs trained now)")
+    decoding.add_argument("--word_bonus", type=float, help="per-word bonus beta (default: the run's; 0.5 for runs trained now)")
     decoding.add_argument("--per-voice", action="store_true", help="also CER and WER per voice variant")
 
 

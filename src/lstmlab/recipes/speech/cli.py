@@ -25,9 +25,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--chunk-ms", type=float, default=100.0, help="streaming: audio per chunk (default 100 ms)")
     parser.add_argument("--rate", type=int, default=16000, help="streaming raw PCM from standard input: its rate")
     parser.add_argument("--beam", type=int, default=1, help="prefix beam width; 1 = greedy (default)")
-    parser.add_argument("--lm", metavar="LM_RUN", help="a character LM run for shallow fusion (implies a beam)")
-    parser.add_argument("--lm_weight", type=float, help="LM weight alpha (default: the run's; 1.0 for runs trained now)")
-    parser.add_argument("--word_bonus", type=float, help="per-word bonus beta (default: the run's; 1.5 for runs trained now)")
+    parser.add_argument("--lm", metavar="LM_RUN", help="a character LM run for shallow fusion (implies a beam: the "
+                        "run's, 16 for runs trained now, unless --beam is given)")
+    parser.add_argument("--lm_weight", type=float, help="LM weight alpha (default: the run's; 0.8 for runs trained now)")
+    parser.add_argument("--word_bonus", type=float, help="per-word bonus beta (default: the run's; 0.5 for runs trained now)")
     parser.add_argument("--json", action="store_true", help="one JSON object per file, with timings")
 
 
@@ -44,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     if bool(args.files) == bool(args.stream):
         raise ValueError("give audio files to transcribe, or --stream FILE.wav (or --stream - for standard input)")
     lm = load_fusion(args.lm)
-    beam = max(args.beam, 8) if lm is not None and args.beam == 1 else args.beam
+    beam = loaded.config.data.beam if lm is not None and args.beam == 1 else args.beam
     options = {"beam": beam, "lm": lm, "lm_weight": args.lm_weight, "word_bonus": args.word_bonus}
     if args.stream:
         return stream(loaded, args, options)

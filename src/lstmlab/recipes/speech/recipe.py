@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from lstmlab.recipes.base import Recipe
-from lstmlab.recipes.speech.config import SpeechConfig
+from lstmlab.recipes.speech.config import SpeechConfig, saved_config
 
 
 class SpeechRecipe(Recipe):
@@ -45,14 +45,21 @@ class SpeechRecipe(Recipe):
             temporary.replace(path)
         return path
 
-    def load(self, state: dict[str, Any], path: Path) -> Any:
+    def config_from_state(self, state: dict[str, Any]) -> SpeechConfig:
+        """The config a checkpoint was trained with (for --resume), older runs' fields filled as they were."""
         from lstmlab.config import from_dict
+
+        config = saved_config(state["config"])
+        config.train = from_dict(type(config.train), state["train_config"])
+        return config
+
+    def load(self, state: dict[str, Any], path: Path) -> Any:
         from lstmlab.models.acoustic import AcousticModel
         from lstmlab.recipes.speech.recognizer import SpeechRun
         from lstmlab.recipes.speech.task import N_LABELS
         from lstmlab.runs import load_weights
 
-        config = from_dict(SpeechConfig, state["config"])
+        config = saved_config(state["config"])
         model = load_weights(AcousticModel(config.model, config.features.n_mels, N_LABELS), state, path)
         return SpeechRun(self.name, model, config, path, dict(state.get("components") or {}),
                          dict(state.get("metadata") or {}))
@@ -107,7 +114,7 @@ class SpeechRecipe(Recipe):
                 f"lstmlab train lm --data {out_dir}/lm_text.txt --budget 600 --out {out_dir}-lm"
                 "   # a character LM for the beam search",
                 f"lstmlab evaluate {out_dir} --lm {out_dir}-lm",
-                f"lstmlab transcribe {out_dir} FILE.wav --beam 8",
+                f"lstmlab transcribe {out_dir} FILE.wav --beam 16",
                 f"lstmlab inspect {out_dir} --audio FILE.wav",
                 f"lstmlab train {self.name} --out {out_dir} --resume --max_steps 0 --budget 1800"
                 "   # on, to 30 minutes of training in all"]

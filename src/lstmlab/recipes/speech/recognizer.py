@@ -2,7 +2,7 @@
 
     run = lstmlab.load("runs/speech")
     run.transcribe(wave, 16000)                     # greedy: one string
-    run.transcribe(wave, 44100, beam=8, lm="runs/speech-lm", lm_weight=1.0, word_bonus=1.5)
+    run.transcribe(wave, 44100, beam=16, lm="runs/speech-lm", lm_weight=0.8, word_bonus=0.5)
     run.transcribe_file("hello.wav", beam=8)
 
 The waveform is a 1-D tensor or array (mono) or (channels, samples) (mixed down); any
@@ -30,8 +30,8 @@ from lstmlab.runs import Run
 class DecodeSettings:
     beam: int = 1  # 1 = greedy
     lm: Any = None  # an LM run folder, a loaded lm Run, or an LMFusion
-    lm_weight: float = 1.0
-    word_bonus: float = 1.5
+    lm_weight: float = 0.8  # the recipe's defaults (SpeechDataConfig)
+    word_bonus: float = 0.5
 
 
 def load_fusion(lm: Any) -> Any:
