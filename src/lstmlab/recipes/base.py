@@ -97,9 +97,14 @@ class Recipe:
         add_config_options(parser, config, skip={"data.path"},
                            title=f"config fields (type-checked; see {type(config).__module__})")
 
+    def saved_config(self, values: dict[str, Any]) -> Any:
+        """The config a checkpoint saved (`dataclasses.asdict`); a recipe whose defaults
+        changed after runs were saved overrides it to fill those runs' missing fields."""
+        return from_dict(type(self.default_config()), values)
+
     def config_from_state(self, state: dict[str, Any]) -> Any:
         """The config a checkpoint was trained with (for --resume)."""
-        config = from_dict(type(self.default_config()), state["config"])
+        config = self.saved_config(state["config"])
         config.train = from_dict(type(config.train), state["train_config"])
         return config
 

@@ -4,10 +4,11 @@ Defaults: 12 hours of espeak-ng speech (held-out voices and plays for validation
 test), 80 log-mel bands every 10 ms, a 3-layer bidirectional layer-normalised LSTM
 (``variants="layer_norm"``, Ba et al. 2016) over frames stacked ×3, CTC over 28
 characters, a random frequency warp (VTLP) of each training utterance, best.pt chosen
-by validation CER, and half of the training utterances spoken by generated voice variants
-(``generated_voices=0.5``: the held-out voice furthest from the installed ones, ``zac``, went
-from CER 0.148 to 0.069 at 30 minutes). Layer norm is the recipe's default because it lowered the test CER
-with beam + LM from 0.105 to 0.070 at 30 minutes (results/speech.md); the library's
+by validation CER, and half of the training utterances spoken by generated voice
+variants (``generated_voices=0.5``: the held-out voice furthest from the installed ones,
+``zac``, went from CER 0.148 to 0.069 and 0.076 at 30 minutes in two runs). Layer norm is
+the recipe's default because it lowered the test CER with beam + LM from 0.105 to 0.070
+at 30 minutes (results/speech.md); the library's
 `AcousticModelConfig` keeps the plain cell, and ``--cell gru`` needs ``--variants ''``
 (torch's GRU has no layer norm). Dropout and SpecAugment are options, off by default:
 with them a 30-minute run never fit its own training set, and without them it did

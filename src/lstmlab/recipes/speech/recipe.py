@@ -45,13 +45,9 @@ class SpeechRecipe(Recipe):
             temporary.replace(path)
         return path
 
-    def config_from_state(self, state: dict[str, Any]) -> SpeechConfig:
-        """The config a checkpoint was trained with (for --resume), older runs' fields filled as they were."""
-        from lstmlab.config import from_dict
-
-        config = saved_config(state["config"])
-        config.train = from_dict(type(config.train), state["train_config"])
-        return config
+    def saved_config(self, values: dict[str, Any]) -> SpeechConfig:
+        """A saved config, older runs' missing fields filled as they were (`config.saved_config`)."""
+        return saved_config(values)
 
     def load(self, state: dict[str, Any], path: Path) -> Any:
         from lstmlab.models.acoustic import AcousticModel
@@ -59,7 +55,7 @@ class SpeechRecipe(Recipe):
         from lstmlab.recipes.speech.task import N_LABELS
         from lstmlab.runs import load_weights
 
-        config = saved_config(state["config"])
+        config = self.saved_config(state["config"])
         model = load_weights(AcousticModel(config.model, config.features.n_mels, N_LABELS), state, path)
         return SpeechRun(self.name, model, config, path, dict(state.get("components") or {}),
                          dict(state.get("metadata") or {}))
