@@ -16,6 +16,7 @@ import platform
 import subprocess
 import time
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -29,13 +30,29 @@ from lstmlab.recipes.speech.task import beam_decoder, decode_posteriors, load_sp
 RESULTS = Path(__file__).resolve().parents[1] / "results" / "speech_fusion.md"
 
 
+def numbers(kind: type) -> Callable[[str], list]:
+    """An argparse type: "0,0.5,1" -> [0.0, 0.5, 1.0]; a bad item is a usage error (exit 2)."""
+    def parse(text: str) -> list:
+        try:
+            return [kind(item) for item in text.split(",")]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated {kind.__name__} values, got {text!r}") from None
+    return parse
+
+
+def listed(values: list) -> str:
+    """The command-line spelling of a parsed list: [0.0, 0.5] -> "0,0.5"."""
+    return ",".join(f"{v:g}" for v in values)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run")
     parser.add_argument("lm")
-    parser.add_argument("--weights", default="0,0.3,0.5,0.8", help="α values, comma-separated (0 = no LM)")
-    parser.add_argument("--bonuses", default="0,1,2", help="β values, comma-separated")
-    parser.add_argument("--beams", default="8", help="beam widths, comma-separated")
+    parser.add_argument("--weights", default="0,0.3,0.5,0.8", type=numbers(float),
+                        help="α values, comma-separated (0 = no LM)")
+    parser.add_argument("--bonuses", default="0,1,2", type=numbers(float), help="β values, comma-separated")
+    parser.add_argument("--beams", default="8", type=numbers(int), help="beam widths, comma-separated")
     parser.add_argument("--split", choices=("validation", "test"), default="validation")
     parser.add_argument("--utterances", type=int, default=0, help="decode this many, spread over the split; 0 = all")
     parser.add_argument("--threads", type=int, default=2)
@@ -49,9 +66,9 @@ def main() -> None:
     fusion = load_fusion(args.lm)
     batches = list(posteriors(run.model, data))
     rows = []
-    for beam in [int(b) for b in args.beams.split(",")]:
-        for weight in [float(w) for w in args.weights.split(",")]:
-            for bonus in ([0.0] if weight == 0 else [float(b) for b in args.bonuses.split(",")]):
+    for beam in args.beams:
+        for weight in args.weights:
+            for bonus in ([0.0] if weight == 0 else args.bonuses):
                 started = time.perf_counter()
                 options = BeamOptions(beam=beam, lm_weight=weight, word_bonus=bonus)
                 decoder = beam_decoder(options, fusion if weight > 0 else None)
@@ -69,8 +86,9 @@ def main() -> None:
              f"Run `{args.run}`, LM `{args.lm}`, {len(data)} utterances "
              f"({data.hours * 60:.1f} min of audio). Machine: {cpu}, torch threads: {args.threads}; torch "
              f"{torch.__version__}; commit {commit}.", "",
-             f"Command: `.venv/bin/python benchmarks/speech_fusion.py {args.run} {args.lm} --weights {args.weights} "
-             f"--bonuses {args.bonuses} --beams {args.beams} --split {args.split} --threads {args.threads}"
+             f"Command: `.venv/bin/python benchmarks/speech_fusion.py {args.run} {args.lm} "
+             f"--weights {listed(args.weights)} --bonuses {listed(args.bonuses)} --beams {listed(args.beams)} "
+             f"--split {args.split} --threads {args.threads}"
              f"{f' --utterances {args.utterances}' if args.utterances else ''}`", "",
              "| beam | α (lm_weight) | β (word_bonus) | CER | WER | decoding seconds |",
              "|---:|---:|---:|---:|---:|---:|"]

@@ -151,6 +151,11 @@ def fusion_grid_has_a_row_per_beam_weight_and_bonus(out, lm, tmp_path, monkeypat
         (beam, weight, bonus) for beam in (2, 3) for weight, bonus in ((0, 0), (0.5, 0), (0.5, 1))]
     assert all(0 <= float(r[3]) and 0 <= float(r[4]) for r in rows)
     assert "Lowest WER: beam" in table.read_text() and "beam 3 without the LM" in table.read_text()
+    assert "--weights 0,0.5 --bonuses 0,1 --beams 2,3" in table.read_text()  # the command as typed
+    monkeypatch.setattr(sys, "argv", ["speech_fusion.py", str(out), str(lm), "--beams", "8,x"])
+    with pytest.raises(SystemExit) as exited:
+        fusion_main()
+    assert exited.value.code == 2
 
 
 def test_inspect_writes_the_audio_report(trained, tmp_path):

@@ -11,7 +11,7 @@ variant file (formant frequencies, heights and widths, pitch range, flutter, rou
 voicing, sometimes the Klatt synthesiser) drawn within the span of the installed training
 variants' own settings. espeak-ng only reads variants from its data folder, so such a
 voice is spoken through a private copy of that folder (links to the installed files plus
-the one generated variant), made in the utterance's temporary folder.
+the one generated variant), made in a temporary folder and removed after the utterance.
 
 espeak-ng writes 22.05 kHz mono WAV with ``-w`` (its ``--stdout`` header carries a bogus
 frame count, so a file is used). Install it with ``apt-get install espeak-ng``

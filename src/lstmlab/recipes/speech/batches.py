@@ -53,6 +53,11 @@ class AugmentOptions:
     features: FeatureConfig = field(default_factory=FeatureConfig)  # the bands' frequencies, for the warp
 
 
+def _factors(count: int, spread: float, generator: torch.Generator | None) -> list[float]:
+    """`count` factors drawn uniformly from [1 - spread, 1 + spread]."""
+    return (1 + spread * (2 * torch.rand(count, generator=generator, dtype=torch.float64) - 1)).tolist()
+
+
 def make_batch(data: FeatureSet, indices: Sequence[int], labels: Sequence[list[int]] | None = None,
                augment: AugmentOptions | None = None, generator: torch.Generator | None = None) -> SpeechBatch:
     """Utterances `indices` of `data` -> SpeechBatch (with a SpecAugment mask, and each
@@ -60,11 +65,10 @@ def make_batch(data: FeatureSet, indices: Sequence[int], labels: Sequence[list[i
     `augment.time_stretch`, when `augment`)."""
     frames = [data.frames(i) for i in indices]
     if augment is not None and augment.freq_warp > 0:
-        factors = 1 + augment.freq_warp * (2 * torch.rand(len(frames), generator=generator, dtype=torch.float64) - 1)
-        frames = [frequency_warp(f, float(a), augment.features) for f, a in zip(frames, factors)]
+        factors = _factors(len(frames), augment.freq_warp, generator)
+        frames = [frequency_warp(f, a, augment.features) for f, a in zip(frames, factors)]
     if augment is not None and augment.time_stretch > 0:  # drawn after the warp: runs without it draw as before
-        factors = 1 + augment.time_stretch * (2 * torch.rand(len(frames), generator=generator, dtype=torch.float64) - 1)
-        frames = [time_stretch(f, float(a)) for f, a in zip(frames, factors)]
+        frames = [time_stretch(f, a) for f, a in zip(frames, _factors(len(frames), augment.time_stretch, generator))]
     lengths = torch.tensor([len(f) for f in frames], dtype=torch.long)
     features = torch.zeros(len(frames), int(lengths.max()), frames[0].shape[1])
     for row, f in enumerate(frames):

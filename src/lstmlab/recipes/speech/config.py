@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from lstmlab.models.acoustic import AcousticModelConfig
+from lstmlab.recipes.speech.corpus import check_generated_voices
 from lstmlab.recipes.speech.features import FeatureConfig
 from lstmlab.train import TrainConfig
 
@@ -55,9 +56,7 @@ class SpeechDataConfig:
         if not 0 <= self.freq_warp < 1:
             raise ValueError(f"freq_warp: expected a warp in [0, 1) (frequencies scaled by a factor in "
                              f"[1 - w, 1 + w]; 0 = off), got {self.freq_warp}")
-        if not 0 <= self.generated_voices <= 1:
-            raise ValueError(f"generated_voices: expected a fraction of the training utterances in [0, 1], "
-                             f"got {self.generated_voices}")
+        check_generated_voices(self.generated_voices)
         if not 0 <= self.time_stretch < 1:
             raise ValueError(f"time_stretch: expected a stretch in [0, 1) (tempo scaled by a factor in "
                              f"[1 - s, 1 + s]; 0 = off), got {self.time_stretch}")

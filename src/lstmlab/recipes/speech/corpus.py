@@ -193,6 +193,12 @@ def sentence_pool(split: str, seed: int) -> list[str]:
     return pool
 
 
+def check_generated_voices(fraction: float) -> None:
+    """ValueError unless `fraction` (of training utterances with generated voices) is in [0, 1]."""
+    if not 0 <= fraction <= 1:
+        raise ValueError(f"generated_voices: expected a fraction of the training utterances in [0, 1], got {fraction}")
+
+
 def synthetic_splits(hours: float, validation_utterances: int, test_utterances: int, seed: int,
                      features: FeatureConfig, jobs: int = 2, *, train_utterances: int = 0,
                      generated_voices: float = 0.0) -> SpeechSplits:
@@ -205,9 +211,7 @@ def synthetic_splits(hours: float, validation_utterances: int, test_utterances: 
     if hours <= 0 and train_utterances <= 0:
         raise ValueError(f"hours: expected a positive amount of training speech, got {hours}")
     pools = {split: sentence_pool(split, seed) for split in ("train", "validation", "test")}
-    if not 0 <= generated_voices <= 1:
-        raise ValueError(f"generated_voices: expected a fraction of the training utterances in [0, 1], "
-                         f"got {generated_voices}")
+    check_generated_voices(generated_voices)
     folder = synthetic_folder(seed, features, generated_voices)
     folder.mkdir(parents=True, exist_ok=True)
     with tqdm(desc=f"synthesising speech into {folder}", unit="utt", leave=False, mininterval=2) as progress:
