@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-all install clean chromium bible espeak real-speech
+.PHONY: demo test test-all install clean chromium bible espeak flite real-speech other-speech
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,10 +20,10 @@ install: $(STAMP)
 demo: $(STAMP) bible espeak
 	$(BIN)/lstmlab demo
 
-test: $(STAMP) chromium bible espeak
+test: $(STAMP) chromium bible espeak flite
 	$(BIN)/python -m pytest -q -m "not slow"
 
-test-all: $(STAMP) chromium bible espeak
+test-all: $(STAMP) chromium bible espeak flite
 	$(BIN)/python -m pytest -q
 
 # The inspect report's test opens the page in a real headless browser (Debian's chromium).
@@ -39,6 +39,20 @@ espeak:
 	  { DEBIAN_FRONTEND=noninteractive apt-get install -y -q espeak-ng >/dev/null 2>&1 || \
 	    { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q espeak-ng >/dev/null; }; } || \
 	  { echo "make espeak: could not install espeak-ng (apt-get install espeak-ng)" >&2; exit 1; }; }
+
+# A second synthesiser, Debian's flite: the held-out synthesiser test set and --flite_voices.
+flite:
+	@command -v flite >/dev/null 2>&1 || { \
+	  echo "installing Debian's flite (a second synthesiser for the speech recipe)"; \
+	  { DEBIAN_FRONTEND=noninteractive apt-get install -y -q flite >/dev/null 2>&1 || \
+	    { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q flite >/dev/null; }; } || \
+	  { echo "make flite: could not install flite (apt-get install flite)" >&2; exit 1; }; }
+
+# The speech recipe's 400 test sentences spoken by flite's five voices (a synthesiser the
+# default recipe never trains on): lstmlab evaluate RUN --data $(OTHER_SPEECH)/flite.tsv
+OTHER_SPEECH := $(HOME)/.cache/lstmlab/flite
+other-speech: $(STAMP) flite
+	@test -f $(OTHER_SPEECH)/flite.tsv || $(BIN)/python -m lstmlab.recipes.speech.other_speech --out $(OTHER_SPEECH)
 
 # Real recorded speech to score a speech run on (not used in training): Debian's
 # pocketsphinx-testdata (5 LibriVox sentences, 5 card names), unpacked into

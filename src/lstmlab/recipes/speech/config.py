@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from lstmlab.models.acoustic import AcousticModelConfig
-from lstmlab.recipes.speech.corpus import check_generated_voices
+from lstmlab.recipes.speech.corpus import check_voice_fraction
 from lstmlab.recipes.speech.features import FeatureConfig
 from lstmlab.train import TrainConfig
 
@@ -32,6 +32,7 @@ class SpeechDataConfig:
     path: str | None = None  # folder of name.wav + name.txt, or a TSV/CSV manifest; None = synthesised speech
     hours: float = 12.0  # synthesised training speech (cached; a larger value adds utterances)
     generated_voices: float = 0.5  # fraction of synthesised training utterances spoken by a random generated espeak variant
+    flite_voices: float = 0.0  # fraction of synthesised training utterances spoken by flite instead (needs `make flite`)
     validation_utterances: int = 200  # synthesised, held-out voices and plays
     test_utterances: int = 400  # synthesised, other held-out voices, held-out plays
     jobs: int = 2  # processes synthesising speech
@@ -56,7 +57,8 @@ class SpeechDataConfig:
         if not 0 <= self.freq_warp < 1:
             raise ValueError(f"freq_warp: expected a warp in [0, 1) (frequencies scaled by a factor in "
                              f"[1 - w, 1 + w]; 0 = off), got {self.freq_warp}")
-        check_generated_voices(self.generated_voices)
+        check_voice_fraction("generated_voices", self.generated_voices)
+        check_voice_fraction("flite_voices", self.flite_voices)
         if not 0 <= self.time_stretch < 1:
             raise ValueError(f"time_stretch: expected a stretch in [0, 1) (tempo scaled by a factor in "
                              f"[1 - s, 1 + s]; 0 = off), got {self.time_stretch}")

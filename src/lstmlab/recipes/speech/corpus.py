@@ -8,13 +8,16 @@ set is reproducible, and ``--hours`` grows it: the first utterances stay, new sh
 added. Validation and test use held-out variants and held-out plays. With
 ``--generated_voices P``, a fraction P of the training utterances swap their installed
 variant for a random generated one (`espeak.generated_variant`), everything else kept.
+With ``--flite_voices P``, a fraction P of the training utterances are spoken by another
+synthesiser instead, flite (`lstmlab.data.flite`), with one of its training voices at a
+random rate and pitch; validation and test stay espeak-ng's held-out voices.
 
 Each split is cached in ``$LSTMLAB_CACHE/speech/<key>/`` (default ``~/.cache/lstmlab``) as
 shards of `SHARD_SIZE` utterances (``train-00000.pt``: float16 features (frames, 80),
 lengths, texts, voices, seconds; written atomically, loaded without executing code) and
 a readable ``train-00000.jsonl`` manifest. The key hashes the seed, the espeak-ng
-version, the feature settings, `CORPUS_VERSION` and the generated-voice fraction when it is
-not 0.
+version, the feature settings, `CORPUS_VERSION` and the generated-voice and flite fractions
+when they are not 0.
 
 User data: `user_features(path)` reads a folder of wav+txt or a TSV/CSV manifest
 (`lstmlab.data.audio.read_speech_manifest`), any rate, mono or stereo.
@@ -35,7 +38,7 @@ import torch
 from torch import Tensor
 
 from lstmlab.checkpoint import load_checkpoint, save_checkpoint
-from lstmlab.data import espeak
+from lstmlab.data import espeak, flite
 from lstmlab.data.audio import SAMPLE_RATE, read_audio
 from lstmlab.data.cache import cache_folder
 from lstmlab.data.shakespeare import shakespeare_splits
@@ -97,25 +100,33 @@ def cache_root() -> Path:
     return cache_folder("speech")
 
 
-def synthetic_folder(seed: int, features: FeatureConfig, generated_voices: float = 0.0) -> Path:
+def synthetic_folder(seed: int, features: FeatureConfig, generated_voices: float = 0.0,
+                     flite_voices: float = 0.0) -> Path:
     settings = {"version": CORPUS_VERSION, "seed": seed, "espeak": espeak.espeak_version(),
                 "features": dataclasses.asdict(features)}
     if generated_voices:  # absent at 0, so the sets made before generated voices keep their folder
         settings["generated_voices"] = generated_voices
+    if flite_voices:
+        settings["flite_voices"] = flite_voices
     key = json.dumps(settings, sort_keys=True)
     return cache_root() / f"espeak-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
 
 
 def plan_utterance(split: str, index: int, seed: int, pool: list[str], variants: tuple,
-                   generated_voices: float = 0.0) -> tuple[str, espeak.Voice]:
+                   generated_voices: float = 0.0, flite_voices: float = 0.0) -> tuple[str, espeak.Voice | flite.Voice]:
     """The sentence and voice of utterance `index` of `split` (a pure function of its
     arguments). With probability `generated_voices` the installed variant is replaced by a
-    generated one; the sentence, accent, speed, pitch and gap are the same either way."""
+    generated one; the sentence, accent, speed, pitch and gap are the same either way. Then,
+    with probability `flite_voices`, the utterance is spoken by flite instead (a training
+    voice at a random rate and mean pitch); the sentence stays."""
     rng = random.Random(f"{seed}/{split}/{index}")
     voice = espeak.Voice(accent=rng.choice(espeak.ACCENTS), variant=rng.choice(variants),
                          speed=rng.randint(125, 215), pitch=rng.randint(20, 80), gap=rng.choice((0, 0, 0, 1, 2)))
     if generated_voices and rng.random() < generated_voices:
         voice = dataclasses.replace(voice, variant=espeak.GENERATED, definition=espeak.generated_variant(rng))
+    if flite_voices and rng.random() < flite_voices:
+        voice = flite.Voice(rng.choice(flite.TRAINING_VOICES), stretch=round(rng.uniform(0.75, 1.35), 3),
+                            f0=rng.randint(80, 230))
     return pool[index % len(pool)], voice
 
 
@@ -123,16 +134,19 @@ def _utterance_features(job: tuple) -> tuple[Tensor, float]:
     """Worker: synthesise, resample to 16 kHz, augment (training), log-mel as float16."""
     text, voice, augment_seed, features = job
     with tempfile.TemporaryDirectory(prefix="lstmlab-speech-") as folder:
-        wave = read_audio(espeak.synthesize(text, voice, Path(folder) / "utterance.wav"))
+        speak = flite.synthesize if isinstance(voice, flite.Voice) else espeak.synthesize
+        wave = read_audio(speak(text, voice, Path(folder) / "utterance.wav"))
     if augment_seed is not None:
         wave = augment_wave(wave, torch.Generator().manual_seed(augment_seed), sample_rate=SAMPLE_RATE)
     return log_mel(wave, features).to(torch.float16), len(wave) / SAMPLE_RATE
 
 
 def _build_shard(path: Path, split: str, start: int, count: int, seed: int, pool: list[str],
-                 features: FeatureConfig, jobs: int, progress, generated_voices: float = 0.0) -> None:
+                 features: FeatureConfig, jobs: int, progress, generated_voices: float = 0.0,
+                 flite_voices: float = 0.0) -> None:
     variants = espeak.variants_of(split)
-    plans = [plan_utterance(split, i, seed, pool, variants, generated_voices) for i in range(start, start + count)]
+    plans = [plan_utterance(split, i, seed, pool, variants, generated_voices, flite_voices)
+             for i in range(start, start + count)]
     augment = [(seed * 1_000_003 + i) if split == "train" and random.Random(f"{seed}/aug/{i}").random()
                < AUGMENTED_FRACTION else None for i in range(start, start + count)]
     work = [(text, voice, a, features) for (text, voice), a in zip(plans, augment)]
@@ -151,12 +165,18 @@ def _build_shard(path: Path, split: str, start: int, count: int, seed: int, pool
                      "lengths": torch.tensor([len(r[0]) for r in results]),
                      "texts": [text for text, _ in plans], "voices": [voice.name for _, voice in plans],
                      "seconds": [r[1] for r in results]}, path)
-    manifest = "".join(json.dumps({"index": start + k, "text": text, "voice": voice.name, "speed": voice.speed,
-                                   "pitch": voice.pitch, "gap": voice.gap, "augmented": a is not None,
-                                   "seconds": round(r[1], 3)}
-                                  | ({"variant_file": voice.definition} if voice.definition else {})) + "\n"
+    manifest = "".join(json.dumps({"index": start + k, "text": text, "voice": voice.name} | _voice_settings(voice)
+                                  | {"augmented": a is not None, "seconds": round(r[1], 3)}) + "\n"
                        for k, ((text, voice), a, r) in enumerate(zip(plans, augment, results)))
     path.with_suffix(".jsonl").write_text(manifest)
+
+
+def _voice_settings(voice: espeak.Voice | flite.Voice) -> dict:
+    """A voice's settings for the readable manifest."""
+    if isinstance(voice, flite.Voice):
+        return {"stretch": voice.stretch, "f0": voice.f0}
+    return ({"speed": voice.speed, "pitch": voice.pitch, "gap": voice.gap}
+            | ({"variant_file": voice.definition} if voice.definition else {}))
 
 
 def _read_shard(path: Path, description: str) -> FeatureSet:
@@ -166,7 +186,8 @@ def _read_shard(path: Path, description: str) -> FeatureSet:
 
 
 def _split_set(folder: Path, split: str, seconds: float | None, count: int | None, seed: int, pool: list[str],
-               features: FeatureConfig, jobs: int, progress, generated_voices: float = 0.0) -> FeatureSet:
+               features: FeatureConfig, jobs: int, progress, generated_voices: float = 0.0,
+               flite_voices: float = 0.0) -> FeatureSet:
     """The first utterances of `split` up to `seconds` of audio (or `count` utterances), building shards as needed."""
     sets, total, shard = [], 0.0, 0
     while (seconds is not None and total < seconds) or (count is not None and sum(map(len, sets)) < count):
@@ -174,7 +195,7 @@ def _split_set(folder: Path, split: str, seconds: float | None, count: int | Non
         path = folder / f"{split}-{shard:05d}{'' if count is None else f'-{size}'}.pt"
         if not path.is_file():
             _build_shard(path, split, shard * SHARD_SIZE, size, seed, pool, features, jobs, progress,
-                         generated_voices)
+                         generated_voices, flite_voices)
         sets.append(_read_shard(path, split))
         total += sum(sets[-1].seconds)
         shard += 1
@@ -193,34 +214,39 @@ def sentence_pool(split: str, seed: int) -> list[str]:
     return pool
 
 
-def check_generated_voices(fraction: float) -> None:
-    """ValueError unless `fraction` (of training utterances with generated voices) is in [0, 1]."""
+def check_voice_fraction(name: str, fraction: float) -> None:
+    """ValueError unless `fraction` (of training utterances with generated or flite voices,
+    the option `name`) is in [0, 1]."""
     if not 0 <= fraction <= 1:
-        raise ValueError(f"generated_voices: expected a fraction of the training utterances in [0, 1], got {fraction}")
+        raise ValueError(f"{name}: expected a fraction of the training utterances in [0, 1], got {fraction}")
 
 
 def synthetic_splits(hours: float, validation_utterances: int, test_utterances: int, seed: int,
                      features: FeatureConfig, jobs: int = 2, *, train_utterances: int = 0,
-                     generated_voices: float = 0.0) -> SpeechSplits:
+                     generated_voices: float = 0.0, flite_voices: float = 0.0) -> SpeechSplits:
     """Training speech (`hours` of it, or its first `train_utterances` when given: a small
     corpus that does not synthesise a whole shard), validation and test speech,
-    synthesised once and cached. `generated_voices`: the fraction of training utterances
-    spoken by a generated variant (`plan_utterance`)."""
+    synthesised once and cached. `generated_voices`, `flite_voices`: the fractions of
+    training utterances spoken by a generated variant and by flite (`plan_utterance`)."""
     from tqdm import tqdm
 
     if hours <= 0 and train_utterances <= 0:
         raise ValueError(f"hours: expected a positive amount of training speech, got {hours}")
     pools = {split: sentence_pool(split, seed) for split in ("train", "validation", "test")}
-    check_generated_voices(generated_voices)
-    folder = synthetic_folder(seed, features, generated_voices)
+    check_voice_fraction("generated_voices", generated_voices)
+    check_voice_fraction("flite_voices", flite_voices)
+    if flite_voices:
+        flite.flite_binary()  # FliteError saying how to install it, before any speech is made
+    folder = synthetic_folder(seed, features, generated_voices, flite_voices)
     folder.mkdir(parents=True, exist_ok=True)
     with tqdm(desc=f"synthesising speech into {folder}", unit="utt", leave=False, mininterval=2) as progress:
         train = _split_set(folder, "train", None if train_utterances > 0 else hours * 3600, train_utterances or None,
-                           seed, pools["train"], features, jobs, progress, generated_voices)
+                           seed, pools["train"], features, jobs, progress, generated_voices, flite_voices)
         validation = _split_set(folder, "validation", None, validation_utterances, seed, pools["validation"],
                                 features, jobs, progress)
         test = _split_set(folder, "test", None, test_utterances, seed, pools["test"], features, jobs, progress)
     generated = f", {generated_voices:.0%} of utterances with generated variants" if generated_voices else ""
+    generated += f", {flite_voices:.0%} spoken by flite" if flite_voices else ""
     description = (f"espeak-ng speech of Shakespeare sentences: {train.hours:.2f} h training "
                    f"({len(train):,} utterances, {len(espeak.variants_of('train'))} voice variants × "
                    f"{len(espeak.ACCENTS)} accents{generated}); validation {len(validation)} and test {len(test)} "

@@ -41,7 +41,8 @@ def load_splits(config: SpeechConfig) -> SpeechSplits:
     if data.path is not None:
         return user_splits(user_features(data.path, config.features), seed=config.train.seed)
     return synthetic_splits(data.hours, data.validation_utterances, data.test_utterances, config.train.seed,
-                            config.features, jobs=data.jobs, generated_voices=data.generated_voices)
+                            config.features, jobs=data.jobs, generated_voices=data.generated_voices,
+                            flite_voices=data.flite_voices)
 
 
 def feature_statistics(data: FeatureSet) -> tuple[Tensor, Tensor]:

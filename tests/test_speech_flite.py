@@ -1,0 +1,95 @@
+"""A second synthesiser, flite: its voices in training (``--flite_voices``), the held-out
+synthesiser test set (`other_speech`), and clear errors where flite is missing."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+
+from lstmlab.data import espeak, flite
+
+needs_flite = pytest.mark.skipif(shutil.which("flite") is None, reason="needs flite (make flite)")
+
+
+def test_flite_voices_replace_only_the_voice_of_a_fraction_of_training_utterances():
+    from lstmlab.recipes.speech import corpus
+    from lstmlab.recipes.speech.config import SpeechDataConfig
+
+    pool, variants = ["a b c", "d e f", "g h i"], ("m3", "f1", None)
+    before = [corpus.plan_utterance("train", i, 5, pool, variants, 0.5) for i in range(400)]
+    assert before == [corpus.plan_utterance("train", i, 5, pool, variants, 0.5, 0.0) for i in range(400)]
+    mixed = [corpus.plan_utterance("train", i, 5, pool, variants, 0.5, 0.3) for i in range(400)]
+    spoken_by_flite = [voice for _, voice in mixed if isinstance(voice, flite.Voice)]
+    assert 80 < len(spoken_by_flite) < 160
+    assert {voice.voice for voice in spoken_by_flite} == set(flite.TRAINING_VOICES)  # slt never trains
+    assert all(0.75 <= voice.stretch <= 1.35 and 80 <= voice.f0 <= 230 for voice in spoken_by_flite)
+    for (text, voice), (text_, voice_) in zip(before, mixed):
+        assert text == text_ and (isinstance(voice_, flite.Voice) or voice_ == voice)
+    with pytest.raises(ValueError, match=r"flite_voices: expected a fraction .* got -0.2"):
+        SpeechDataConfig(flite_voices=-0.2).check_augmentation()
+
+
+def test_the_cache_key_names_the_flite_fraction_only_when_it_is_used(tmp_path, monkeypatch):
+    from lstmlab.recipes.speech import corpus
+    from lstmlab.recipes.speech.features import FeatureConfig
+
+    monkeypatch.setattr(corpus, "cache_root", lambda: tmp_path)
+    monkeypatch.setattr(espeak, "espeak_version", lambda: "eSpeak NG text-to-speech: 1.51")
+    assert corpus.synthetic_folder(5, FeatureConfig(), 0.5) == corpus.synthetic_folder(5, FeatureConfig(), 0.5, 0.0)
+    assert corpus.synthetic_folder(5, FeatureConfig(), 0.5, 0.3) != corpus.synthetic_folder(5, FeatureConfig(), 0.5)
+
+
+def test_a_missing_flite_is_a_clear_error_before_any_speech_is_made(tmp_path, monkeypatch):
+    from lstmlab.recipes.speech import corpus
+    from lstmlab.recipes.speech.features import FeatureConfig
+
+    monkeypatch.setattr(flite.shutil, "which", lambda name: None)
+    with pytest.raises(flite.FliteError, match="make flite"):
+        flite.synthesize("to be", flite.Voice("rms"), tmp_path / "a.wav")
+    monkeypatch.setattr(corpus, "cache_root", lambda: tmp_path / "cache")
+    with pytest.raises(flite.FliteError, match="apt-get install flite"):
+        corpus.synthetic_splits(0.0, 3, 4, seed=5, features=FeatureConfig(), jobs=1, train_utterances=2,
+                                flite_voices=0.5)
+    assert not (tmp_path / "cache").exists()
+    with pytest.raises(ValueError, match="expected a flite voice, one of kal, kal16, awb, rms, slt; got 'bob'"):
+        flite.synthesize("to be", flite.Voice("bob"), tmp_path / "a.wav")
+
+
+@needs_flite
+def test_flite_speaks_at_the_rate_it_is_given_and_the_corpus_turns_it_into_features(tmp_path):
+    from lstmlab.data.audio import SAMPLE_RATE, read_audio
+    from lstmlab.recipes.speech import corpus
+    from lstmlab.recipes.speech.features import FeatureConfig
+
+    text = "now is the winter of our discontent"
+    plain = read_audio(flite.synthesize(text, flite.Voice("kal16"), tmp_path / "plain.wav"))
+    slow = read_audio(flite.synthesize(text, flite.Voice("kal16", stretch=1.3), tmp_path / "slow.wav"))
+    assert 1.2 < len(slow) / len(plain) < 1.4
+    voice = flite.Voice("kal", stretch=0.9, f0=150)  # kal speaks at 8 kHz: resampled on reading
+    features, seconds = corpus._utterance_features((text, voice, 11, FeatureConfig()))
+    assert features.dtype == torch.float16 and features.shape[1] == 80
+    assert abs(features.shape[0] - seconds * 100) <= 2 and 1.0 < seconds < 4.0
+    assert len(read_audio(flite.synthesize(text, voice, tmp_path / "k.wav"))) / SAMPLE_RATE == pytest.approx(seconds)
+    manifest = corpus._voice_settings(voice)
+    assert manifest == {"stretch": 0.9, "f0": 150}
+
+
+@needs_flite
+def test_the_held_out_synthesiser_set_speaks_the_test_sentences_in_every_flite_voice(tmp_path, capsys):
+    from lstmlab.data.audio import read_speech_manifest
+    from lstmlab.recipes.speech.corpus import sentence_pool
+    from lstmlab.recipes.speech.other_speech import main, write_flite_set
+
+    manifest = write_flite_set(tmp_path / "set", utterances=6, seed=5)
+    items = read_speech_manifest(manifest)
+    assert [text for _, text in items] == sentence_pool("test", 5)[:6]  # the espeak test set's sentences, in order
+    assert [audio.name.split("-")[0] for audio, _ in items] == [*flite.VOICES, flite.VOICES[0]]
+    assert all(audio.is_file() for audio, _ in items)
+    per_voice = {voice: read_speech_manifest(tmp_path / "set" / f"flite-{voice}.tsv") for voice in flite.VOICES}
+    assert len(per_voice["kal"]) == 2 and sorted(sum(per_voice.values(), [])) == sorted(items)
+    assert not list((tmp_path / "set").glob("*.tmp"))
+    with pytest.raises(SystemExit) as exit_:
+        main(["--out", str(tmp_path / "none"), "--utterances", "0"])
+    assert exit_.value.code == 1 and "utterances: expected at least 1, got 0" in capsys.readouterr().err
