@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)
 
-demo: $(STAMP) bible espeak
+demo: $(STAMP) bible espeak flite
 	$(BIN)/lstmlab demo
 
 test: $(STAMP) chromium bible espeak flite

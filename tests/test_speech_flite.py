@@ -93,3 +93,16 @@ def test_the_held_out_synthesiser_set_speaks_the_test_sentences_in_every_flite_v
     with pytest.raises(SystemExit) as exit_:
         main(["--out", str(tmp_path / "none"), "--utterances", "0"])
     assert exit_.value.code == 1 and "utterances: expected at least 1, got 0" in capsys.readouterr().err
+
+
+def test_runs_saved_before_flite_voices_keep_training_without_them():
+    import dataclasses
+
+    from lstmlab.recipes.speech.config import SpeechConfig, saved_config
+
+    assert SpeechConfig().data.flite_voices == 0.3  # the default for new runs
+    saved = dataclasses.asdict(SpeechConfig())
+    del saved["data"]["flite_voices"]  # a config written before the field existed
+    assert saved_config(saved).data.flite_voices == 0.0
+    assert saved_config(saved).data.generated_voices == 0.5  # a field it has is read as saved
+    assert saved_config(dataclasses.asdict(SpeechConfig())).data.flite_voices == 0.3
