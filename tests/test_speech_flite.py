@@ -106,3 +106,15 @@ def test_runs_saved_before_flite_voices_keep_training_without_them():
     assert saved_config(saved).data.flite_voices == 0.0
     assert saved_config(saved).data.generated_voices == 0.5  # a field it has is read as saved
     assert saved_config(dataclasses.asdict(SpeechConfig())).data.flite_voices == 0.3
+
+
+def test_training_without_flite_is_one_line_naming_the_way_out(tmp_path, monkeypatch, capsys):
+    from lstmlab.cli import main
+    from lstmlab.recipes.speech import corpus
+
+    monkeypatch.setattr(flite.shutil, "which", lambda name: None)
+    monkeypatch.setattr(corpus, "cache_root", lambda: tmp_path / "cache")
+    assert main(["train", "speech", "--hours", "0.001", "--out", str(tmp_path / "run"), "--max_steps", "1"]) == 2
+    error = capsys.readouterr().err
+    assert "flite is not installed" in error and "--flite_voices 0" in error and "Traceback" not in error
+    assert not (tmp_path / "cache").exists()

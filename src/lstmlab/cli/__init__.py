@@ -23,10 +23,12 @@ from lstmlab.checkpoint import CheckpointError
 from lstmlab.cli.parser import Parser
 from lstmlab.config import ConfigError
 from lstmlab.data.espeak import EspeakError
+from lstmlab.data.flite import FliteError
 
 # what a user's mistake raises (a bad value, a missing or damaged file): one line, exit 2
 USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError,
-               UnicodeDecodeError, CheckpointError, ConfigError, EspeakError)  # espeak-ng: missing or failed
+               UnicodeDecodeError, CheckpointError, ConfigError,
+               EspeakError, FliteError)  # the synthesisers: missing or failed
 
 # name -> (module, one-line help) of the shared sub-commands
 SHARED_COMMANDS: dict[str, tuple[str, str]] = {

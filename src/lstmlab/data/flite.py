@@ -46,7 +46,8 @@ def flite_binary() -> str:
     found = shutil.which("flite")
     if found is None:
         raise FliteError("flite is not installed (it speaks the held-out synthesiser set and the training "
-                         "utterances of --flite_voices): run `make flite` (or `apt-get install flite`)")
+                         "utterances of --flite_voices): run `make flite` (or `apt-get install flite`), or train "
+                         "on espeak-ng alone with --flite_voices 0")
     return found
 
 
