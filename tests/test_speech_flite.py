@@ -8,7 +8,7 @@ import shutil
 import pytest
 import torch
 
-from lstmlab.data import espeak, flite
+from lstmlab.data import espeak, flite, synthesiser
 
 needs_flite = pytest.mark.skipif(shutil.which("flite") is None, reason="needs flite (make flite)")
 
@@ -45,7 +45,7 @@ def test_a_missing_flite_is_a_clear_error_before_any_speech_is_made(tmp_path, mo
     from lstmlab.recipes.speech import corpus
     from lstmlab.recipes.speech.features import FeatureConfig
 
-    monkeypatch.setattr(flite.shutil, "which", lambda name: None)
+    monkeypatch.setattr(synthesiser.shutil, "which", lambda name: None)
     with pytest.raises(flite.FliteError, match="make flite"):
         flite.synthesize("to be", flite.Voice("rms"), tmp_path / "a.wav")
     monkeypatch.setattr(corpus, "cache_root", lambda: tmp_path / "cache")
@@ -112,9 +112,17 @@ def test_training_without_flite_is_one_line_naming_the_way_out(tmp_path, monkeyp
     from lstmlab.cli import main
     from lstmlab.recipes.speech import corpus
 
-    monkeypatch.setattr(flite.shutil, "which", lambda name: None)
+    monkeypatch.setattr(synthesiser.shutil, "which", lambda name: None)
     monkeypatch.setattr(corpus, "cache_root", lambda: tmp_path / "cache")
     assert main(["train", "speech", "--hours", "0.001", "--out", str(tmp_path / "run"), "--max_steps", "1"]) == 2
     error = capsys.readouterr().err
     assert "flite is not installed" in error and "--flite_voices 0" in error and "Traceback" not in error
     assert not (tmp_path / "cache").exists()
+
+
+def test_both_synthesisers_fail_with_the_program_the_text_and_the_voice(tmp_path, monkeypatch):
+    with pytest.raises(flite.FliteError, match=r"false failed on 'to be or not' with voice rms \(exit 1\)"):
+        synthesiser.speak_to_wav(["false"], tmp_path / "a.wav", flite.FliteError, "to be or not", "rms")
+    monkeypatch.setattr(synthesiser.shutil, "which", lambda name: None)
+    with pytest.raises(espeak.EspeakError, match="make espeak"):
+        espeak.espeak_binary()

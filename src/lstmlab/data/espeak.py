@@ -25,11 +25,12 @@ import functools
 import math
 import random
 import re
-import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from lstmlab.data.synthesiser import find_program, speak_to_wav
 
 # English accents of espeak-ng 1.51 (the mbrola voices need extra packages and are left out).
 ACCENTS = ("en", "en-us", "en-gb-scotland", "en-gb-x-gbclan", "en-gb-x-rp", "en-gb-x-gbcwmd", "en-029")
@@ -87,12 +88,9 @@ def generated_variant(rng: random.Random) -> str:
 
 def espeak_binary() -> str:
     """The espeak-ng program, or EspeakError saying how to install it."""
-    found = shutil.which("espeak-ng")
-    if found is None:
-        raise EspeakError("the speech recipe synthesises its training speech with espeak-ng, which is not "
-                          "installed: run `make espeak` (or `apt-get install espeak-ng`), or train on your "
-                          "own recordings with --data FOLDER_OR_MANIFEST")
-    return found
+    return find_program("espeak-ng", EspeakError, "the speech recipe synthesises its training speech with espeak-ng, "
+                        "which is not installed: run `make espeak` (or `apt-get install espeak-ng`), or train on "
+                        "your own recordings with --data FOLDER_OR_MANIFEST")
 
 
 @functools.lru_cache(maxsize=1)
@@ -164,8 +162,4 @@ def synthesize(text: str, voice: Voice, path: Path) -> Path:
                 raise ValueError(f"a generated voice's variant must be named {GENERATED!r}, got {voice.variant!r}")
             private = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="lstmlab-espeak-")))
             command[1:1] = [f"--path={_private_data(voice.definition, private)}"]
-        result = subprocess.run(command, capture_output=True, text=True, check=False)
-    if result.returncode != 0 or not path.is_file() or path.stat().st_size <= 44:
-        raise EspeakError(f"espeak-ng failed on {text[:60]!r} with voice {voice.name} "
-                          f"(exit {result.returncode}): {result.stderr.strip()[:300]}")
-    return path
+        return speak_to_wav(command, path, EspeakError, text, voice.name)

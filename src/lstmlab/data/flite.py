@@ -17,10 +17,10 @@ Install it with ``apt-get install flite`` (``make flite`` does that).
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+
+from lstmlab.data.synthesiser import find_program, speak_to_wav
 
 VOICES = ("kal", "kal16", "awb", "rms", "slt")
 TRAINING_VOICES = ("kal", "kal16", "awb", "rms")  # slt stays held out
@@ -43,12 +43,9 @@ class Voice:
 
 def flite_binary() -> str:
     """The flite program, or FliteError saying how to install it."""
-    found = shutil.which("flite")
-    if found is None:
-        raise FliteError("flite is not installed (it speaks the held-out synthesiser set and the training "
-                         "utterances of --flite_voices): run `make flite` (or `apt-get install flite`), or train "
-                         "on espeak-ng alone with --flite_voices 0")
-    return found
+    return find_program("flite", FliteError, "flite is not installed (it speaks the held-out synthesiser set and "
+                        "the training utterances of --flite_voices): run `make flite` (or `apt-get install flite`), "
+                        "or train on espeak-ng alone with --flite_voices 0")
 
 
 def synthesize(text: str, voice: Voice, path: Path) -> Path:
@@ -61,9 +58,5 @@ def synthesize(text: str, voice: Voice, path: Path) -> Path:
     settings = ["--setf", f"duration_stretch={voice.stretch}"]
     if voice.f0 is not None:
         settings += ["--setf", f"int_f0_target_mean={voice.f0}"]
-    result = subprocess.run([flite_binary(), "-voice", voice.voice, *settings, "-t", text, "-o", str(path)],
-                            capture_output=True, text=True, check=False)
-    if result.returncode != 0 or not path.is_file() or path.stat().st_size <= 44:
-        raise FliteError(f"flite failed on {text[:60]!r} with voice {voice.voice} (exit {result.returncode}): "
-                         f"{result.stderr.strip()[:300]}")
-    return path
+    return speak_to_wav([flite_binary(), "-voice", voice.voice, *settings, "-t", text, "-o", str(path)], path,
+                        FliteError, text, voice.voice)
