@@ -92,7 +92,7 @@ def test_the_held_out_synthesiser_set_speaks_the_test_sentences_in_every_flite_v
     assert not list((tmp_path / "set").glob("*.tmp"))
     with pytest.raises(SystemExit) as exit_:
         main(["--out", str(tmp_path / "none"), "--utterances", "0"])
-    assert exit_.value.code == 1 and "utterances: expected at least 1, got 0" in capsys.readouterr().err
+    assert exit_.value.code == 2 and "utterances: expected at least 1, got 0" in capsys.readouterr().err
 
 
 def test_runs_saved_before_flite_voices_keep_training_without_them():
@@ -126,3 +126,22 @@ def test_both_synthesisers_fail_with_the_program_the_text_and_the_voice(tmp_path
     monkeypatch.setattr(synthesiser.shutil, "which", lambda name: None)
     with pytest.raises(espeak.EspeakError, match="make espeak"):
         espeak.espeak_binary()
+
+
+def test_manifests_are_written_whole_or_not_at_all(tmp_path, monkeypatch):
+    import os
+
+    from lstmlab.checkpoint import write_text_atomically
+
+    manifest = tmp_path / "flite.tsv"
+    write_text_atomically(manifest, "wav/a.wav\tto be\n")
+    assert manifest.read_text(encoding="utf-8") == "wav/a.wav\tto be\n" and oct(manifest.stat().st_mode)[-3:] == "644"
+
+    def interrupted(*_):
+        raise KeyboardInterrupt  # Ctrl-C between writing the temporary file and the rename
+
+    monkeypatch.setattr(os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        write_text_atomically(manifest, "wav/b.wav\tor not\n")
+    assert manifest.read_text(encoding="utf-8") == "wav/a.wav\tto be\n"  # the old file, whole
+    assert [p.name for p in tmp_path.iterdir()] == ["flite.tsv"]  # no temporary file left

@@ -24,8 +24,10 @@ long-lag model files, ``{"kind": "longlag"}``) are read and upgraded by `upgrade
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,21 +53,40 @@ class RunInfo:
     metadata: dict[str, Any] = field(default_factory=dict)  # for people: corpus, parameters, ...
 
 
-def save_checkpoint(obj: dict[str, Any], path: str | os.PathLike) -> Path:
-    """Write `obj` to `path` atomically (temp file + fsync + rename). Returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+@contextlib.contextmanager
+def _replacing(path: Path) -> Iterator[tuple[int, str]]:
+    """A temporary file beside `path` (its descriptor and name) for the block to write:
+    renamed onto `path` when the block ends, removed when it fails or is interrupted."""
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
+        yield fd, tmp_name
         os.replace(tmp_name, path)
     except BaseException:
         if os.path.exists(tmp_name):
             os.unlink(tmp_name)
         raise
+
+
+def write_text_atomically(path: str | os.PathLike, text: str) -> Path:
+    """Write `text` (UTF-8) to `path` through a temporary file and a rename: a reader sees the
+    old file or the whole new one, and an interrupted write leaves no temporary file behind."""
+    path = Path(path)
+    with _replacing(path) as (fd, tmp_name):
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.chmod(tmp_name, 0o644)  # mkstemp makes it private; a text file is an ordinary file
+    return path
+
+
+def save_checkpoint(obj: dict[str, Any], path: str | os.PathLike) -> Path:
+    """Write `obj` to `path` atomically (temp file + fsync + rename). Returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _replacing(path) as (fd, _):
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(obj, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
     return path
 
 

@@ -17,6 +17,8 @@ from typing import Any, Callable
 
 from tqdm import tqdm
 
+from lstmlab.checkpoint import write_text_atomically
+
 from .search import Trial
 
 RESULTS_FILE = "trials.jsonl"
@@ -58,9 +60,7 @@ def drop_torn_line(out_dir: Path) -> None:
     if not text or text.endswith("\n"):
         return
     kept = text.rsplit("\n", 1)[0] + "\n" if "\n" in text else ""
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(kept)
-    os.replace(temporary, path)
+    write_text_atomically(path, kept)
 
 
 def append_result(out_dir: Path, record: dict[str, Any]) -> None:

@@ -17,18 +17,12 @@ half-way is never taken for a whole one.
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
+from lstmlab.checkpoint import write_text_atomically
 from lstmlab.data import flite
 from lstmlab.recipes.speech.corpus import sentence_pool
 from lstmlab.train import TrainConfig
-
-
-def _write_manifest(path: Path, rows: list[str]) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text("".join(row + "\n" for row in rows), encoding="utf-8")
-    os.replace(temporary, path)
 
 
 def write_flite_set(folder: str | Path, utterances: int = 400, seed: int = TrainConfig.seed) -> Path:
@@ -49,8 +43,8 @@ def write_flite_set(folder: str | Path, utterances: int = 400, seed: int = Train
         everything.append(rows[voice][-1])
     for voice, voice_rows in rows.items():
         if voice_rows:
-            _write_manifest(folder / f"flite-{voice}.tsv", voice_rows)
-    _write_manifest(folder / "flite.tsv", everything)
+            write_text_atomically(folder / f"flite-{voice}.tsv", "".join(row + "\n" for row in voice_rows))
+    write_text_atomically(folder / "flite.tsv", "".join(row + "\n" for row in everything))
     return folder / "flite.tsv"
 
 
@@ -65,7 +59,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         manifest = write_flite_set(args.out, args.utterances, args.seed)
     except (ValueError, flite.FliteError) as error:
-        parser.exit(1, f"error: {error}\n")
+        parser.exit(2, f"error: {error}\n")
     print(f"wrote {manifest} ({args.utterances} utterances, flite voices {', '.join(flite.VOICES)})")
 
 

@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from lstmlab.checkpoint import write_text_atomically
 from lstmlab.recipes.base import Recipe
 from lstmlab.recipes.speech.config import SpeechConfig, saved_config
 
@@ -40,9 +41,7 @@ class SpeechRecipe(Recipe):
 
         path = Path(out_dir) / "lm_text.txt"
         if not path.is_file():
-            temporary = path.with_suffix(".tmp")
-            temporary.write_text(lm_text(shakespeare_splits()))
-            temporary.replace(path)
+            write_text_atomically(path, lm_text(shakespeare_splits()))
         return path
 
     def saved_config(self, values: dict[str, Any]) -> SpeechConfig:
