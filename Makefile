@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-all install clean chromium bible espeak flite real-speech other-speech
+.PHONY: demo test test-all install clean chromium bible espeak flite festival real-speech other-speech
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,10 +20,10 @@ install: $(STAMP)
 demo: $(STAMP) bible espeak flite
 	$(BIN)/lstmlab demo
 
-test: $(STAMP) chromium bible espeak flite
+test: $(STAMP) chromium bible espeak flite festival
 	$(BIN)/python -m pytest -q -m "not slow"
 
-test-all: $(STAMP) chromium bible espeak flite
+test-all: $(STAMP) chromium bible espeak flite festival
 	$(BIN)/python -m pytest -q
 
 # The inspect report's test opens the page in a real headless browser (Debian's chromium).
@@ -32,27 +32,39 @@ chromium:
 	  echo "installing Debian's chromium (needed by the browser test in tests/test_inspect_report.py)"; \
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; }
 
+# Install Debian packages $(2) for make target $@ unless the shell test $(1) passes; $(3) says
+# what they are for (no commas).
+define apt_install
+@$(1) || { \
+  echo "installing Debian's $(2) ($(3))"; \
+  { DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(2) >/dev/null 2>&1 || \
+    { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(2) >/dev/null; }; } || \
+  { echo "make $@: could not install $(2) (apt-get install $(2))" >&2; exit 1; }; }
+endef
+
 # The speech recipe synthesises its training speech with Debian's espeak-ng.
 espeak:
-	@command -v espeak-ng >/dev/null 2>&1 || { \
-	  echo "installing Debian's espeak-ng (the speech recipe's synthesised speech)"; \
-	  { DEBIAN_FRONTEND=noninteractive apt-get install -y -q espeak-ng >/dev/null 2>&1 || \
-	    { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q espeak-ng >/dev/null; }; } || \
-	  { echo "make espeak: could not install espeak-ng (apt-get install espeak-ng)" >&2; exit 1; }; }
+	$(call apt_install,command -v espeak-ng >/dev/null 2>&1,espeak-ng,the speech recipe's synthesised speech)
 
 # A second synthesiser, Debian's flite: the held-out synthesiser test set and --flite_voices.
 flite:
-	@command -v flite >/dev/null 2>&1 || { \
-	  echo "installing Debian's flite (a second synthesiser for the speech recipe)"; \
-	  { DEBIAN_FRONTEND=noninteractive apt-get install -y -q flite >/dev/null 2>&1 || \
-	    { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q flite >/dev/null; }; } || \
-	  { echo "make flite: could not install flite (apt-get install flite)" >&2; exit 1; }; }
+	$(call apt_install,command -v flite >/dev/null 2>&1,flite,a second synthesiser for the speech recipe)
 
-# The speech recipe's 400 test sentences spoken by flite's five voices (a synthesiser the
-# default recipe never trains on): lstmlab evaluate RUN --data $(OTHER_SPEECH)/flite.tsv
-OTHER_SPEECH := $(HOME)/.cache/lstmlab/flite
-other-speech: $(STAMP) flite
-	@test -f $(OTHER_SPEECH)/flite.tsv || $(BIN)/python -m lstmlab.recipes.speech.other_speech --out $(OTHER_SPEECH)
+# A third synthesiser, Festival with three English voices: a test set never trained on.
+FESTIVAL_VOICES := /usr/share/festival/voices/english/kal_diphone /usr/share/festival/voices/english/ked_diphone \
+  /usr/share/festival/voices/us/cmu_us_slt_arctic_hts
+festival:
+	$(call apt_install,{ command -v text2wave && ls -d $(FESTIVAL_VOICES); } >/dev/null 2>&1,festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts,a third synthesiser for the speech recipe's test sets)
+
+# The speech recipe's 400 test sentences spoken by flite's five voices and Festival's three
+# (synthesisers the espeak-ng test voices never come from):
+# lstmlab evaluate RUN --data ~/.cache/lstmlab/flite/flite.tsv (or festival/festival.tsv)
+OTHER_SPEECH := $(HOME)/.cache/lstmlab
+other-speech: $(STAMP) flite festival
+	@test -f $(OTHER_SPEECH)/flite/flite.tsv || \
+	  $(BIN)/python -m lstmlab.recipes.speech.other_speech --synthesiser flite --out $(OTHER_SPEECH)/flite
+	@test -f $(OTHER_SPEECH)/festival/festival.tsv || \
+	  $(BIN)/python -m lstmlab.recipes.speech.other_speech --synthesiser festival --out $(OTHER_SPEECH)/festival
 
 # Real recorded speech to score a speech run on (not used in training): Debian's
 # pocketsphinx-testdata (5 LibriVox sentences, 5 card names), unpacked into

@@ -80,9 +80,9 @@ def test_flite_speaks_at_the_rate_it_is_given_and_the_corpus_turns_it_into_featu
 def test_the_held_out_synthesiser_set_speaks_the_test_sentences_in_every_flite_voice(tmp_path, capsys):
     from lstmlab.data.audio import read_speech_manifest
     from lstmlab.recipes.speech.corpus import sentence_pool
-    from lstmlab.recipes.speech.other_speech import main, write_flite_set
+    from lstmlab.recipes.speech.other_speech import main, write_synthesiser_set
 
-    manifest = write_flite_set(tmp_path / "set", utterances=6, seed=5)
+    manifest = write_synthesiser_set(tmp_path / "set", "flite", utterances=6, seed=5)
     items = read_speech_manifest(manifest)
     assert [text for _, text in items] == sentence_pool("test", 5)[:6]  # the espeak test set's sentences, in order
     assert [audio.name.split("-")[0] for audio, _ in items] == [*flite.VOICES, flite.VOICES[0]]
