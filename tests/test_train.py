@@ -181,6 +181,67 @@ def test_ntasgd_switches_to_averaging_when_validation_stalls(tmp_path):
     assert not torch.equal(trainer.model[0].weight, average)
 
 
+def test_the_weight_average_is_a_moving_average_whose_decay_rises_to_its_setting():
+    from lstmlab.optimization import WeightAverage
+
+    weight = nn.Parameter(torch.zeros(3))
+    average = WeightAverage([weight], decay=0.5)
+    expected = torch.zeros(3)
+    for t, value in enumerate([1.0, 2.0, 4.0, 8.0, 16.0]):
+        weight.data.fill_(value)
+        average.update()
+        decay = min(0.5, (1 + t) / (10 + t))  # 0.1, 0.18..., then 0.5 from the 9th update on
+        expected = decay * expected + (1 - decay) * value
+        assert torch.allclose(average.averages[0], expected)
+    assert average.updates == 5
+    with pytest.raises(ValueError, match=r"ema_decay: expected a decay in \(0, 1\).* got 1.5"):
+        WeightAverage([weight], 1.5)
+
+
+def test_with_ema_decay_evaluation_and_best_pt_use_the_average_and_training_the_weights(tmp_path):
+    trainer = make_regression_trainer(tmp_path, ema_decay=0.9, eval_interval=10, max_steps=30)
+    seen, trained = [], []
+
+    def evaluate(model):
+        seen.append(model[0].weight.detach().clone())
+        return {"loss": -float(len(seen)), "tokens": 1}  # each evaluation better: best.pt at the last
+
+    trainer.evaluate_fn = evaluate
+    trainer.fit()
+    average = trainer.weight_average.averages[0]
+    assert torch.equal(seen[-1], average)  # evaluated on the average ...
+    assert not torch.equal(trainer.model[0].weight, average)  # ... and the weights were put back
+    best = torch.load(tmp_path / "best.pt", weights_only=True)
+    latest = torch.load(tmp_path / "latest.pt", weights_only=True)
+    assert torch.equal(best["model"]["0.weight"], average)
+    assert torch.equal(latest["model"]["0.weight"], trainer.model[0].weight)
+    trained.append(trainer.model[0].weight.detach().clone())
+    plain = make_regression_trainer(tmp_path / "plain", eval_interval=10, max_steps=30)
+    plain.fit()
+    assert torch.equal(plain.model[0].weight, trained[0])  # the average never feeds back into training
+    with pytest.raises(ValueError, match="NT-ASGD averages the weights itself"):
+        make_regression_trainer(tmp_path / "x", ema_decay=0.9, optimizer="ntasgd")
+
+
+def test_a_run_with_a_weight_average_resumes_exactly(tmp_path):
+    whole = make_regression_trainer(tmp_path / "whole", ema_decay=0.95)
+    whole.fit()
+    first = make_regression_trainer(tmp_path / "split", ema_decay=0.95)
+    first.fit(until_step=17)
+    second = make_regression_trainer(tmp_path / "split", ema_decay=0.95)
+    second.resume(tmp_path / "split" / "latest.pt")
+    second.fit()
+    assert second.weight_average.updates == whole.weight_average.updates == 40
+    for a, b in zip(whole.weight_average.averages, second.weight_average.averages):
+        assert torch.equal(a, b)
+    older = make_regression_trainer(tmp_path / "older", max_steps=5)  # saved without an average
+    older.fit()
+    switched_on = make_regression_trainer(tmp_path / "older", ema_decay=0.95, max_steps=8)
+    switched_on.resume(tmp_path / "older" / "latest.pt")
+    assert switched_on.weight_average.updates == 0
+    assert torch.equal(switched_on.weight_average.averages[0], older.model[0].weight)  # starts from the weights
+
+
 def test_resume_rejects_damaged_checkpoints(tmp_path):
     trainer = make_regression_trainer(tmp_path, max_steps=3)
     trainer.fit()

@@ -2,7 +2,8 @@
 
 AdamW, SGD (with momentum and L2), and NT-ASGD (Merity et al. 2017): SGD that switches
 to averaged SGD once validation stops improving; evaluation then runs on the averaged
-weights (`averaged_weights`). The schedule is a linear warm-up followed by constant,
+weights (`asgd_averages`). With any optimizer, `WeightAverage` keeps an exponential moving
+average of the weights that evaluation and best.pt use instead (``ema_decay``). The schedule is a linear warm-up followed by constant,
 linear or cosine decay over the step budget or the time budget, whichever is further.
 """
 
@@ -35,20 +36,59 @@ def validation_stalled(losses: list[float], nonmono: int) -> bool:
 
 
 @contextlib.contextmanager
-def averaged_weights(model: nn.Module, optimizer: torch.optim.Optimizer, active: bool) -> Iterator[None]:
-    """Inside the block the model holds ASGD's averaged weights (when `active`); restored after."""
-    saved = []
-    if active:
-        for parameter in model.parameters():
-            average = optimizer.state.get(parameter, {}).get("ax")
-            if average is not None:
-                saved.append((parameter, parameter.detach().clone()))
-                parameter.data.copy_(average)
+def weights_replaced(replacements: list[tuple[nn.Parameter, torch.Tensor]]) -> Iterator[None]:
+    """Inside the block each parameter holds its replacement (an average of its past values);
+    the parameters' own values are restored after, also on an exception."""
+    saved = [(parameter, parameter.detach().clone()) for parameter, _ in replacements]
+    for parameter, value in replacements:
+        parameter.data.copy_(value)
     try:
         yield
     finally:
         for parameter, value in saved:
             parameter.data.copy_(value)
+
+
+def asgd_averages(model: nn.Module, optimizer: torch.optim.Optimizer) -> list[tuple[nn.Parameter, torch.Tensor]]:
+    """Each parameter with ASGD's average of it (those the averaging optimizer holds one for)."""
+    found = ((parameter, optimizer.state.get(parameter, {}).get("ax")) for parameter in model.parameters())
+    return [(parameter, average) for parameter, average in found if average is not None]
+
+
+class WeightAverage:
+    """An exponential moving average of parameters (Polyak averaging with decay): after each
+    optimizer step ``average ← decay·average + (1 − decay)·weight``. The decay starts low and
+    rises to `decay`, ``min(decay, (1 + t) / (10 + t))`` at update t, so the first updates
+    do not keep the initial weights for thousands of steps."""
+
+    def __init__(self, parameters: list[nn.Parameter], decay: float):
+        if not 0 < decay < 1:
+            raise ValueError(f"ema_decay: expected a decay in (0, 1) (e.g. 0.999), or 0 for no average, got {decay}")
+        self.parameters, self.decay, self.updates = parameters, decay, 0
+        self.averages = [parameter.detach().clone() for parameter in parameters]
+
+    @torch.no_grad()
+    def update(self) -> None:
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        for average, parameter in zip(self.averages, self.parameters):
+            average.lerp_(parameter.detach(), 1.0 - decay)
+        self.updates += 1
+
+    def replacements(self) -> list[tuple[nn.Parameter, torch.Tensor]]:
+        return list(zip(self.parameters, self.averages))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"updates": self.updates, "averages": self.averages}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        shapes = [tuple(average.shape) for average in state["averages"]]
+        if shapes != [tuple(parameter.shape) for parameter in self.parameters]:
+            raise ValueError(f"the saved weight average holds {len(shapes)} tensors that do not fit this "
+                             f"model's {len(self.parameters)} parameters")
+        with torch.no_grad():
+            for average, saved in zip(self.averages, state["averages"]):
+                average.copy_(saved)
+        self.updates = int(state["updates"])
 
 
 def learning_rate(config: Any, step: int, elapsed: float) -> float:

@@ -13,7 +13,8 @@ A recipe hands the `Trainer` four things and keeps everything application-specif
   choose which evaluation writes ``best.pt`` (``loss`` lower, ``bleu`` higher, ...).
 
 The trainer owns the optimizer and schedule (`lstmlab.optimization`), gradient
-clipping, evaluation at intervals, an optional early stop (``stop_when(record)``), a
+clipping, an optional moving average of the weights that evaluation and best.pt use
+(``ema_decay``), evaluation at intervals, an optional early stop (``stop_when(record)``), a
 progress bar with the recipe's main metric, the metrics log and checkpoints in the one
 schema of `lstmlab.checkpoint` (with the recipe's `RunInfo`).
 
@@ -45,7 +46,8 @@ from lstmlab.config import choice
 from lstmlab.distributed import agreed, init_distributed, mean_across_ranks
 from lstmlab.metrics import MetricsLog, loss_summary
 from lstmlab.optimization import (  # noqa: F401  (learning_rate: part of this module's API)
-    averaged_weights, averaging_optimizer, learning_rate, make_optimizer, validation_stalled,
+    WeightAverage, asgd_averages, averaging_optimizer, learning_rate, make_optimizer, validation_stalled,
+    weights_replaced,
 )
 from lstmlab.reproducibility import rng_state, seed_everything, set_rng_state  # noqa: F401
 from lstmlab.stopping import StopOnSignal, TrainingInterrupted
@@ -69,6 +71,7 @@ class TrainConfig:
     eval_interval_seconds: float = 0.0  # ... or every this many seconds; 0 = off
     log_interval: int = 25  # steps between training log records
     nonmono: int = 5  # NT-ASGD: switch to averaging when validation has not improved for this many evaluations
+    ema_decay: float = 0.0  # evaluate and write best.pt with a moving average of the weights (e.g. 0.999); 0 = off
     best_metric: str = "loss"  # the validation metric that chooses best.pt (any key evaluate returns)
     best_direction: str = choice("lower", ("lower", "higher"))  # lower: loss, wer; higher: bleu, accuracy
     seed: int = 1234  # seeds torch, python and numpy
@@ -119,6 +122,10 @@ class Trainer:
             self.train_model = nn.parallel.DistributedDataParallel(model)
         self.optimizer = make_optimizer(config, self._trainable())
         self.averaging = False  # NT-ASGD has switched to averaged SGD
+        if config.ema_decay and config.optimizer == "ntasgd":
+            raise ValueError("ema_decay: NT-ASGD averages the weights itself; use ema_decay 0 with it, "
+                             "or another optimizer")
+        self.weight_average = WeightAverage(self._trainable(), config.ema_decay) if config.ema_decay else None
         self.step, self.tokens_seen, self.elapsed = 0, 0, 0.0
         self.best_value: float | None = None
         self.stopped_early = False
@@ -207,6 +214,8 @@ class Trainer:
         if self.config.grad_clip > 0:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
         self.optimizer.step()
+        if self.weight_average is not None:
+            self.weight_average.update()
         return output
 
     def _budget_spent(self) -> bool:
@@ -243,10 +252,17 @@ class Trainer:
         return record
 
     # ----------------------------------------------------------------- evaluation
+    def _evaluated_weights(self) -> list[tuple[nn.Parameter, torch.Tensor]]:
+        """What evaluation and best.pt put in place of the weights: the moving average
+        (``ema_decay``), ASGD's average once NT-ASGD averages, or nothing."""
+        if self.weight_average is not None:
+            return self.weight_average.replacements()
+        return asgd_averages(self.model, self.optimizer) if self.averaging else []
+
     def evaluate(self) -> dict[str, Any]:
-        """Run the evaluate function (on averaged weights once NT-ASGD averages), log,
+        """Run the evaluate function (on the averaged weights, `_evaluated_weights`), log,
         keep ``best.pt``, decide the NT-ASGD switch and the early stop, save ``latest.pt``."""
-        with averaged_weights(self.model, self.optimizer, self.averaging):
+        with weights_replaced(self._evaluated_weights()):
             self.model.eval()
             with torch.no_grad():
                 result = self.evaluate_fn(self.model)
@@ -254,7 +270,7 @@ class Trainer:
         self.history.append(record)
         if self._improves(record):
             self.best_value = float(record[self.config.best_metric])
-            with averaged_weights(self.model, self.optimizer, self.averaging):
+            with weights_replaced(self._evaluated_weights()):
                 self.save("best.pt")
         self._maybe_start_averaging()
         if self.stop_when is not None and self.stop_when(record):
@@ -301,6 +317,7 @@ class Trainer:
             "components": self.run.components, "metadata": self.run.metadata,
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "averaging": self.averaging,
+            "weight_average": None if self.weight_average is None else self.weight_average.state_dict(),
             "trainer": {"step": self.step, "tokens_seen": self.tokens_seen, "elapsed": self.elapsed,
                         "world_size": self.world_size, "best_value": self.best_value,
                         "stopped_early": self.stopped_early, "history": self.history},
@@ -357,6 +374,7 @@ class Trainer:
         if state["averaging"]:
             self._switch_to_averaging()
         self.optimizer.load_state_dict(state["optimizer"])
+        self._restore_weight_average(state.get("weight_average"), path)
         self._restore_trainer(state["trainer"])
         saved_processes = state.get("per_process") or [state]
         if len(saved_processes) != self.world_size:
@@ -367,6 +385,18 @@ class Trainer:
         if "loss_fn" in own and hasattr(self.loss_fn, "load_state_dict"):
             self.loss_fn.load_state_dict(own["loss_fn"])
         set_rng_state(own["rng"])
+
+    def _restore_weight_average(self, saved: dict[str, Any] | None, path: str | Path) -> None:
+        """The moving average as saved; a run saved without one starts it from the weights it resumes."""
+        if self.weight_average is None:
+            return
+        if saved is None:
+            self.weight_average = WeightAverage(self._trainable(), self.config.ema_decay)
+            return
+        try:
+            self.weight_average.load_state_dict(saved)
+        except ValueError as error:
+            raise CheckpointError(f"{path}: {error}") from error
 
     def _restore_trainer(self, trainer: dict[str, Any]) -> None:
         self.step, self.tokens_seen, self.elapsed = trainer["step"], trainer["tokens_seen"], trainer["elapsed"]
