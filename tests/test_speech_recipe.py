@@ -110,6 +110,21 @@ def test_evaluate_reports_wer_and_cer(trained, capsys):
     assert json.loads(capsys.readouterr().out)["utterances"] == 1
 
 
+def test_per_voice_groups_espeak_variants_and_files_named_voice_dash_index():
+    from types import SimpleNamespace
+
+    from lstmlab.recipes.speech.recipe import per_voice, voice_group
+
+    assert [voice_group(v) for v in ("en-us+m3", "en+Andy", "en-us", "/data/wav/ked-0012.wav",
+                                     "wav/slt_hts-0002.wav", "talk.flac")] == ["m3", "Andy", "en-us", "ked",
+                                                                                "slt_hts", "talk"]
+    utterances = SimpleNamespace(voices=["set/wav/kal-0000.wav", "set/wav/ked-0001.wav", "set/wav/kal-0003.wav"],
+                                 texts=["to be", "or not", "to be"])
+    scores = per_voice(utterances, ["to be", "or nod", "to bee"])
+    assert sorted(scores) == ["kal", "ked"] and scores["kal"]["utterances"] == 2
+    assert scores["ked"]["cer"] == pytest.approx(1 / 6) and scores["kal"]["wer"] == pytest.approx(0.25)
+
+
 def test_an_lm_path_is_loaded_once_and_reloaded_when_retrained(trained, tmp_path, monkeypatch):
     """`run.transcribe(wave, rate, lm="runs/lm")` per utterance reuses the loaded LM; the
     fusion benchmark grids beams, weights and bonuses over the same LM."""

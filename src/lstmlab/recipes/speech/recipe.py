@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 from lstmlab.checkpoint import write_text_atomically
@@ -125,12 +125,24 @@ class SpeechRecipe(Recipe):
                                "transcribe WAV files (or --stream one) with a trained speech run")}
 
 
+def voice_group(voice: str) -> str:
+    """The group `--per-voice` scores an utterance in: an espeak-ng voice's variant (the part
+    after '+', or the accent's own voice), or for a file the name before its last '-'
+    (``wav/ked-0012.wav`` → ``ked``, as the held-out synthesiser sets name theirs; a
+    name without '-' is its own group)."""
+    if "+" in voice:
+        return voice.split("+", 1)[1]
+    if PurePath(voice).suffix:  # user data: the audio file
+        return PurePath(voice).stem.rsplit("-", 1)[0]
+    return voice
+
+
 def per_voice(utterances: Any, transcripts: list[str]) -> dict[str, dict[str, float]]:
-    """CER and WER per voice variant (the part after '+', or the accent's own voice)."""
+    """CER and WER per voice group (`voice_group`)."""
     from lstmlab.metrics import speech_scores
 
     groups: dict[str, list[int]] = {}
     for i, voice in enumerate(utterances.voices):
-        groups.setdefault(voice.split("+", 1)[-1], []).append(i)
+        groups.setdefault(voice_group(voice), []).append(i)
     return {name: {**speech_scores([transcripts[i] for i in rows], [utterances.texts[i] for i in rows]),
                    "utterances": len(rows)} for name, rows in sorted(groups.items())}
