@@ -3,8 +3,9 @@
 AdamW, SGD (with momentum and L2), and NT-ASGD (Merity et al. 2017): SGD that switches
 to averaged SGD once validation stops improving; evaluation then runs on the averaged
 weights (`asgd_averages`). With any optimizer, `WeightAverage` keeps an exponential moving
-average of the weights that evaluation and best.pt use instead (``ema_decay``). The schedule is a linear warm-up followed by constant,
-linear or cosine decay over the step budget or the time budget, whichever is further.
+average of the weights that evaluation and best.pt use instead (``ema_decay``). The
+schedule is a linear warm-up followed by constant, linear or cosine decay over the step
+budget or the time budget, whichever is further.
 """
 
 from __future__ import annotations
