@@ -42,7 +42,6 @@ import torch.distributed as dist
 from torch import nn
 
 from lstmlab.checkpoint import RUN_FORMAT, CheckpointError, RunInfo, load_checkpoint, save_checkpoint, upgrade
-from lstmlab.config import choice
 from lstmlab.distributed import agreed, init_distributed, mean_across_ranks
 from lstmlab.metrics import MetricsLog, loss_summary
 from lstmlab.optimization import (  # noqa: F401  (learning_rate: part of this module's API)
@@ -51,33 +50,7 @@ from lstmlab.optimization import (  # noqa: F401  (learning_rate: part of this m
 )
 from lstmlab.reproducibility import rng_state, seed_everything, set_rng_state  # noqa: F401
 from lstmlab.stopping import StopOnSignal, TrainingInterrupted
-
-
-@dataclass
-class TrainConfig:
-    """How to optimise (shared by every recipe)."""
-
-    optimizer: str = choice("adamw", ("adamw", "sgd", "ntasgd"))  # ntasgd: SGD, then averaged SGD
-    lr: float = 3e-3  # peak learning rate
-    weight_decay: float = 0.0  # decoupled for AdamW, L2 for SGD
-    momentum: float = 0.0  # SGD only
-    grad_clip: float = 1.0  # max global gradient norm; 0 turns clipping off
-    schedule: str = choice("cosine", ("constant", "linear", "cosine"))  # decay after warm-up
-    warmup_steps: int = 0  # linear warm-up from 0 to lr
-    min_lr_ratio: float = 0.05  # the decayed LR ends at lr * min_lr_ratio
-    max_steps: int = 0  # step budget; 0 = none (then budget must be set)
-    budget: float = 0.0  # time budget in seconds of training (evaluation excluded); 0 = none
-    eval_interval: int = 0  # evaluate every this many steps; 0 = only at the end
-    eval_interval_seconds: float = 0.0  # ... or every this many seconds; 0 = off
-    log_interval: int = 25  # steps between training log records
-    nonmono: int = 5  # NT-ASGD: switch to averaging when validation has not improved for this many evaluations
-    ema_decay: float = 0.0  # evaluate and write best.pt with a moving average of the weights (e.g. 0.999); 0 = off
-    best_metric: str = "loss"  # the validation metric that chooses best.pt (any key evaluate returns)
-    best_direction: str = choice("lower", ("lower", "higher"))  # lower: loss, wer; higher: bleu, accuracy
-    seed: int = 1234  # seeds torch, python and numpy
-    threads: int = 0  # torch intra-op threads; 0 = torch's default (1 is faster on a busy machine)
-    log_format: str = choice("jsonl", ("jsonl", "csv"))  # metrics.jsonl or metrics.csv in the run folder
-    progress: bool = True  # show a progress bar
+from lstmlab.train_config import TrainConfig  # noqa: F401  (part of this module's API)
 
 
 @dataclass
