@@ -50,7 +50,7 @@ from lstmlab.optimization import (  # noqa: F401  (learning_rate: part of this m
 )
 from lstmlab.reproducibility import rng_state, seed_everything, set_rng_state  # noqa: F401
 from lstmlab.stopping import StopOnSignal, TrainingInterrupted
-from lstmlab.train_config import TrainConfig  # noqa: F401  (part of this module's API)
+from lstmlab.train_config import TrainConfig, autocast  # noqa: F401  (part of this module's API)
 
 
 @dataclass
@@ -181,7 +181,8 @@ class Trainer:
     def _train_step(self, batch: Any, lr: float) -> LossOutput:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        output = self.loss_fn(self.train_model, batch)
+        with autocast(self.model, self.config.precision):
+            output = self.loss_fn(self.train_model, batch)
         self.optimizer.zero_grad(set_to_none=True)
         output.loss.backward()
         if self.config.grad_clip > 0:

@@ -5,7 +5,11 @@ config has it as its ``[train]`` section; ``lstmlab train RECIPE --help`` lists 
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
+
+import torch
+from torch import nn
 
 from lstmlab.config import choice
 
@@ -31,7 +35,22 @@ class TrainConfig:
     ema_decay: float = 0.0  # evaluate and write best.pt with a moving average of the weights (e.g. 0.999); 0 = off
     best_metric: str = "loss"  # the validation metric that chooses best.pt (any key evaluate returns)
     best_direction: str = choice("lower", ("lower", "higher"))  # lower: loss, wer; higher: bleu, accuracy
+    precision: str = choice("float32", ("float32", "bfloat16"))  # bfloat16: the training forward under torch.autocast (see lstmlab.train.autocast)
     seed: int = 1234  # seeds torch, python and numpy
     threads: int = 0  # torch intra-op threads; 0 = torch's default (1 is faster on a busy machine)
     log_format: str = choice("jsonl", ("jsonl", "csv"))  # metrics.jsonl or metrics.csv in the run folder
     progress: bool = True  # show a progress bar
+
+
+def autocast(model: nn.Module, precision: str) -> contextlib.AbstractContextManager:
+    """The context a training forward runs in: nothing for float32; for bfloat16,
+    ``torch.autocast`` on the model's device. There matrix products take bfloat16 operands
+    (torch's GEMM-like ops, and the fused LSTM engine's GEMMs over all steps) while the
+    weights, the optimizer, the LSTM's recurrence and states stay float32. Worth it on CPUs
+    with bfloat16 instructions (avx512_bf16, AMX); elsewhere bfloat16 is emulated, and slower."""
+    if precision == "float32":
+        return contextlib.nullcontext()
+    if precision != "bfloat16":
+        raise ValueError(f"precision: expected 'float32' or 'bfloat16', got {precision!r}")
+    device = next(model.parameters()).device.type
+    return torch.autocast(device, dtype=torch.bfloat16)

@@ -106,7 +106,8 @@ def run_direction(x: Tensor, h0: Tensor, c0: Tensor, weights: LayerWeights, spec
         bias = w_hh.new_zeros(w_hh.shape[0]) if weights.b_ih is None else weights.b_ih + weights.b_hh  # (4H,)
         x_gates, input_share = None, (x, weights.w_ih, bias, weights.ln_ih if spec.layer_norm else None)
     else:
-        x_gates, input_share = input_gates(x, weights, spec), (None, None, None, None)  # (T, B, 4H)
+        # .to: float32 again where bfloat16 autocast made the GEMM's result bfloat16 (the loop is float32)
+        x_gates, input_share = input_gates(x, weights, spec).to(x.dtype), (None, None, None, None)  # (T, B, 4H)
     inputs = (x_gates, h0, c0, w_hh, weights.w_hr, weights.peephole, weights.ln_hh, weights.ln_c_weight,
               weights.ln_c_bias)
     differentiable = _needs_grad(inputs + input_share)

@@ -2,6 +2,11 @@
 backward (csrc/fused_lstm.cpp), and the big GEMMs around it in Python (the input share
 before the loop where the loop does not compute it; dW_hh, dW_hr, dX, dW_ih and the
 peephole gradients after it).
+
+Inside ``torch.autocast("cpu", dtype=torch.bfloat16)`` the GEMMs over all steps (the input
+share x W_ih^T, and dX, dW_ih, dW_hh) take bfloat16 operands (`bf16_gemms`), while the
+recurrence, the states, the gates' nonlinearities and every result stay float32: on CPUs
+with bfloat16 instructions those GEMMs run 2-3x faster (benchmarks/results/speech_bf16.md).
 """
 
 from __future__ import annotations
@@ -112,6 +117,22 @@ class DirectionFlags(NamedTuple):
     needs_x: bool = True
     needs_w_ih: bool = True
     needs_bias: bool = True
+    bf16_gemms: bool = False  # the forward ran under bfloat16 autocast: so do the backward's GEMMs
+
+
+def bf16_autocast(x: Tensor) -> bool:
+    """Whether the GEMMs over all steps take bfloat16 operands: float32 CPU input inside
+    ``torch.autocast("cpu", dtype=torch.bfloat16)``."""
+    return (x.dtype == torch.float32 and x.device.type == "cpu" and torch.is_autocast_enabled("cpu")
+            and torch.get_autocast_dtype("cpu") == torch.bfloat16)
+
+
+def _mm(a: Tensor, b: Tensor, out: Tensor, bf16: bool) -> Tensor:
+    """out = a @ b (float32 `out`); bf16: from bfloat16 copies of a and b (the product is
+    rounded to bfloat16, then written to `out` as float32)."""
+    if not bf16:
+        return torch.mm(a, b, out=out)
+    return out.copy_(torch.mm(a.to(torch.bfloat16), b.to(torch.bfloat16)))
 
 
 def direction_forward(x_gates, h0, c0, w_hh, w_hr, peephole, ln_hh, ln_c_weight, ln_c_bias, keep_c, keep_h, lengths,
@@ -124,9 +145,10 @@ def direction_forward(x_gates, h0, c0, w_hh, w_hr, peephole, ln_hh, ln_c_weight,
     """
     empty = w_hh.new_empty(0)  # stands in for every absent tensor
     input_here = x_gates is None
+    bf16 = bf16_autocast(x if input_here else x_gates)
     u_hat = rstd_u = None
-    if input_here and _input_gemm_first(x, w_ih, ln_ih):
-        x_gates, u_hat, rstd_u = _input_share(x, w_ih, ln_ih, bool(cell & COUPLED))
+    if input_here and _input_gemm_first(x, w_ih, ln_ih, bf16):
+        x_gates, u_hat, rstd_u = _input_share(x, w_ih, ln_ih, bool(cell & COUPLED), bf16)
     in_loop = input_here and x_gates is None
     w_hh, w_ih_in_loop = w_hh.contiguous(), or_empty(w_ih if in_loop else None, empty)
     packed_loops = w_hr is None and keep_c is None and keep_h is None  # see csrc/fused_packed_calls.h
@@ -146,7 +168,7 @@ def direction_forward(x_gates, h0, c0, w_hh, w_hr, peephole, ln_hh, ln_c_weight,
                                                   result.cells_fresh)),
                    lengths, *(or_empty(t, empty) for t in (x, w_ih, u_hat, rstd_u, ln_ih)))
     flags = DirectionFlags(reverse, cell, w_hr is not None, peephole is not None, ln_hh is not None,
-                           keep_c is not None, packed_loops, input_here)
+                           keep_c is not None, packed_loops, input_here, bf16_gemms=bf16)
     return result, flags, saved
 
 
@@ -165,9 +187,10 @@ def direction_backward(flags: DirectionFlags, saved: _Saved, d_gates, d_cells, d
     grads = _loop_backward(flags, saved, d_gates, d_cells, d_hiddens, dh_n, dc_n, c_prev)
     d_recurrent = grads.d_rec if flags.has_layer_norm else grads.dz  # gradient of W_hh h_{t-1}
     if flags.packed_loops:  # sum_t d_t^T h_{t-1} without a shifted copy of the hidden states
-        d_w_hh = sum_with_previous(d_recurrent, saved.hiddens, saved.h0, flags.reverse, saved.lengths)  # (4H, P)
+        d_w_hh = sum_with_previous(d_recurrent, saved.hiddens, saved.h0, flags.reverse, saved.lengths,
+                                   flags.bf16_gemms)  # (4H, P)
     else:
-        d_w_hh = _weight_gradient(d_recurrent, h_prev)  # (4H, P)
+        d_w_hh = _weight_gradient(d_recurrent, h_prev, bf16=flags.bf16_gemms)  # (4H, P)
     d_w_hr = _weight_gradient(grads.dh_total, saved.hidden_pre) if flags.has_projection else None  # (P, H)
     d_peephole = _peephole_gradient(flags, saved, grads.dz, c_prev) if flags.has_peephole else None
     d_x, d_w_ih, d_bias, d_ln_ih, d_ln = _input_share_gradients(flags, saved, grads)
@@ -187,20 +210,20 @@ class _NoGradContext:
         pass
 
 
-def _input_gemm_first(x: Tensor, w_ih: Tensor, ln_ih: Tensor | None) -> bool:
+def _input_gemm_first(x: Tensor, w_ih: Tensor, ln_ih: Tensor | None, bf16: bool = False) -> bool:
     """Whether x W_ih^T is one GEMM before the loop (layer norm; a small batch; a large
-    W_ih) rather than computed in the loop's tile (see FUSED_INPUT_MAX_BYTES)."""
-    return (ln_ih is not None or x.shape[1] < FUSED_INPUT_MIN_BATCH
+    W_ih; bfloat16 autocast) rather than computed in the loop's tile (see FUSED_INPUT_MAX_BYTES)."""
+    return (bf16 or ln_ih is not None or x.shape[1] < FUSED_INPUT_MIN_BATCH
             or w_ih.numel() * w_ih.element_size() > FUSED_INPUT_MAX_BYTES)
 
 
-def _input_share(x: Tensor, w_ih: Tensor, ln_ih: Tensor | None, coupled: bool):
+def _input_share(x: Tensor, w_ih: Tensor, ln_ih: Tensor | None, coupled: bool, bf16: bool = False):
     """u = x W_ih^T (T, B, 4H) in a pooled buffer, and for layer norm u made u_hat in place:
     (x_gates, u_hat or None, rstd_u (T*B,) or None). Without layer norm the loop writes the
-    gates over u (see csrc/fused_lstm.cpp)."""
+    gates over u (see csrc/fused_lstm.cpp). bf16: the GEMM from bfloat16 operands."""
     extension = load_extension()
     u = extension.pooled_empty([*x.shape[:2], w_ih.shape[0]], x)
-    torch.mm(x.flatten(0, 1), w_ih.T, out=u.view(-1, w_ih.shape[0]))
+    _mm(x.flatten(0, 1), w_ih.T, u.view(-1, w_ih.shape[0]), bf16)
     if ln_ih is None:
         return u, None, None
     return u, u, extension.input_layer_norm(u.view(-1, u.shape[-1]), coupled)  # u_hat kept for the backward
@@ -251,9 +274,9 @@ def _input_share_gradients(flags: DirectionFlags, saved: _Saved, grads: Backward
     d_x = d_w_ih = None
     if flags.input_here and flags.needs_x:
         d_x = load_extension().pooled_empty(list(saved.x.shape), saved.x)
-        torch.mm(flat, saved.w_ih, out=d_x.view(-1, saved.x.shape[-1]))
+        _mm(flat, saved.w_ih, d_x.view(-1, saved.x.shape[-1]), flags.bf16_gemms)
     if flags.input_here and flags.needs_w_ih:
-        d_w_ih = _weight_gradient(flat, saved.x)
+        d_w_ih = _weight_gradient(flat, saved.x, bf16=flags.bf16_gemms)
     return d_x, d_w_ih, d_bias, d_ln_ih, d_ln
 
 
@@ -271,9 +294,11 @@ def _dense(grad: Tensor | None, like: Tensor) -> Tensor:
 TRANSPOSED_GRADIENT_MAX_NUMEL = 1 << 16
 
 
-def _weight_gradient(d: Tensor, inputs: Tensor, first: tuple[Tensor, Tensor] | None = None) -> Tensor:
+def _weight_gradient(d: Tensor, inputs: Tensor, first: tuple[Tensor, Tensor] | None = None,
+                     bf16: bool = False) -> Tensor:
     """sum over rows of d^T inputs, plus a^T b for first = (a, b): (N, W) from d (..., N),
-    inputs (..., W) and a (M, N), b (M, W).
+    inputs (..., W) and a (M, N), b (M, W). bf16: the sum over rows from bfloat16 operands
+    (`first`, a batch of rows, stays float32).
 
     Small ones as (inputs^T d)^T, a transposed view: MKL runs that orientation markedly
     faster here, and making the parameter's .grad contiguous costs little. For large ones
@@ -285,11 +310,11 @@ def _weight_gradient(d: Tensor, inputs: Tensor, first: tuple[Tensor, Tensor] | N
     d, inputs = d.flatten(0, -2), inputs.flatten(0, -2)
     pooled = load_extension().pooled_empty
     if d.shape[1] * inputs.shape[1] <= TRANSPOSED_GRADIENT_MAX_NUMEL:
-        out = torch.mm(inputs.T, d, out=pooled([inputs.shape[1], d.shape[1]], d))
+        out = _mm(inputs.T, d, pooled([inputs.shape[1], d.shape[1]], d), bf16)
         if first is not None:
             out.addmm_(first[1].T, first[0])
         return out.T
-    out = torch.mm(d.T, inputs, out=pooled([d.shape[1], inputs.shape[1]], d))
+    out = _mm(d.T, inputs, pooled([d.shape[1], inputs.shape[1]], d), bf16)
     if first is not None:
         out.addmm_(first[0].T, first[1])
     return out
@@ -313,14 +338,15 @@ def _first_steps(d: Tensor, reverse: bool, lengths: Tensor) -> Tensor:
     return d[lengths - 1, torch.arange(d.shape[1])]
 
 
-def sum_with_previous(d: Tensor, states: Tensor, initial: Tensor, reverse: bool, lengths: Tensor) -> Tensor:
+def sum_with_previous(d: Tensor, states: Tensor, initial: Tensor, reverse: bool, lengths: Tensor,
+                      bf16: bool = False) -> Tensor:
     """sum over t of d_t^T s_{t-1}, with s_{t-1} = `initial` at each row's first step: (N, W).
 
     d: (T, B, N); states: (T, B, W) (0 at padded steps); initial: (B, W).
     """
     later, before = _shifted(d, states, reverse)
     first = _first_steps(d, reverse, lengths)  # (B, N)
-    return _weight_gradient(later, before, first=(first, initial))
+    return _weight_gradient(later, before, first=(first, initial), bf16=bf16)
 
 
 def weighted_previous(d: Tensor, states: Tensor, initial: Tensor, reverse: bool, lengths: Tensor) -> Tensor:

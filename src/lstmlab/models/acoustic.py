@@ -125,7 +125,8 @@ class AcousticModel(nn.Module):
         packed = pack_padded_sequence(steps, out_lengths.cpu(), batch_first=True, enforce_sorted=False)
         output, _ = self.recurrent(packed)
         output, _ = pad_packed_sequence(output, batch_first=True, total_length=steps.shape[1])
-        return self.output(self.dropout(output)).log_softmax(-1), out_lengths
+        # float(): CTC needs float32 log-probabilities, also where autocast ran the output layer in bfloat16
+        return self.output(self.dropout(output)).float().log_softmax(-1), out_lengths
 
     def step_logits(self, top: Tensor) -> Tensor:
         """The output layer on the recurrent stack's top output (..., D·P) -> log-probs (..., V)."""
