@@ -10,7 +10,11 @@ recipe's `UtteranceBatches` with the recipe's augmentation):
 - **baseline**: the same network written by hand around `torch.nn.LSTM` (packed, as a
   user would write it for utterances of different lengths);
 - **recipe, layer_norm**: the recipe's default cell, layer-normalised (torch.nn.LSTM has
-  no such cell, so this row is what layer norm costs, not a like-for-like comparison).
+  no such cell, so this row is what layer norm costs, not a like-for-like comparison);
+- **bfloat16 rows**: the baseline and the layer-normalised recipe with the training forward
+  under ``torch.autocast("cpu", dtype=torch.bfloat16)`` (the recipe's ``--precision
+  bfloat16``; torch.nn.LSTM then runs oneDNN's bfloat16 RNN, lstmlab's fused engine its
+  GEMMs over all steps): fast on CPUs with bfloat16 instructions, emulated elsewhere.
 
 Rounds are interleaved after a warm-up; we report medians of audio seconds per second
 and the median of the per-round ratios.
@@ -34,7 +38,7 @@ from lstmlab.recipes.speech.batches import UtteranceBatches
 from lstmlab.recipes.speech.config import SpeechConfig
 from lstmlab.recipes.speech.corpus import FeatureSet, synthetic_splits
 from lstmlab.recipes.speech.task import N_LABELS, augment_options, ctc_loss
-from lstmlab.train import Trainer
+from lstmlab.train import Trainer, autocast
 from ratio_table import interleaved_rates, write_ratio_table  # benchmarks/ratio_table.py (the script's folder is on sys.path)
 
 RESULTS = Path(__file__).parent / "results" / "speech_throughput.md"
@@ -63,19 +67,20 @@ class PlainAcousticModel(nn.Module):
         out_lengths = (lengths + k - 1) // k
         packed = pack_padded_sequence(x, out_lengths, batch_first=True, enforce_sorted=False)
         output, _ = pad_packed_sequence(self.lstm(packed)[0], batch_first=True, total_length=x.shape[1])
-        return self.output(self.dropout(output)).log_softmax(-1), out_lengths
+        return self.output(self.dropout(output)).float().log_softmax(-1), out_lengths
 
 
 class PlainLoop:
-    def __init__(self, model: nn.Module, batches: UtteranceBatches):
-        self.model, self.batches = model, batches
+    def __init__(self, model: nn.Module, batches: UtteranceBatches, precision: str = "float32"):
+        self.model, self.batches, self.precision = model, batches, precision
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
 
     def run(self, steps: int) -> float:
         seconds = 0.0
         for _ in range(steps):
             batch = next(self.batches)
-            loss = ctc_loss(self.model, batch).loss
+            with autocast(self.model, self.precision):
+                loss = ctc_loss(self.model, batch).loss
             self.optimizer.zero_grad()
             loss.backward()
             nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
@@ -97,18 +102,22 @@ class RecipeLoop:
 
 
 def make_runners(train: FeatureSet, overrides: dict | None = None) -> dict:
-    """The three runners, each on its own `UtteranceBatches` over `train` with the recipe's
-    augmentation. `overrides`: recipe options for all three (e.g. spec_augment)."""
+    """The five runners, each on its own `UtteranceBatches` over `train` with the recipe's
+    augmentation. `overrides`: recipe options for all of them (e.g. spec_augment)."""
     common = {"max_steps": 10**9, "progress": False, "warmup_steps": 0, **(overrides or {})}
     plain = apply_overrides(SpeechConfig(), {**common, "variants": ""})
     layer_norm = apply_overrides(SpeechConfig(), common)
+    layer_norm_bf16 = apply_overrides(SpeechConfig(), {**common, "precision": "bfloat16"})
     augment, frames = augment_options(plain), plain.data.batch_frames
+    batches = lambda: UtteranceBatches(train, frames, 0, augment)  # noqa: E731  (each runner its own)
     torch.manual_seed(0)
-    return {"baseline": PlainLoop(PlainAcousticModel(dropout=plain.model.dropout),
-                                  UtteranceBatches(train, frames, 0, augment)),
-            "recipe": RecipeLoop(plain, UtteranceBatches(train, frames, 0, augment)),
-            f"recipe, {layer_norm.model.variants} (the default)": RecipeLoop(
-                layer_norm, UtteranceBatches(train, frames, 0, augment))}
+    variants = layer_norm.model.variants
+    return {"baseline": PlainLoop(PlainAcousticModel(dropout=plain.model.dropout), batches()),
+            "recipe": RecipeLoop(plain, batches()),
+            f"recipe, {variants} (the default)": RecipeLoop(layer_norm, batches()),
+            "baseline, bfloat16 autocast": PlainLoop(PlainAcousticModel(dropout=plain.model.dropout), batches(),
+                                                     "bfloat16"),
+            f"recipe, {variants}, --precision bfloat16": RecipeLoop(layer_norm_bf16, batches())}
 
 
 def main() -> None:
@@ -131,7 +140,8 @@ def main() -> None:
              f"augmentation (frequency warp {data.freq_warp}, SpecAugment {'on' if data.spec_augment else 'off'}; the recipe's "
              "UtteranceBatches, every runner the same); AdamW, clip 1.0. Baseline: torch.nn.LSTM, packed. recipe: the "
              "same network on lstmlab.LSTM (plain cell). The recipe's default cell is layer-normalised, which "
-             "torch.nn.LSTM has no counterpart of: its row shows what layer norm costs.")
+             "torch.nn.LSTM has no counterpart of: its row shows what layer norm costs. The bfloat16 rows run the "
+             "training forward under torch.autocast(cpu, bfloat16) (the recipe's --precision bfloat16).")
     command = (f".venv/bin/python benchmarks/speech_throughput.py --rounds {args.rounds} --steps {args.steps}"
                + (f" --threads {args.threads}" if args.threads else ""))
     print(write_ratio_table(RESULTS, "Speech training throughput: recipe vs a plain torch.nn.LSTM CTC loop",
