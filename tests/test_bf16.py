@@ -135,3 +135,19 @@ def test_trainer_precision_bfloat16_trains_float32_weights(tmp_path):
 def test_autocast_refuses_an_unknown_precision():
     with pytest.raises(ValueError, match="precision: expected 'float32' or 'bfloat16', got 'half'"):
         autocast(torch.nn.Linear(1, 1), "half")
+
+
+@pytest.mark.parametrize("engine", ["native", "fused"])
+def test_states_in_the_autocast_dtype_are_taken_under_autocast(engine):
+    """Under autocast torch's own LSTM (the native engine) returns bfloat16 states; carried
+    into the next batch (the LM recipe does so) they are taken in the weights' dtype there,
+    and refused outside autocast as before."""
+    lstm = lstmlab.LSTM(8, 16, engine=engine)
+    x = torch.randn(5, 3, 8)
+    with torch.autocast(**BF16):
+        _, state = lstm(x)
+        low = tuple(t.bfloat16() for t in state)
+        output, _ = lstm(x.bfloat16(), low)
+    assert output.dtype == (torch.bfloat16 if engine == "native" else torch.float32)
+    with pytest.raises(TypeError, match=r"h_0: expected dtype torch.float32 \(the weights' dtype\), got torch.bfloat16"):
+        lstm(x, low)

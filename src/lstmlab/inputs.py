@@ -81,6 +81,17 @@ def check_features(x: Tensor, input_size: int) -> None:
         )
 
 
+def from_autocast(tensor: Tensor, reference: Tensor) -> Tensor:
+    """`tensor` in the weights' dtype where it is in the dtype of an enclosing torch.autocast
+    (e.g. the states the native engine returned under autocast, carried into the next
+    batch); otherwise unchanged, for `check_like` to judge."""
+    device = reference.device.type
+    if (tensor.dtype != reference.dtype and tensor.is_floating_point() and torch.is_autocast_enabled(device)
+            and tensor.dtype == torch.get_autocast_dtype(device)):
+        return tensor.to(reference.dtype)
+    return tensor
+
+
 def check_like(name: str, tensor: Tensor, reference: Tensor) -> None:
     """Same dtype (DtypeError, a TypeError) and device (ValueError) as the weights."""
     if tensor.dtype != reference.dtype:
@@ -104,6 +115,7 @@ def initial_state(hx, batch: int, shapes: tuple[tuple[int, int], tuple[int, int]
         expected = (rows, width) if unbatched else (rows, batch, width)
         if tuple(tensor.shape) != expected:
             raise ShapeError(f"{name}: expected shape {expected}, got {tuple(tensor.shape)}")
+        tensor = from_autocast(tensor, like)
         check_like(name, tensor, like)
         states.append(tensor.unsqueeze(1) if unbatched else tensor)
     return tuple(states)

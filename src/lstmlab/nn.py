@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from . import engines
 from .cell import TRACE_FIELDS, CellSpec, input_gates, lstm_step, recurrent_weight, zoneout, zoneout_keep
 from .inputs import (
-    ParsedInput, ShapeError, check_features, check_like, initial_state, pack_like, parse_input, valid_mask,
+    ParsedInput, ShapeError, check_features, check_like, from_autocast, initial_state, pack_like, parse_input, valid_mask,
 )
 from .parameters import (
     add_variant_parameters, check_bias_options, check_positive_int, check_probability,
@@ -162,6 +162,7 @@ class LSTM(nn.Module):
         return self._run(parsed, hx, trace, self.batch_first)
 
     def _run(self, parsed: ParsedInput, hx, trace: bool, batch_first: bool):
+        parsed = parsed._replace(x=from_autocast(parsed.x, self.weight_ih_l0))
         check_like("input", parsed.x, self.weight_ih_l0)
         rows = self.num_layers * self.num_directions
         shapes = ((rows, self.proj_size or self.hidden_size), (rows, self.hidden_size))
