@@ -149,5 +149,6 @@ def test_states_in_the_autocast_dtype_are_taken_under_autocast(engine):
         low = tuple(t.bfloat16() for t in state)
         output, _ = lstm(x.bfloat16(), low)
     assert output.dtype == (torch.bfloat16 if engine == "native" else torch.float32)
-    with pytest.raises(TypeError, match=r"h_0: expected dtype torch.float32 \(the weights' dtype\), got torch.bfloat16"):
+    refused = r"h_0: expected dtype torch.float32 \(the weights' dtype\), got torch.bfloat16"
+    with pytest.raises(TypeError, match=refused):
         lstm(x, low)

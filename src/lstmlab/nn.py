@@ -14,7 +14,8 @@ from torch import Tensor, nn
 from . import engines
 from .cell import TRACE_FIELDS, CellSpec, input_gates, lstm_step, recurrent_weight, zoneout, zoneout_keep
 from .inputs import (
-    ParsedInput, ShapeError, check_features, check_like, from_autocast, initial_state, pack_like, parse_input, valid_mask,
+    ParsedInput, ShapeError, check_features, check_like, from_autocast, initial_state, pack_like, parse_input,
+    valid_mask,
 )
 from .parameters import (
     add_variant_parameters, check_bias_options, check_positive_int, check_probability,

@@ -35,7 +35,7 @@ class TrainConfig:
     ema_decay: float = 0.0  # evaluate and write best.pt with a moving average of the weights (e.g. 0.999); 0 = off
     best_metric: str = "loss"  # the validation metric that chooses best.pt (any key evaluate returns)
     best_direction: str = choice("lower", ("lower", "higher"))  # lower: loss, wer; higher: bleu, accuracy
-    precision: str = choice("float32", ("float32", "bfloat16"))  # bfloat16: the training forward under torch.autocast (see lstmlab.train.autocast)
+    precision: str = choice("float32", ("float32", "bfloat16"))  # bfloat16: training forward under autocast
     seed: int = 1234  # seeds torch, python and numpy
     threads: int = 0  # torch intra-op threads; 0 = torch's default (1 is faster on a busy machine)
     log_format: str = choice("jsonl", ("jsonl", "csv"))  # metrics.jsonl or metrics.csv in the run folder

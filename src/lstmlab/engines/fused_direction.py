@@ -6,8 +6,8 @@ peephole gradients after it).
 Inside ``torch.autocast("cpu", dtype=torch.bfloat16)`` the GEMMs over all steps (the input
 share x W_ih^T, and dX, dW_ih, dW_hh) take bfloat16 operands (`bf16_gemms`), while the
 recurrence, the states, the gates' nonlinearities and every result stay float32. On CPUs
-with bfloat16 instructions those GEMMs run faster: the speech recipe's training step, 1.2x
-(benchmarks/results/speech_throughput.md).
+with bfloat16 instructions those GEMMs run faster: the speech recipe's training step,
+1.2-1.4x (benchmarks/results/speech_throughput.md).
 """
 
 from __future__ import annotations
