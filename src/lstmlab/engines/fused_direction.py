@@ -211,14 +211,14 @@ class _NoGradContext:
         pass
 
 
-def _input_gemm_first(x: Tensor, w_ih: Tensor, ln_ih: Tensor | None, bf16: bool = False) -> bool:
+def _input_gemm_first(x: Tensor, w_ih: Tensor, ln_ih: Tensor | None, bf16: bool) -> bool:
     """Whether x W_ih^T is one GEMM before the loop (layer norm; a small batch; a large
     W_ih; bfloat16 autocast) rather than computed in the loop's tile (see FUSED_INPUT_MAX_BYTES)."""
     return (bf16 or ln_ih is not None or x.shape[1] < FUSED_INPUT_MIN_BATCH
             or w_ih.numel() * w_ih.element_size() > FUSED_INPUT_MAX_BYTES)
 
 
-def _input_share(x: Tensor, w_ih: Tensor, ln_ih: Tensor | None, coupled: bool, bf16: bool = False):
+def _input_share(x: Tensor, w_ih: Tensor, ln_ih: Tensor | None, coupled: bool, bf16: bool):
     """u = x W_ih^T (T, B, 4H) in a pooled buffer, and for layer norm u made u_hat in place:
     (x_gates, u_hat or None, rstd_u (T*B,) or None). Without layer norm the loop writes the
     gates over u (see csrc/fused_lstm.cpp). bf16: the GEMM from bfloat16 operands."""
@@ -340,7 +340,7 @@ def _first_steps(d: Tensor, reverse: bool, lengths: Tensor) -> Tensor:
 
 
 def sum_with_previous(d: Tensor, states: Tensor, initial: Tensor, reverse: bool, lengths: Tensor,
-                      bf16: bool = False) -> Tensor:
+                      bf16: bool) -> Tensor:
     """sum over t of d_t^T s_{t-1}, with s_{t-1} = `initial` at each row's first step: (N, W).
 
     d: (T, B, N); states: (T, B, W) (0 at padded steps); initial: (B, W).
