@@ -132,7 +132,8 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     config = SpeechConfig()  # the recipe's data and features; make_runners builds each runner's model config
     splits = synthetic_splits(args.hours, config.data.validation_utterances, config.data.test_utterances,
-                              config.train.seed, config.features)
+                              config.train.seed, config.features, generated_voices=0.0,
+                              flite_voices=0.0)  # espeak-ng only: batches to time, not a recipe to train
     rates, ratios = interleaved_rates(make_runners(splits.train), args.rounds, args.steps, args.warmup, "audio s/s")
     data = config.data
     model = (f"Model: per-utterance normalisation, frames stacked x3, BiLSTM 3 x 320, dropout {config.model.dropout}, "

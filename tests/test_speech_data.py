@@ -43,18 +43,20 @@ def test_synthetic_corpus_is_reproducible_and_grows(tmp_path, monkeypatch):
 
     monkeypatch.setattr(corpus, "cache_root", lambda: tmp_path)
     monkeypatch.setattr(corpus, "SHARD_SIZE", 6)
-    small = corpus.synthetic_splits(0.002, 3, 4, seed=5, features=FeatureConfig(), jobs=1)  # ~7 s of speech
+    espeak_only = {"generated_voices": 0.0, "flite_voices": 0.0}
+    small = corpus.synthetic_splits(0.002, 3, 4, seed=5, features=FeatureConfig(), jobs=1, **espeak_only)  # ~7 s
     assert len(small.validation) == 3 and len(small.test) == 4 and 0.002 <= small.train.hours < 0.01
     assert not set(small.train.texts) & set(small.test.texts)
     assert all(v.split("+")[1] in espeak.TEST_VARIANTS for v in small.test.voices)
-    larger = corpus.synthetic_splits(0.006, 3, 4, seed=5, features=FeatureConfig(), jobs=1)
+    larger = corpus.synthetic_splits(0.006, 3, 4, seed=5, features=FeatureConfig(), jobs=1, **espeak_only)
     n = len(small.train)
     assert len(larger.train) > n and larger.train.texts[:n] == small.train.texts
     torch.testing.assert_close(larger.train.features[:len(small.train.features)], small.train.features)
     shards = sorted(p.name for p in next(tmp_path.iterdir()).glob("train-*.pt"))
     assert len(shards) >= 2 and all((tmp_path / next(tmp_path.iterdir()).name / s).with_suffix(".jsonl").is_file()
                                     for s in shards)
-    counted = corpus.synthetic_splits(0.0, 3, 4, seed=5, features=FeatureConfig(), jobs=1, train_utterances=2)
+    counted = corpus.synthetic_splits(0.0, 3, 4, seed=5, features=FeatureConfig(), jobs=1, train_utterances=2,
+                                      **espeak_only)
     assert counted.train.texts == small.train.texts[:2]  # the first utterances, without a whole shard
     torch.testing.assert_close(counted.train.features, small.train.features[:counted.train.lengths.sum()])
     plan = corpus.plan_utterance("train", 3, 5, ["a b c", "d e f"], ("m3", None))
@@ -90,9 +92,9 @@ def test_generated_voices_change_only_the_variant_of_training_utterances():
 
     pool, variants = ["a b c", "d e f", "g h i"], ("m3", "f1", None)
     plain = [corpus.plan_utterance("train", i, 5, pool, variants) for i in range(200)]
-    assert plain == [corpus.plan_utterance("train", i, 5, pool, variants, 0.0) for i in range(200)]
+    assert plain == [corpus.plan_utterance("train", i, 5, pool, variants, generated_voices=0.0) for i in range(200)]
     assert all(voice.definition is None for _, voice in plain)
-    mixed = [corpus.plan_utterance("train", i, 5, pool, variants, 0.5) for i in range(200)]
+    mixed = [corpus.plan_utterance("train", i, 5, pool, variants, generated_voices=0.5) for i in range(200)]
     generated = [voice for _, voice in mixed if voice.variant == espeak.GENERATED]
     assert 60 < len(generated) < 140 and all(voice.definition for voice in generated)
     assert len({voice.definition for voice in generated}) == len(generated)  # a new voice each time
@@ -138,11 +140,12 @@ def test_a_generated_voice_is_spoken_through_a_private_data_folder(tmp_path, mon
     with pytest.raises(ValueError, match="must be named 'generated'"):
         espeak.synthesize(text, dataclasses.replace(generated, variant="m3"), tmp_path / "bad.wav")
     monkeypatch.setattr(corpus, "cache_root", lambda: tmp_path / "cache")
-    assert corpus.synthetic_folder(5, FeatureConfig()) == corpus.synthetic_folder(5, FeatureConfig(), 0.0)
-    assert corpus.synthetic_folder(5, FeatureConfig(), 0.5) != corpus.synthetic_folder(5, FeatureConfig())
+    folder = corpus.synthetic_folder
+    assert folder(5, FeatureConfig()) == folder(5, FeatureConfig(), generated_voices=0.0)
+    assert folder(5, FeatureConfig(), generated_voices=0.5) != folder(5, FeatureConfig())
     with pytest.raises(ValueError, match="generated_voices"):
         corpus.synthetic_splits(0.0, 3, 4, seed=5, features=FeatureConfig(), jobs=1, train_utterances=2,
-                                generated_voices=-0.1)
+                                generated_voices=-0.1, flite_voices=0.0)
 
 def test_acoustic_model_shapes_and_options():
     torch.manual_seed(0)

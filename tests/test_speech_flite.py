@@ -18,9 +18,12 @@ def test_flite_voices_replace_only_the_voice_of_a_fraction_of_training_utterance
     from lstmlab.recipes.speech.config import SpeechDataConfig
 
     pool, variants = ["a b c", "d e f", "g h i"], ("m3", "f1", None)
-    before = [corpus.plan_utterance("train", i, 5, pool, variants, 0.5) for i in range(400)]
-    assert before == [corpus.plan_utterance("train", i, 5, pool, variants, 0.5, 0.0) for i in range(400)]
-    mixed = [corpus.plan_utterance("train", i, 5, pool, variants, 0.5, 0.3) for i in range(400)]
+    def plans(**fractions):
+        return [corpus.plan_utterance("train", i, 5, pool, variants, **fractions) for i in range(400)]
+
+    before = plans(generated_voices=0.5)
+    assert before == plans(generated_voices=0.5, flite_voices=0.0)
+    mixed = plans(generated_voices=0.5, flite_voices=0.3)
     spoken_by_flite = [voice for _, voice in mixed if isinstance(voice, flite.Voice)]
     assert 80 < len(spoken_by_flite) < 160
     assert {voice.voice for voice in spoken_by_flite} == set(flite.TRAINING_VOICES)  # slt never trains
@@ -37,8 +40,11 @@ def test_the_cache_key_names_the_flite_fraction_only_when_it_is_used(tmp_path, m
 
     monkeypatch.setattr(corpus, "cache_root", lambda: tmp_path)
     monkeypatch.setattr(espeak, "espeak_version", lambda: "eSpeak NG text-to-speech: 1.51")
-    assert corpus.synthetic_folder(5, FeatureConfig(), 0.5) == corpus.synthetic_folder(5, FeatureConfig(), 0.5, 0.0)
-    assert corpus.synthetic_folder(5, FeatureConfig(), 0.5, 0.3) != corpus.synthetic_folder(5, FeatureConfig(), 0.5)
+    def folder(**fractions):
+        return corpus.synthetic_folder(5, FeatureConfig(), **fractions)
+
+    assert folder(generated_voices=0.5) == folder(generated_voices=0.5, flite_voices=0.0)
+    assert folder(generated_voices=0.5, flite_voices=0.3) != folder(generated_voices=0.5)
 
 
 def test_a_missing_flite_is_a_clear_error_before_any_speech_is_made(tmp_path, monkeypatch):
@@ -51,7 +57,7 @@ def test_a_missing_flite_is_a_clear_error_before_any_speech_is_made(tmp_path, mo
     monkeypatch.setattr(corpus, "cache_root", lambda: tmp_path / "cache")
     with pytest.raises(flite.FliteError, match="apt-get install flite"):
         corpus.synthetic_splits(0.0, 3, 4, seed=5, features=FeatureConfig(), jobs=1, train_utterances=2,
-                                flite_voices=0.5)
+                                generated_voices=0.0, flite_voices=0.5)
     assert not (tmp_path / "cache").exists()
     with pytest.raises(ValueError, match="expected a flite voice, one of kal, kal16, awb, rms, slt; got 'bob'"):
         flite.synthesize("to be", flite.Voice("bob"), tmp_path / "a.wav")

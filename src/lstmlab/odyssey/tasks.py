@@ -174,7 +174,8 @@ def _speech_splits(train_utterances: int, validation_utterances: int, test_utter
     config = SpeechConfig()
     jobs = 1 if multiprocessing.current_process().daemon else 2  # a study's pool worker may not start processes
     return synthetic_splits(config.data.hours, validation_utterances, test_utterances, config.train.seed,
-                            config.features, jobs, train_utterances=train_utterances)
+                            config.features, jobs, train_utterances=train_utterances, generated_voices=0.0,
+                            flite_voices=0.0)  # the set this study was measured on
 
 
 TASKS: dict[str, OdysseyTask] = {

@@ -100,7 +100,7 @@ def cache_root() -> Path:
     return cache_folder("speech")
 
 
-def synthetic_folder(seed: int, features: FeatureConfig, generated_voices: float = 0.0,
+def synthetic_folder(seed: int, features: FeatureConfig, *, generated_voices: float = 0.0,
                      flite_voices: float = 0.0) -> Path:
     settings = {"version": CORPUS_VERSION, "seed": seed, "espeak": espeak.espeak_version(),
                 "features": dataclasses.asdict(features)}
@@ -112,7 +112,7 @@ def synthetic_folder(seed: int, features: FeatureConfig, generated_voices: float
     return cache_root() / f"espeak-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
 
 
-def plan_utterance(split: str, index: int, seed: int, pool: list[str], variants: tuple,
+def plan_utterance(split: str, index: int, seed: int, pool: list[str], variants: tuple, *,
                    generated_voices: float = 0.0, flite_voices: float = 0.0) -> tuple[str, espeak.Voice | flite.Voice]:
     """The sentence and voice of utterance `index` of `split` (a pure function of its
     arguments). With probability `generated_voices` the installed variant is replaced by a
@@ -142,10 +142,10 @@ def _utterance_features(job: tuple) -> tuple[Tensor, float]:
 
 
 def _build_shard(path: Path, split: str, start: int, count: int, seed: int, pool: list[str],
-                 features: FeatureConfig, jobs: int, progress, generated_voices: float = 0.0,
+                 features: FeatureConfig, jobs: int, progress, *, generated_voices: float = 0.0,
                  flite_voices: float = 0.0) -> None:
     variants = espeak.variants_of(split)
-    plans = [plan_utterance(split, i, seed, pool, variants, generated_voices, flite_voices)
+    plans = [plan_utterance(split, i, seed, pool, variants, generated_voices=generated_voices, flite_voices=flite_voices)
              for i in range(start, start + count)]
     augment = [(seed * 1_000_003 + i) if split == "train" and random.Random(f"{seed}/aug/{i}").random()
                < AUGMENTED_FRACTION else None for i in range(start, start + count)]
@@ -186,7 +186,7 @@ def _read_shard(path: Path, description: str) -> FeatureSet:
 
 
 def _split_set(folder: Path, split: str, seconds: float | None, count: int | None, seed: int, pool: list[str],
-               features: FeatureConfig, jobs: int, progress, generated_voices: float = 0.0,
+               features: FeatureConfig, jobs: int, progress, *, generated_voices: float = 0.0,
                flite_voices: float = 0.0) -> FeatureSet:
     """The first utterances of `split` up to `seconds` of audio (or `count` utterances), building shards as needed."""
     sets, total, shard = [], 0.0, 0
@@ -195,7 +195,7 @@ def _split_set(folder: Path, split: str, seconds: float | None, count: int | Non
         path = folder / f"{split}-{shard:05d}{'' if count is None else f'-{size}'}.pt"
         if not path.is_file():
             _build_shard(path, split, shard * SHARD_SIZE, size, seed, pool, features, jobs, progress,
-                         generated_voices, flite_voices)
+                         generated_voices=generated_voices, flite_voices=flite_voices)
         sets.append(_read_shard(path, split))
         total += sum(sets[-1].seconds)
         shard += 1
@@ -222,12 +222,14 @@ def check_voice_fraction(name: str, fraction: float) -> None:
 
 
 def synthetic_splits(hours: float, validation_utterances: int, test_utterances: int, seed: int,
-                     features: FeatureConfig, jobs: int = 2, *, train_utterances: int = 0,
-                     generated_voices: float = 0.0, flite_voices: float = 0.0) -> SpeechSplits:
+                     features: FeatureConfig, jobs: int = 2, *, generated_voices: float, flite_voices: float,
+                     train_utterances: int = 0) -> SpeechSplits:
     """Training speech (`hours` of it, or its first `train_utterances` when given: a small
     corpus that does not synthesise a whole shard), validation and test speech,
     synthesised once and cached. `generated_voices`, `flite_voices`: the fractions of
-    training utterances spoken by a generated variant and by flite (`plan_utterance`)."""
+    training utterances spoken by a generated variant and by flite (`plan_utterance`);
+    required, because each pair of fractions is a different set (the recipe's are 0.5 and
+    0.3, `SpeechDataConfig`), and a forgotten pair would synthesise hours of another one."""
     from tqdm import tqdm
 
     if hours <= 0 and train_utterances <= 0:
@@ -237,11 +239,12 @@ def synthetic_splits(hours: float, validation_utterances: int, test_utterances: 
     check_voice_fraction("flite_voices", flite_voices)
     if flite_voices:
         flite.flite_binary()  # FliteError saying how to install it, before any speech is made
-    folder = synthetic_folder(seed, features, generated_voices, flite_voices)
+    folder = synthetic_folder(seed, features, generated_voices=generated_voices, flite_voices=flite_voices)
     folder.mkdir(parents=True, exist_ok=True)
     with tqdm(desc=f"synthesising speech into {folder}", unit="utt", leave=False, mininterval=2) as progress:
         train = _split_set(folder, "train", None if train_utterances > 0 else hours * 3600, train_utterances or None,
-                           seed, pools["train"], features, jobs, progress, generated_voices, flite_voices)
+                           seed, pools["train"], features, jobs, progress, generated_voices=generated_voices,
+                           flite_voices=flite_voices)
         validation = _split_set(folder, "validation", None, validation_utterances, seed, pools["validation"],
                                 features, jobs, progress)
         test = _split_set(folder, "test", None, test_utterances, seed, pools["test"], features, jobs, progress)
