@@ -1,4 +1,4 @@
-"""CTC decoding of the speech recipe: greedy best path, prefix beam search, shallow fusion."""
+"""CTC decoding of the speech recipe: greedy best path, prefix beam search, shallow fusion, lexicon."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import torch
 
 from lstmlab.recipes.speech.decoding import (
     BeamOptions,
+    Lexicon,
     beam_decode,
     greedy_decode,
     prefix_beam_search,
@@ -48,13 +49,30 @@ def brute_force(log_probs: torch.Tensor, space: int) -> dict[tuple[int, ...], fl
             if not (seq[:1] == (space,) or any(a == b == space for a, b in itertools.pairwise(seq)))}
 
 
-def reference_search(log_probs, space, options, lm=None):
+def lexicon_cost(prefix: tuple[int, ...], space: int, words: set[tuple[int, ...]], penalty: float,
+                 closed: bool) -> float:
+    """oov_penalty per word of `prefix` outside `words`; its last word, unless `closed`, only
+    when no word of the lexicon starts with it."""
+    pieces = [tuple(piece) for is_space, piece in itertools.groupby(prefix, key=lambda c: c == space) if not is_space]
+    finished = pieces if closed or (prefix and prefix[-1] == space) else pieces[:-1]
+    cost = penalty * sum(word not in words for word in finished)
+    if len(finished) < len(pieces) and not any(word[:len(pieces[-1])] == pieces[-1] for word in words):
+        cost += penalty
+    return cost
+
+
+def reference_search(log_probs, space, options, lm=None, words=None):
     """A plain prefix beam search (tuple keys, every extension scored, full sort): the module's
-    must rank the same prefixes, pruning shortcuts and all."""
+    must rank the same prefixes, pruning shortcuts and all. `words`: the lexicon as a set of
+    label tuples, its penalty counted afresh for each prefix (`lexicon_cost`)."""
     lse = torch.logaddexp
     neg = torch.tensor(float("-inf"), dtype=torch.float64)
     alpha, beta = options.lm_weight, options.word_bonus
     lm = lm if alpha else None
+
+    def cost(prefix, closed=False):
+        return lexicon_cost(prefix, space, words, options.oov_penalty, closed) if words else 0.0
+
     next_lp = {(): lm.start()} if lm else {}
     beam, fusion = {(): (torch.tensor(0.0, dtype=torch.float64), neg)}, {(): 0.0}
     for row in log_probs.double():
@@ -73,7 +91,7 @@ def reference_search(log_probs, space, options, lm=None):
                                   + (beta if c == space else 0.0))
                 entry = ends.setdefault(grown, [neg, neg])
                 entry[1] = lse(entry[1], (p_b if c == last else lse(p_b, p_nb)) + row[c])
-        ranked = sorted(ends, key=lambda k: lse(*ends[k]).item() + fusion[k], reverse=True)[:options.beam]
+        ranked = sorted(ends, key=lambda k: lse(*ends[k]).item() + fusion[k] + cost(k), reverse=True)[:options.beam]
         beam = {k: tuple(ends[k]) for k in ranked}
         for k in beam:
             if lm and k not in next_lp:
@@ -82,7 +100,7 @@ def reference_search(log_probs, space, options, lm=None):
 
     def final(k):
         end = beta + (alpha * next_lp[k][1][space].item() if lm and options.end_with_space else 0.0)
-        return lse(*beam[k]).item() + fusion[k] + (end if k and k[-1] != space else 0.0)
+        return lse(*beam[k]).item() + fusion[k] + (end if k and k[-1] != space else 0.0) + cost(k, closed=True)
 
     best = list(max(beam, key=final))
     return best[:-1] if best and best[-1] == space else best
@@ -262,3 +280,67 @@ def test_bad_shapes_and_options_raise():
         prefix_beam_search(peaked([A]), SPACE, BeamOptions(beam=0))
     with pytest.raises(ValueError, match=r"space in 1\.\.4"):
         prefix_beam_search(peaked([A]), 0, BeamOptions())
+
+
+def test_lexicon_is_a_trie_of_words():
+    lexicon = Lexicon([[A, B], [A, B, C], [A, C], [A, B]])
+    assert lexicon.words == 3  # the repeated word counts once
+    ab = lexicon.advance(lexicon.advance(0, A), B)
+    assert ab > 0 and not lexicon.closes_outside(ab)  # "ab" is a word
+    a = lexicon.advance(0, A)
+    assert lexicon.closes_outside(a)  # "a" only starts words
+    assert lexicon.advance(a, A) == -1 and lexicon.advance(-1, B) == -1  # no word continues "aa"
+    assert not lexicon.closes_outside(-1)  # that word paid when it left the trie
+    assert lexicon.closes_outside(0) and lexicon.advance(0, B) == -1
+
+
+def test_lexicon_breaks_an_acoustic_tie_and_a_penalty_outweighs_acoustics():
+    tie = posteriors([{A: 0.5, B: 0.5}, {C: 0.99}])
+    options = BeamOptions(beam=8, oov_penalty=-1.0)
+    assert prefix_beam_search(tie, SPACE, options, lexicon=Lexicon([[A, C]])) == [A, C]
+    assert prefix_beam_search(tie, SPACE, options, lexicon=Lexicon([[B, C]])) == [B, C]
+    leaning = posteriors([{A: 0.99}, {B: 0.6, C: 0.4}])  # "ab" acoustically, log(0.6/0.4) = 0.41 ahead
+    ac = Lexicon([[A, C]])
+    assert prefix_beam_search(leaning, SPACE, BeamOptions(beam=8, oov_penalty=-0.2), lexicon=ac) == [A, B]
+    assert prefix_beam_search(leaning, SPACE, BeamOptions(beam=8, oov_penalty=-1.0), lexicon=ac) == [A, C]
+    assert prefix_beam_search(leaning, SPACE, BeamOptions(beam=8), lexicon=ac) == [A, B]  # penalty 0: no lexicon
+
+
+def test_a_word_that_only_starts_a_lexicon_word_pays_when_it_ends():
+    # "ab" acoustically, but the lexicon has only "abc": closing "ab" (at the end or by a
+    # space) costs the penalty, so a little acoustic evidence for "c" wins.
+    log_probs = posteriors([{A: 0.99}, {B: 0.99}, {BLANK: 0.7, C: 0.3}])
+    lexicon = Lexicon([[A, B, C]])
+    assert prefix_beam_search(log_probs, SPACE, BeamOptions(beam=8)) == [A, B]
+    assert prefix_beam_search(log_probs, SPACE, BeamOptions(beam=8, oov_penalty=-2.0), lexicon=lexicon) == [A, B, C]
+
+
+def test_an_infinite_penalty_keeps_to_lexicon_words():
+    generator = torch.Generator().manual_seed(11)
+    words = [[A, B], [C], [B, A, C]]
+    lexicon, allowed = Lexicon(words), {tuple(w) for w in words}
+    for _ in range(6):
+        log_probs = (torch.randn(14, V, generator=generator) * 2.5).log_softmax(-1)
+        found = prefix_beam_search(log_probs, SPACE, BeamOptions(beam=6, oov_penalty=float("-inf")), lexicon=lexicon)
+        spoken = [tuple(piece) for is_space, piece in itertools.groupby(found, key=lambda c: c == SPACE)
+                  if not is_space]
+        assert all(word in allowed for word in spoken), found
+
+
+@pytest.mark.parametrize("beam, lm_weight, word_bonus, penalty", [
+    (1, 0.0, 0.0, -1.0), (3, 0.0, 1.0, -2.0), (4, 0.8, 0.5, -3.0), (6, 0.3, 2.0, -0.5),
+])
+def test_lexicon_beam_matches_a_plain_reference(beam, lm_weight, word_bonus, penalty):
+    generator = torch.Generator().manual_seed(100 + beam)
+    words = [[A, B], [A, B, C], [C], [B, C, A]]
+    options = BeamOptions(beam=beam, lm_weight=lm_weight, word_bonus=word_bonus, oov_penalty=penalty)
+    for _ in range(4):
+        log_probs = (torch.randn(20, V, generator=generator) * 2.5).log_softmax(-1)
+        lm = Bigram(torch.randn(V, V, generator=generator) * 2)
+        expected = reference_search(log_probs, SPACE, options, lm, {tuple(w) for w in words})
+        assert prefix_beam_search(log_probs, SPACE, options, lm, Lexicon(words)) == expected
+
+
+def test_a_positive_oov_penalty_is_refused():
+    with pytest.raises(ValueError, match="oov_penalty <= 0"):
+        prefix_beam_search(peaked([A]), SPACE, BeamOptions(oov_penalty=1.0), lexicon=Lexicon([[A]]))

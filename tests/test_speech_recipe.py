@@ -84,6 +84,13 @@ def test_streaming_matches_the_whole_file(trained, capsys, monkeypatch):
     whole = run.posteriors(wave, SAMPLE_RATE)
     torch.testing.assert_close(torch.stack(recognizer.log_probs), whole, atol=2e-4, rtol=1e-4)
     assert streamed == run.transcribe(wave, SAMPLE_RATE)
+    words = out / "lm_text.txt"
+    with_lexicon = StreamingRecognizer(run, beam=4, lexicon=words, oov_penalty=float("-inf"))
+    with_lexicon.accept(wave)
+    final = with_lexicon.finish()
+    assert final == run.transcribe(wave, SAMPLE_RATE, beam=4, lexicon=words,
+                                   oov_penalty=float("-inf"))
+    assert set(final.split()) <= set(words.read_text().split())
     capsys.readouterr()
     at_16k = write_wav(data.parent / "u3-16k.wav", wave)  # the command reads blocks: no resampling at 16 kHz
     assert main(["transcribe", str(out), "--stream", str(at_16k), "--json"]) == 0
@@ -108,6 +115,38 @@ def test_evaluate_reports_wer_and_cer(trained, capsys):
     assert {"wer_greedy", "cer_greedy", "wer_beam", "cer_beam", "per_voice"} <= set(report)
     assert main(["evaluate", str(out), "--json"]) == 0  # the run's own test split
     assert json.loads(capsys.readouterr().out)["utterances"] == 1
+    words = out / "lm_text.txt"
+    assert main(["evaluate", str(out), "--data", str(data), "--json", "--beam", "3", "--lexicon", str(words),
+                 "--oov_penalty=-inf"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["decoder"] == "beam_lexicon" and report["cer"] == report["cer_beam_lexicon"]
+    assert report["oov_penalty"] == float("-inf") and report["lexicon_words"] > 0
+    assert main(["transcribe", str(out), str(data / "u0.wav"), "--lexicon", str(words), "--oov_penalty=-inf"]) == 0
+    assert set(capsys.readouterr().out.split()) <= set(words.read_text().split())
+
+
+def test_a_lexicon_file_is_normalised_and_bad_files_are_refused(tmp_path):
+    from lstmlab.data.speech_text import encode_transcript
+    from lstmlab.recipes.speech.recognizer import load_lexicon
+
+    text = tmp_path / "words.txt"
+    text.write_text("O, Romeo! 'Tis thee.\nthee ROMEO\n", encoding="utf-8")
+    lexicon = load_lexicon(text)
+    assert lexicon.words == 4 and load_lexicon(text) is lexicon  # o romeo tis thee; loaded once
+    state = 0
+    for label in encode_transcript("romeo"):
+        state = lexicon.advance(state, label)
+    assert state > 0 and not lexicon.closes_outside(state)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_lexicon(tmp_path / "missing.txt")
+    with pytest.raises(FileNotFoundError, match="is a folder"):
+        load_lexicon(tmp_path)
+    (tmp_path / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
+    with pytest.raises(ValueError, match="not UTF-8"):
+        load_lexicon(tmp_path / "latin1.txt")
+    (tmp_path / "digits.txt").write_text("1 2 3 !!\n")
+    with pytest.raises(ValueError, match="no words"):
+        load_lexicon(tmp_path / "digits.txt")
 
 
 def test_per_voice_groups_espeak_variants_and_files_named_voice_dash_index():
@@ -148,7 +187,7 @@ def test_an_lm_path_is_loaded_once_and_reloaded_when_retrained(trained, tmp_path
 
 
 def fusion_grid_has_a_row_per_beam_weight_and_bonus(out, lm, tmp_path, monkeypatch):
-    """benchmarks/speech_fusion.py: one table row per beam × (α = 0, or α × β), the best named."""
+    """benchmarks/speech_fusion.py: one table row per beam × (α = 0, or α × β) × oov penalty, the best named."""
     import sys
     from pathlib import Path
 
@@ -158,15 +197,22 @@ def fusion_grid_has_a_row_per_beam_weight_and_bonus(out, lm, tmp_path, monkeypat
 
     table = tmp_path / "fusion.md"
     monkeypatch.setattr(sys, "argv", ["speech_fusion.py", str(out), str(lm), "--weights", "0,0.5", "--bonuses",
-                                      "0,1", "--beams", "2,3", "--threads", "1", "--out", str(table)])
+                                      "0,1", "--beams", "2,3", "--lexicon", str(out / "lm_text.txt"), "--penalties",
+                                      "0,-4", "--threads", "1", "--out", str(table)])
     fusion_main()
     rows = [line.split("|")[1:-1] for line in table.read_text().splitlines() if line.startswith("| ") and
             line.split("|")[1].strip().isdigit()]
-    assert [(int(r[0]), float(r[1]), float(r[2])) for r in rows] == [
-        (beam, weight, bonus) for beam in (2, 3) for weight, bonus in ((0, 0), (0.5, 0), (0.5, 1))]
-    assert all(0 <= float(r[3]) and 0 <= float(r[4]) for r in rows)
+    assert [(int(r[0]), float(r[1]), float(r[2]), float(r[3])) for r in rows] == [
+        (beam, weight, bonus, penalty) for beam in (2, 3) for weight, bonus in ((0, 0), (0.5, 0), (0.5, 1))
+        for penalty in (0, -4)]
+    assert all(0 <= float(r[4]) and 0 <= float(r[5]) for r in rows)
     assert "Lowest WER: beam" in table.read_text() and "beam 3 without the LM" in table.read_text()
-    assert "--weights 0,0.5 --bonuses 0,1 --beams 2,3" in table.read_text()  # the command as typed
+    assert "--weights 0,0.5 --bonuses 0,1 --beams 2,3 --lexicon" in table.read_text()  # the command as typed
+    assert "Lexicon: " in table.read_text()
+    monkeypatch.setattr(sys, "argv", ["speech_fusion.py", str(out), str(lm), "--penalties", "-4"])
+    with pytest.raises(SystemExit) as exited:
+        fusion_main()  # a penalty without a lexicon
+    assert exited.value.code == 2
     monkeypatch.setattr(sys, "argv", ["speech_fusion.py", str(out), str(lm), "--beams", "8,x"])
     with pytest.raises(SystemExit) as exited:
         fusion_main()
@@ -211,6 +257,11 @@ def test_bad_data_and_requests_give_clear_errors(trained, tmp_path, capsys):
     assert "--beam" in capsys.readouterr().err
     assert main(["evaluate", str(out), "--lm", str(out)]) == 2  # a speech run is not a character LM
     assert "character language model" in capsys.readouterr().err
+    assert main(["transcribe", str(out), str(data / "u0.wav"), "--lexicon", str(tmp_path / "none.txt")]) == 2
+    assert "--lexicon" in capsys.readouterr().err
+    assert main(["evaluate", str(out), "--data", str(data), "--lexicon", str(out / "lm_text.txt"),
+                 "--oov_penalty", "2"]) == 2
+    assert "oov_penalty <= 0" in capsys.readouterr().err
 
 
 def test_streaming_refuses_a_bidirectional_run(trained, tmp_path, capsys):
@@ -222,3 +273,18 @@ def test_streaming_refuses_a_bidirectional_run(trained, tmp_path, capsys):
     capsys.readouterr()
     assert main(["transcribe", str(out), "--stream", str(data / "u0.wav")]) == 2
     assert "unidirectional" in capsys.readouterr().err
+
+
+def test_decoding_options_of_zero_are_given_values():
+    """`lstmlab evaluate --word_bonus 0 --lm_weight 0` overrides the run's 0.5 and 0.8 (0 == False
+    in Python; the options are told apart by identity)."""
+    import argparse
+
+    from lstmlab import recipes
+    from lstmlab.cli.evaluate import decoding_options
+
+    args = argparse.Namespace(beam=None, lm="runs/lm", lm_weight=0.0, word_bonus=0.0, lexicon=None, oov_penalty=None,
+                              per_voice=False)
+    assert decoding_options(args, recipes.get("speech")) == {"lm": "runs/lm", "lm_weight": 0.0, "word_bonus": 0.0}
+    args.lm_weight = args.word_bonus = None
+    assert decoding_options(args, recipes.get("speech")) == {"lm": "runs/lm"}

@@ -1,5 +1,6 @@
 """`lstmlab evaluate RUN [--data PATH] [--split validation|test] [--json]`: any recipe's run
-(speech runs also take `--beam K --lm LM_RUN --lm_weight A --word_bonus B --per-voice`).
+(speech runs also take `--beam K --lm LM_RUN --lm_weight A --word_bonus B --lexicon FILE
+--oov_penalty P --per-voice`).
 
 The checkpoint names its recipe, which computes the metrics (loss and bits/char for a
 language model, fraction wrong and success for a long-lag run, ...).
@@ -23,17 +24,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     decoding.add_argument("--lm", metavar="LM_RUN", help="also decode with this character LM run (shallow fusion)")
     decoding.add_argument("--lm_weight", type=float, help="LM weight alpha (default: the run's; 0.8 for runs trained now)")
     decoding.add_argument("--word_bonus", type=float, help="per-word bonus beta (default: the run's; 0.5 for runs trained now)")
+    decoding.add_argument("--lexicon", metavar="FILE", help="also decode preferring the words of this text file "
+                          "(e.g. RUN/lm_text.txt), with the LM when --lm is given")
+    decoding.add_argument("--oov_penalty", type=float, help="with --lexicon: cost of a word outside it (default: "
+                          "the run's, -4 unless it saved another; --oov_penalty=-inf: lexicon words only)")
     decoding.add_argument("--per-voice", action="store_true", help="also CER and WER per voice variant")
 
 
-DECODING_OPTIONS = ("beam", "lm", "lm_weight", "word_bonus", "per_voice")
+DECODING_OPTIONS = ("beam", "lm", "lm_weight", "word_bonus", "lexicon", "oov_penalty", "per_voice")
 
 
 def decoding_options(args: argparse.Namespace, recipe) -> dict | None:
     """The speech decoding options given, or None; refused for recipes whose evaluate takes none."""
     import inspect
 
-    given = {name: getattr(args, name) for name in DECODING_OPTIONS if getattr(args, name, None) not in (None, False)}
+    # identity, not equality: --word_bonus 0 and --lm_weight 0 are given values (0 == False)
+    given = {name: value for name in DECODING_OPTIONS
+             if (value := getattr(args, name, None)) is not None and value is not False}
     if not given:
         return None
     if "options" not in inspect.signature(recipe.evaluate).parameters:

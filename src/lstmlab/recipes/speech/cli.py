@@ -1,4 +1,4 @@
-"""`lstmlab transcribe RUN FILE.wav [FILE.wav ...] [--beam K] [--lm LM_RUN] [--json]`,
+"""`lstmlab transcribe RUN FILE.wav [FILE.wav ...] [--beam K] [--lm LM_RUN] [--lexicon FILE] [--json]`,
 and `lstmlab transcribe RUN --stream FILE.wav` (or ``--stream -`` for standard input).
 
 Prints one transcript per file, in order. With --json: one JSON object per file with the
@@ -29,13 +29,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "run's, 16 for runs trained now, unless --beam is given)")
     parser.add_argument("--lm_weight", type=float, help="LM weight alpha (default: the run's; 0.8 for runs trained now)")
     parser.add_argument("--word_bonus", type=float, help="per-word bonus beta (default: the run's; 0.5 for runs trained now)")
+    parser.add_argument("--lexicon", metavar="FILE", help="a text file whose words the beam prefers (e.g. "
+                        "RUN/lm_text.txt; implies a beam like --lm)")
+    parser.add_argument("--oov_penalty", type=float, help="with --lexicon: cost of a word outside it (default: the "
+                        "run's; -4 for runs trained now; --oov_penalty=-inf: lexicon words only)")
     parser.add_argument("--json", action="store_true", help="one JSON object per file, with timings")
 
 
 def run(args: argparse.Namespace) -> int:
     import lstmlab
     from lstmlab.data.audio import SAMPLE_RATE, read_audio
-    from lstmlab.recipes.speech.recognizer import load_fusion
+    from lstmlab.recipes.speech.recognizer import load_fusion, load_lexicon
 
     loaded = lstmlab.load(args.run)
     if loaded.recipe != "speech":
@@ -44,9 +48,10 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--beam: expected a width of at least 1, got {args.beam}")
     if bool(args.files) == bool(args.stream):
         raise ValueError("give audio files to transcribe, or --stream FILE.wav (or --stream - for standard input)")
-    lm = load_fusion(args.lm)
-    beam = loaded.config.data.beam if lm is not None and args.beam == 1 else args.beam
-    options = {"beam": beam, "lm": lm, "lm_weight": args.lm_weight, "word_bonus": args.word_bonus}
+    lm, lexicon = load_fusion(args.lm), load_lexicon(args.lexicon)
+    beam = loaded.config.data.beam if (lm is not None or lexicon is not None) and args.beam == 1 else args.beam
+    options = {"beam": beam, "lm": lm, "lm_weight": args.lm_weight, "word_bonus": args.word_bonus,
+               "lexicon": lexicon, "oov_penalty": args.oov_penalty}
     if args.stream:
         return stream(loaded, args, options)
     for path in args.files:

@@ -53,6 +53,7 @@ class SpeechDataConfig:
     beam: int = 16  # prefix beam width of `lstmlab evaluate`, and of `lstmlab transcribe --lm`
     lm_weight: float = 0.8  # shallow fusion weight of a character LM (--lm RUN)
     word_bonus: float = 0.5  # added per word when decoding with an LM
+    oov_penalty: float = -4.0  # with --lexicon FILE: added once per word outside the lexicon (-inf: lexicon words only)
 
     def check_augmentation(self) -> None:
         """ValueError naming the setting when an augmentation setting is out of range (before

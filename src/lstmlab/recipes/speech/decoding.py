@@ -1,5 +1,5 @@
 """Decoding CTC posteriors: best path (greedy) and prefix beam search with an optional
-character LM (shallow fusion).
+character LM (shallow fusion) and an optional lexicon.
 
 Conventions: label 0 is the CTC blank, labels 1..V-1 are characters, one of them the
 space that separates words. Posteriors are log-softmax outputs, (T, V) for one utterance
@@ -20,6 +20,11 @@ label). At frame t, with y = log_probs[t] (V,):
 A prefix ranks by log(p_b + p_nb) plus its fusion score, fixed when it is created:
 lm_weight * log p_LM(c | l) per label and word_bonus per space. The `beam` best survive
 each frame, and the LM states of the new survivors are computed in one batched `lm.step`.
+
+With a `Lexicon`, each prefix also knows where its last word stands in the lexicon's trie
+of words, and a word the lexicon does not have costs oov_penalty (<= 0), once: when a label
+leaves every lexicon word, or when a space (or the end) closes a word that is only the
+start of lexicon words. oov_penalty = -inf keeps the transcript inside the lexicon.
 Bookkeeping is in Python floats: a frame costs O(beam * V) small operations, far less
 than tensor calls that small would.
 """
@@ -29,7 +34,7 @@ from __future__ import annotations
 import heapq
 import math
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Iterable, Protocol, Sequence
 
 import torch
 from torch import Tensor
@@ -71,6 +76,41 @@ class BeamOptions:
     word_bonus: float = 0.0  # beta: added per word (each space emitted, and the final word)
     prune: float = -12.0  # skip labels whose frame log-prob is below this (speed)
     end_with_space: bool = True  # with an LM, score the end as a word boundary: + alpha * log p(space | prefix)
+    oov_penalty: float = 0.0  # with a lexicon: added once per word outside it (<= 0; -inf = lexicon words only)
+
+
+class Lexicon:
+    """Words as a trie over CTC labels, for the prefix beam search.
+
+    A state is a trie node: 0 the start of a word, -1 a word already outside the lexicon.
+    ``Lexicon([[3, 1, 20], [3, 1, 21]])`` holds two words that share the node of [3, 1].
+    """
+
+    def __init__(self, words: Iterable[Sequence[int]]):
+        self.next: list[dict[int, int]] = [{}]  # node -> {label: node}
+        self.is_word: list[bool] = [False]
+        self.words = 0
+        for word in words:
+            node = 0
+            for label in word:
+                found = self.next[node].get(label)
+                if found is None:
+                    found = self.next[node][label] = len(self.next)
+                    self.next.append({})
+                    self.is_word.append(False)
+                node = found
+            if node and not self.is_word[node]:
+                self.is_word[node] = True
+                self.words += 1
+
+    def advance(self, state: int, label: int) -> int:
+        """The state after `label` within a word (-1: no lexicon word continues so)."""
+        return self.next[state].get(label, -1) if state >= 0 else -1
+
+    def closes_outside(self, state: int) -> bool:
+        """True when ending the word here makes it one the lexicon lacks, and the penalty
+        was not paid yet (a state of -1 paid it when it left the trie)."""
+        return state >= 0 and not self.is_word[state]
 
 
 def _lse(a: float, b: float) -> float:
@@ -88,11 +128,12 @@ class _Trie:
     def __init__(self, vocab: int):
         self.vocab = vocab
         self.parent, self.label, self.fusion = [-1], [0], [0.0]  # label 0: the empty prefix ends in none
+        self.word = [0]  # the prefix's last word as a Lexicon state (0 without a lexicon)
         self.state: list[Any] = [None]
         self.next_lp: list[list[float] | None] = [None]
         self.children: dict[int, int] = {}  # parent * V + label -> node
 
-    def child(self, node: int, label: int, fusion: float) -> int:
+    def child(self, node: int, label: int, fusion: float, word: int) -> int:
         key = node * self.vocab + label
         found = self.children.get(key)
         if found is None:  # (a prefix pruned earlier keeps its node and its cached LM state)
@@ -100,6 +141,7 @@ class _Trie:
             self.parent.append(node)
             self.label.append(label)
             self.fusion.append(fusion)
+            self.word.append(word)
             self.state.append(None)
             self.next_lp.append(None)
         return found
@@ -113,7 +155,7 @@ class _Trie:
 
 
 def prefix_beam_search(log_probs: Tensor, space: int, options: BeamOptions = BeamOptions(),  # noqa: B008
-                       lm: CharLanguageModel | None = None) -> list[int]:
+                       lm: CharLanguageModel | None = None, lexicon: Lexicon | None = None) -> list[int]:
     """The best label sequence of (T, V) posteriors, without leading or trailing spaces."""
     if log_probs.dim() != 2:
         raise ValueError(f"prefix_beam_search: expected log_probs of shape (T, V), got shape {tuple(log_probs.shape)}")
@@ -122,12 +164,17 @@ def prefix_beam_search(log_probs: Tensor, space: int, options: BeamOptions = Bea
         raise ValueError(f"prefix_beam_search: expected space in 1..{vocab - 1} (0 is the blank), got {space}")
     if options.beam < 1:
         raise ValueError(f"prefix_beam_search: expected beam >= 1, got {options.beam}")
-    alpha, beta, width = options.lm_weight, options.word_bonus, options.beam
+    if not options.oov_penalty <= 0:
+        raise ValueError(f"prefix_beam_search: expected oov_penalty <= 0 (a cost per word outside the lexicon; "
+                         f"-inf = lexicon words only), got {options.oov_penalty}")
+    alpha, beta, width, penalty = options.lm_weight, options.word_bonus, options.beam, options.oov_penalty
+    if penalty == 0.0:
+        lexicon = None  # it could not change a score
     if alpha == 0.0:
         lm = None  # it could not change a score (and 0 * -inf is nan): skip its calls
     trie = _Trie(vocab)
-    parent_of, label_of, fusion_of, next_lp = trie.parent, trie.label, trie.fusion, trie.next_lp
-    top_fusion = max(beta, 0.0)  # no label adds more fusion than this (LM part added per node)
+    parent_of, label_of, fusion_of, next_lp, word_of = trie.parent, trie.label, trie.fusion, trie.next_lp, trie.word
+    top_fusion = max(beta, 0.0)  # no label adds more fusion than this (LM part added per node; a lexicon only costs)
     if lm is not None:
         state, first = lm.start()
         trie.state[0], next_lp[0] = state, _rows(first[None], 1, vocab, "start")[0]
@@ -153,7 +200,7 @@ def prefix_beam_search(log_probs: Tensor, space: int, options: BeamOptions = Bea
         floor_heap = heapq.nlargest(width, (s for s, _ in kept))  # the beam's entry score so far
         heapq.heapify(floor_heap)
         floor = floor_heap[0] if len(floor_heap) >= width else _NEG
-        grown: list[tuple[float, int, int, float, float]] = []  # (score, parent, label, log p_nb, fusion)
+        grown: list[tuple[float, int, int, float, float, int]] = []  # (score, parent, label, log p_nb, fusion, word)
         for node in sorted(beam, key=totals.__getitem__, reverse=True):  # best first: the floor rises fast
             total, p_b, last, base = totals[node], beam[node][0], label_of[node], fusion_of[node]
             lm_row, skip = next_lp[node], inside.get(node, ())
@@ -168,10 +215,17 @@ def prefix_beam_search(log_probs: Tensor, space: int, options: BeamOptions = Bea
                     continue
                 ctc = (p_b if c == last else total) + p
                 fusion = base + (alpha * lm_row[c] if lm_row is not None else 0.0) + (beta if c == space else 0.0)
+                word = 0
+                if lexicon is not None:
+                    if c == space:
+                        fusion += penalty if lexicon.closes_outside(word_of[node]) else 0.0
+                    else:
+                        word = lexicon.advance(word_of[node], c)
+                        fusion += penalty if word < 0 <= word_of[node] else 0.0
                 score = ctc + fusion
-                if score < floor:
+                if score < floor or score == _NEG:
                     continue
-                grown.append((score, node, c, ctc, fusion))
+                grown.append((score, node, c, ctc, fusion, word))
                 if len(floor_heap) < width:
                     heapq.heappush(floor_heap, score)
                 else:
@@ -182,8 +236,8 @@ def prefix_beam_search(log_probs: Tensor, space: int, options: BeamOptions = Bea
         beam, new = {}, []
         for _, is_new, index in ranked:
             if is_new:
-                _, parent, c, ctc, fusion = grown[index]
-                node = trie.child(parent, c, fusion)
+                _, parent, c, ctc, fusion, word = grown[index]
+                node = trie.child(parent, c, fusion, word)
                 beam[node] = (_NEG, ctc)
                 if lm is not None and next_lp[node] is None:
                     new.append(node)
@@ -200,6 +254,8 @@ def prefix_beam_search(log_probs: Tensor, space: int, options: BeamOptions = Bea
             score += beta
             if lm is not None and options.end_with_space:
                 score += alpha * next_lp[node][space]
+            if lexicon is not None and lexicon.closes_outside(word_of[node]):
+                score += penalty
         return score
 
     best = trie.labels(max(beam, key=final))
@@ -217,13 +273,13 @@ def _rows(scores: Tensor, count: int, vocab: int, method: str) -> list[list[floa
 
 
 def beam_decode(log_probs: Tensor, lengths: Tensor, space: int, options: BeamOptions = BeamOptions(),  # noqa: B008
-                lm: CharLanguageModel | None = None) -> list[list[int]]:
+                lm: CharLanguageModel | None = None, lexicon: Lexicon | None = None) -> list[list[int]]:
     """`prefix_beam_search` on each row log_probs[b, :lengths[b]] of (B, T, V) posteriors."""
     if log_probs.dim() != 3:
         raise ValueError(f"beam_decode: expected log_probs of shape (B, T, V), got shape {tuple(log_probs.shape)}")
     limits = _check_lengths(lengths, log_probs.shape[0], log_probs.shape[1], "beam_decode")
     rows = log_probs.detach().cpu()
-    return [prefix_beam_search(rows[b, :n], space, options, lm) for b, n in enumerate(limits)]
+    return [prefix_beam_search(rows[b, :n], space, options, lm, lexicon) for b, n in enumerate(limits)]
 
 
 def _check_lengths(lengths: Tensor | None, batch: int, frames: int, caller: str) -> list[int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path, PurePath
 from typing import Any
@@ -60,12 +61,14 @@ class SpeechRecipe(Recipe):
                          dict(state.get("metadata") or {}))
 
     def evaluate(self, run: Any, *, data: str | None, split: str, options: dict[str, Any] | None = None) -> dict[str, Any]:
-        """WER and CER (jiwer) greedy, with prefix beam search, and with beam + LM when
-        ``options["lm"]`` names a character LM run; on a folder/manifest or on a held-out
-        split of the run's data (default: the test voices)."""
+        """WER and CER (jiwer) greedy, with prefix beam search, with beam + LM when
+        ``options["lm"]`` names a character LM run, and with a lexicon as well (or alone)
+        when ``options["lexicon"]`` names a text file; on a folder/manifest or on a held-out
+        split of the run's data (default: the test voices). The top-level "wer" and "cer"
+        are the last decoder's: beam_lm_lexicon, beam_lm, beam_lexicon or beam."""
         from lstmlab.recipes.speech.corpus import user_features
         from lstmlab.recipes.speech.decoding import BeamOptions
-        from lstmlab.recipes.speech.recognizer import load_fusion
+        from lstmlab.recipes.speech.recognizer import load_fusion, load_lexicon
         from lstmlab.recipes.speech.task import beam_decoder, greedy, load_splits, score_set
 
         options = dict(options or {})
@@ -73,20 +76,24 @@ class SpeechRecipe(Recipe):
         beam = options.get("beam") or config.data.beam
         lm_weight = options.get("lm_weight", config.data.lm_weight)
         word_bonus = options.get("word_bonus", config.data.word_bonus)
+        oov_penalty = options.get("oov_penalty", config.data.oov_penalty)
         if data:
             utterances, source = user_features(data, config.features), data
         else:
             splits = load_splits(config)
             utterances, source = getattr(splits, split), f"{split} split of {splits.description}"
         decoders = {"greedy": greedy, "beam": beam_decoder(BeamOptions(beam=beam))}
-        fusion = load_fusion(options.get("lm"))
+        fusion, lexicon = load_fusion(options.get("lm")), load_lexicon(options.get("lexicon"))
+        fused = BeamOptions(beam=beam, lm_weight=lm_weight, word_bonus=word_bonus) if fusion else BeamOptions(beam=beam)
         if fusion is not None:
-            decoders["beam_lm"] = beam_decoder(BeamOptions(beam=beam, lm_weight=lm_weight, word_bonus=word_bonus),
-                                               fusion)
+            decoders["beam_lm"] = beam_decoder(fused, fusion)
+        if lexicon is not None:
+            decoders["beam_lm_lexicon" if fusion else "beam_lexicon"] = beam_decoder(
+                dataclasses.replace(fused, oov_penalty=oov_penalty), fusion, lexicon)
         started = time.perf_counter()
         scores = score_set(run.model, utterances, decoders)
         seconds = time.perf_counter() - started
-        best = "beam_lm" if fusion is not None else "beam"
+        best = list(decoders)[-1]
         report: dict[str, Any] = {"wer": scores[best]["wer"], "cer": scores[best]["cer"], "decoder": best,
                                   "utterances": len(utterances), "hours": utterances.hours}
         for name in decoders:
@@ -95,6 +102,8 @@ class SpeechRecipe(Recipe):
                       real_time_factor=seconds / max(1e-9, sum(utterances.seconds)))
         if fusion is not None:
             report.update(lm=str(options["lm"]), lm_weight=lm_weight, word_bonus=word_bonus)
+        if lexicon is not None:
+            report.update(lexicon=str(options["lexicon"]), lexicon_words=lexicon.words, oov_penalty=oov_penalty)
         if options.get("per_voice"):
             report["per_voice"] = per_voice(utterances, scores["transcripts"][best])
         return report

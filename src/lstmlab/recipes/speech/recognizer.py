@@ -3,6 +3,7 @@
     run = lstmlab.load("runs/speech")
     run.transcribe(wave, 16000)                     # greedy: one string
     run.transcribe(wave, 44100, beam=16, lm="runs/speech-lm", lm_weight=0.8, word_bonus=0.5)
+    run.transcribe(wave, 16000, beam=16, lm="runs/speech-lm", lexicon="runs/speech/lm_text.txt")
     run.transcribe_file("hello.wav", beam=8)
 
 The waveform is a 1-D tensor or array (mono) or (channels, samples) (mixed down); any
@@ -20,8 +21,8 @@ import torch
 from torch import Tensor
 
 from lstmlab.data.audio import SAMPLE_RATE, AudioError, read_audio, resample
-from lstmlab.data.speech_text import SPACE, decode_labels
-from lstmlab.recipes.speech.decoding import BeamOptions, beam_decode, greedy_decode
+from lstmlab.data.speech_text import ALPHABET, SPACE, decode_labels, encode_transcript, normalize_transcript
+from lstmlab.recipes.speech.decoding import BeamOptions, Lexicon, beam_decode, greedy_decode
 from lstmlab.recipes.speech.features import log_mel
 from lstmlab.runs import Run
 
@@ -32,6 +33,17 @@ class DecodeSettings:
     lm: Any = None  # an LM run folder, a loaded lm Run, or an LMFusion
     lm_weight: float = 0.8  # the recipe's defaults (SpeechDataConfig)
     word_bonus: float = 0.5
+    lexicon: Any = None  # a text file whose words form the lexicon, or a Lexicon
+    oov_penalty: float = -4.0
+
+    @classmethod
+    def for_run(cls, data: Any, beam: int = 1, lm: Any = None, lm_weight: float | None = None,
+                word_bonus: float | None = None, lexicon: Any = None,
+                oov_penalty: float | None = None) -> "DecodeSettings":
+        """Settings with the weights not given (None) taken from a run's SpeechDataConfig."""
+        return cls(beam, lm, data.lm_weight if lm_weight is None else lm_weight,
+                   data.word_bonus if word_bonus is None else word_bonus, lexicon,
+                   data.oov_penalty if oov_penalty is None else oov_penalty)
 
 
 def load_fusion(lm: Any) -> Any:
@@ -59,14 +71,39 @@ def _fusion_of_path(path: str, stamp: int) -> Any:
     return LMFusion(lstmlab.load(path))
 
 
+def load_lexicon(lexicon: Any) -> Lexicon | None:
+    """A Lexicon from a text file (cached per path and modification time), or as given."""
+    if lexicon is None or isinstance(lexicon, Lexicon):
+        return lexicon
+    path = Path(lexicon).resolve()
+    if not path.is_file():
+        raise FileNotFoundError(f"--lexicon: expected a text file of words (e.g. a speech run's lm_text.txt), "
+                                f"but {lexicon} {'is a folder' if path.is_dir() else 'does not exist'}")
+    return _lexicon_of_path(str(path), path.stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=4)
+def _lexicon_of_path(path: str, stamp: int) -> Lexicon:
+    """The words of a text file, normalised to the recogniser's alphabet, as a Lexicon."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"--lexicon: {path} is not UTF-8 text ({error.reason} at byte {error.start})") from None
+    words = set(normalize_transcript(text).split())
+    if not words:
+        raise ValueError(f"--lexicon: {path} has no words in the alphabet {ALPHABET!r}")
+    return Lexicon(encode_transcript(word) for word in sorted(words))
+
+
 def decode(log_probs: Tensor, lengths: Tensor, settings: DecodeSettings) -> list[str]:
-    """(B, T, V) posteriors -> transcripts, greedy or prefix beam search (with the LM)."""
-    fusion = load_fusion(settings.lm)
-    if settings.beam <= 1 and fusion is None:
+    """(B, T, V) posteriors -> transcripts, greedy or prefix beam search (with the LM and lexicon)."""
+    fusion, lexicon = load_fusion(settings.lm), load_lexicon(settings.lexicon)
+    if settings.beam <= 1 and fusion is None and lexicon is None:
         return [decode_labels(labels) for labels in greedy_decode(log_probs, lengths)]
     options = BeamOptions(beam=max(1, settings.beam), lm_weight=settings.lm_weight if fusion else 0.0,
-                          word_bonus=settings.word_bonus if fusion else 0.0)
-    return [decode_labels(labels) for labels in beam_decode(log_probs, lengths, SPACE, options, fusion)]
+                          word_bonus=settings.word_bonus if fusion else 0.0,
+                          oov_penalty=settings.oov_penalty if lexicon else 0.0)
+    return [decode_labels(labels) for labels in beam_decode(log_probs, lengths, SPACE, options, fusion, lexicon)]
 
 
 def as_mono(waveform: Any) -> Tensor:
@@ -97,11 +134,12 @@ class SpeechRun(Run):
         return log_probs[0]
 
     def transcribe(self, waveform: Any, sample_rate: int, *, beam: int = 1, lm: Any = None,
-                   lm_weight: float | None = None, word_bonus: float | None = None) -> str:
+                   lm_weight: float | None = None, word_bonus: float | None = None, lexicon: Any = None,
+                   oov_penalty: float | None = None) -> str:
+        """The transcript: greedy (beam 1), or prefix beam search with an optional LM run and
+        lexicon (a text file); weights not given are the run's."""
         log_probs = self.posteriors(waveform, sample_rate)
-        data = self.config.data
-        settings = DecodeSettings(beam, lm, data.lm_weight if lm_weight is None else lm_weight,
-                                  data.word_bonus if word_bonus is None else word_bonus)
+        settings = DecodeSettings.for_run(self.config.data, beam, lm, lm_weight, word_bonus, lexicon, oov_penalty)
         return decode(log_probs[None], torch.tensor([len(log_probs)]), settings)[0]
 
     def transcribe_file(self, path: str | Path, **options: Any) -> str:

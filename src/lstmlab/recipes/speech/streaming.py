@@ -15,7 +15,7 @@ need the whole utterance. Three incremental stages, each exact:
 2. normalise, stack k frames, and run the LSTM one step per stack on `lstmlab.Stream`
    (the fused C++ step: the numbers of the sequence call up to the order of float sums);
 3. the greedy transcript grows with each step; `finish` runs the prefix beam search (and
-   the LM) over all posteriors when a beam was asked for.
+   the LM and lexicon) over all posteriors when a beam, an LM or a lexicon was asked for.
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ class StreamingRecognizer:
     """Chunks in, partial transcripts out (see the module docstring)."""
 
     def __init__(self, run: Any, *, beam: int = 1, lm: Any = None, lm_weight: float | None = None,
-                 word_bonus: float | None = None):
+                 word_bonus: float | None = None, lexicon: Any = None, oov_penalty: float | None = None):
         model = run.model
         if model.lstm is None or model.config.bidirectional:
             raise ValueError(f"{run.checkpoint}: streaming needs a unidirectional LSTM model (train with "
@@ -102,9 +102,7 @@ class StreamingRecognizer:
             raise ValueError(f"{run.checkpoint}: streaming needs global feature normalisation (per-utterance "
                              "statistics need the whole utterance); train with --model.normalization global")
         self.model, self.config = model.eval(), run.config
-        data = run.config.data
-        self.settings = DecodeSettings(beam, lm, data.lm_weight if lm_weight is None else lm_weight,
-                                       data.word_bonus if word_bonus is None else word_bonus)
+        self.settings = DecodeSettings.for_run(run.config.data, beam, lm, lm_weight, word_bonus, lexicon, oov_penalty)
         self.features = StreamingFeatures(run.config.features)
         self.stream = lstmlab.Stream(model.lstm, batch_size=1)
         self.pending = torch.zeros(0, run.config.features.n_mels)  # normalised frames not yet stacked
@@ -144,13 +142,13 @@ class StreamingRecognizer:
         return decode_labels(self.labels)
 
     def finish(self) -> str:
-        """The end of the audio: the final transcript (beam search and LM when asked for)."""
+        """The end of the audio: the final transcript (beam search, LM and lexicon when asked for)."""
         started = time.perf_counter()
         if not self.features.count:
             raise AudioError("streaming: no audio arrived")
         self._run_frames(self.features.finish(), final=True)
         text = decode_labels(self.labels)
-        if self.settings.beam > 1 or self.settings.lm is not None:
+        if self.settings.beam > 1 or self.settings.lm is not None or self.settings.lexicon is not None:
             posteriors = torch.stack(self.log_probs)[None]
             text = decode(posteriors, torch.tensor([posteriors.shape[1]]), self.settings)[0]
         self.compute_seconds += time.perf_counter() - started

@@ -78,8 +78,8 @@ def greedy(log_probs: Tensor, lengths: Tensor) -> list[list[int]]:
     return greedy_decode(log_probs, lengths)
 
 
-def beam_decoder(options: BeamOptions, lm: Any = None) -> Decoder:
-    return lambda log_probs, lengths: beam_decode(log_probs, lengths, SPACE, options, lm)
+def beam_decoder(options: BeamOptions, lm: Any = None, lexicon: Any = None) -> Decoder:
+    return lambda log_probs, lengths: beam_decode(log_probs, lengths, SPACE, options, lm, lexicon)
 
 
 Posteriors = tuple[list[int], SpeechBatch, Tensor, Tensor]  # indices, batch, log_probs (B, T', V), out_lengths (B,)
