@@ -98,6 +98,33 @@ def test_bf16_flag_reaches_the_backward(monkeypatch):
     assert seen and not any(seen)
 
 
+@pytest.mark.parametrize("backend", ["aot_eager", "inductor"])
+def test_bf16_flag_reaches_the_backward_of_the_compiled_op(monkeypatch, backend):
+    """Under torch.compile the fused loop is a custom op whose backward is another op: the
+    forward's precision reaches it through the flags set up at the forward."""
+    seen = []
+    original = fused_direction._mm
+    monkeypatch.setattr(fused_direction, "_mm", lambda a, b, out, bf16: seen.append(bf16) or original(a, b, out, bf16))
+    torch.manual_seed(0)
+    lstm = lstmlab.LSTM(300, 300, engine="fused", layer_norm=True)
+    x = torch.randn(5, 20, 300, requires_grad=True)
+    torch._dynamo.reset()
+    compiled = torch.compile(lstm, fullgraph=True, backend=backend)
+    with torch.autocast(**BF16):
+        output, _ = compiled(x)
+    forward_calls = len(seen)
+    output.sum().backward()
+    assert forward_calls >= 1 and len(seen) > forward_calls
+    assert all(seen), seen
+    eager_grad = x.grad.clone()
+    x.grad = None
+    with torch.autocast(**BF16):
+        reference, _ = lstm(x)
+    reference.sum().backward()
+    torch.testing.assert_close(output, reference, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(eager_grad, x.grad, rtol=1e-4, atol=1e-4)
+
+
 def test_acoustic_model_gives_float32_log_probabilities_under_autocast():
     model = AcousticModel(AcousticModelConfig(hidden_size=16, num_layers=1, variants="layer_norm"), 80, 29)
     with torch.autocast(**BF16):

@@ -137,16 +137,19 @@ def _mm(a: Tensor, b: Tensor, out: Tensor, bf16: bool) -> Tensor:
 
 
 def direction_forward(x_gates, h0, c0, w_hh, w_hr, peephole, ln_hh, ln_c_weight, ln_c_bias, keep_c, keep_h, lengths,
-                      reverse, cell, keep_trace, x, w_ih, bias, ln_ih, out, cache_packed: bool):
+                      reverse, cell, keep_trace, x, w_ih, bias, ln_ih, out, cache_packed: bool,
+                      bf16: bool | None = None):
     """FusedDirection's forward without autograd: (ForwardOutputs, DirectionFlags, the
     tensors the backward needs in _Saved's order, empty tensors where absent).
 
     The arguments are FusedDirection.forward's; cache_packed: use the packed copies of the
-    weights that `packed_forward_weight` keeps (calls without autograd only).
+    weights that `packed_forward_weight` keeps (calls without autograd only). bf16: the
+    GEMMs over all steps take bfloat16 operands; None = as the autocast around the call says.
     """
     empty = w_hh.new_empty(0)  # stands in for every absent tensor
     input_here = x_gates is None
-    bf16 = bf16_autocast(x if input_here else x_gates)
+    if bf16 is None:
+        bf16 = bf16_autocast(x if input_here else x_gates)
     u_hat = rstd_u = None
     if input_here and _input_gemm_first(x, w_ih, ln_ih, bf16):
         x_gates, u_hat, rstd_u = _input_share(x, w_ih, ln_ih, bool(cell & COUPLED), bf16)

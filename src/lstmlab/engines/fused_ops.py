@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .fused_direction import DirectionFlags, _Saved, direction_backward, direction_forward
+from .fused_direction import DirectionFlags, _Saved, bf16_autocast, direction_backward, direction_forward
 
 # The forward op's outputs after gates, cells, hiddens, h_n, c_n: _Saved's fields that
 # are not already among those or the op's inputs.
@@ -58,14 +58,16 @@ def fused_direction(x_gates: Tensor | None, h0: Tensor, c0: Tensor, w_hh: Tensor
                     peephole: Tensor | None, ln_hh: Tensor | None, ln_c_weight: Tensor | None,
                     ln_c_bias: Tensor | None, keep_c: Tensor | None, keep_h: Tensor | None, lengths: Tensor,
                     reverse: bool, cell: int, x: Tensor | None, w_ih: Tensor | None, bias: Tensor | None,
-                    ln_ih: Tensor | None, cache_packed: bool) -> list[Tensor]:
+                    ln_ih: Tensor | None, cache_packed: bool, bf16: bool) -> list[Tensor]:
     """One layer-direction's forward (FusedDirection's arguments, without keep_trace and
     out): [gates (T, B, 4H), cells (T, B, H), hiddens (T, B, P), h_n (B, P), c_n (B, H),
     *SAVED_OUTPUTS]. cache_packed: nothing needs a gradient, so the packed copies of the
-    weights may be kept between calls (see `packed_forward_weight`)."""
+    weights may be kept between calls (see `packed_forward_weight`). bf16: the GEMMs over
+    all steps take bfloat16 operands (decided where the op is called, `run`: a compiled
+    graph runs its ops with autocast switched off, so the op cannot ask autocast itself)."""
     result, _, saved = direction_forward(x_gates, h0, c0, w_hh, w_hr, peephole, ln_hh, ln_c_weight, ln_c_bias,
                                          keep_c, keep_h, lengths, reverse, cell, True, x, w_ih, bias, ln_ih,
-                                         [], cache_packed=cache_packed)
+                                         [], cache_packed=cache_packed, bf16=bf16)
     if w_hr is None:  # m_t is only needed for dW_hr
         saved = saved._replace(hidden_pre=saved.hidden_pre.new_empty(0))
     outputs = [result.gates, result.cells, result.hiddens, result.h_n, result.c_n,
@@ -77,7 +79,7 @@ def fused_direction(x_gates: Tensor | None, h0: Tensor, c0: Tensor, w_hh: Tensor
 
 @fused_direction.register_fake
 def _(x_gates, h0, c0, w_hh, w_hr, peephole, ln_hh, ln_c_weight, ln_c_bias, keep_c, keep_h, lengths, reverse,
-      cell, x, w_ih, bias, ln_ih, cache_packed):
+      cell, x, w_ih, bias, ln_ih, cache_packed, bf16):
     steps, rows = (x if x_gates is None else x_gates).shape[:2]
     hidden, out = c0.shape[-1], h0.shape[-1]
     layer_norm, input_here = ln_hh is not None, x_gates is None
@@ -133,7 +135,7 @@ def flags_from_ints(values: list[int]) -> DirectionFlags:
 
 def _setup_context(ctx, inputs, output):
     (x_gates, h0, c0, w_hh, w_hr, peephole, ln_hh, ln_c_weight, ln_c_bias, keep_c, keep_h, lengths, reverse,
-     cell, x, w_ih, bias, ln_ih, _) = inputs
+     cell, x, w_ih, bias, ln_ih, _, bf16) = inputs
     gates, cells, hiddens, h_n, c_n, *extra = output
     named = dict(zip(SAVED_OUTPUTS, extra))
     absent = w_hh.new_empty(0)
@@ -145,7 +147,7 @@ def _setup_context(ctx, inputs, output):
         named["u_hat"], named["rstd_u"], present(ln_ih))
     packed_loops = w_hr is None and keep_c is None and keep_h is None
     ctx.flags = DirectionFlags(reverse, cell, w_hr is not None, peephole is not None, ln_hh is not None,
-                               keep_c is not None, packed_loops, x_gates is None)
+                               keep_c is not None, packed_loops, x_gates is None, bf16_gemms=bf16)
     ctx.has_bias = bias is not None
     ctx.present = [t is not None for t in (x_gates, h0, c0, w_hh, w_hr, peephole, ln_hh, ln_c_weight, ln_c_bias)] + [
         t is not None for t in (x, w_ih, bias, ln_ih)]
@@ -158,8 +160,8 @@ def _backward(ctx, output_grads: list[Tensor | None]):
     grads = fused_direction_backward(list(ctx.saved_tensors), d_gates, d_cells, d_hiddens, dh_n, dc_n, [int(v) for v in flags], ctx.has_bias)
     grads = [g if present else None for g, present in zip(grads, ctx.present)]
     # Forward op arguments: the first nine, then keep_c, keep_h, lengths, reverse, cell,
-    # then x, w_ih, bias, ln_ih, then cache_packed.
-    return (*grads[:9], None, None, None, None, None, *grads[9:], None)
+    # then x, w_ih, bias, ln_ih, then cache_packed and bf16.
+    return (*grads[:9], None, None, None, None, None, *grads[9:], None, None)
 
 
 torch.library.register_autograd("lstmlab::fused_direction", _backward, setup_context=_setup_context)
@@ -170,5 +172,6 @@ def run(x_gates, h0, c0, w_hh, w_hr, peephole, ln_hh, ln_c_weight, ln_c_bias, ke
     """FusedDirection.apply's results through the custom op: i, f, g, o, cells, hiddens, h_n, c_n."""
     gates, cells, hiddens, h_n, c_n, *_ = fused_direction(
         x_gates, h0, c0, w_hh, w_hr, peephole, ln_hh, ln_c_weight, ln_c_bias, keep_c, keep_h, lengths, reverse,
-        cell, x, w_ih, bias, ln_ih, not differentiable and not torch.jit.is_tracing())  # a traced graph serves both
+        cell, x, w_ih, bias, ln_ih, not differentiable and not torch.jit.is_tracing(),  # a traced graph serves both
+        bf16_autocast(x if x_gates is None else x_gates))  # asked while the graph is captured, under its autocast
     return (*gates.chunk(4, dim=-1), cells, hiddens, h_n, c_n)
