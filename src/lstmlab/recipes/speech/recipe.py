@@ -115,9 +115,10 @@ class SpeechRecipe(Recipe):
 
     def next_commands(self, out_dir: Path) -> list[str]:
         return [f"lstmlab evaluate {out_dir}   # WER and CER on the held-out test voices",
-                f"lstmlab train lm --data {out_dir}/lm_text.txt --budget 600 --out {out_dir}-lm"
-                "   # a character LM for the beam search",
-                f"lstmlab evaluate {out_dir} --lm {out_dir}-lm",
+                f"lstmlab train lm --data {out_dir}/lm_text.txt --budget 1800 --threads 2 --batch_size 16 --lr 6e-3 "
+                f"--hidden_size 512 --embedding_size 64 --warmup_steps 0 --out {out_dir}-lm"
+                "   # a character LM for the beam search (results/speech.md)",
+                f"lstmlab evaluate {out_dir} --lm {out_dir}-lm --lexicon {out_dir}/lm_text.txt",
                 f"lstmlab transcribe {out_dir} FILE.wav --beam 16",
                 f"lstmlab inspect {out_dir} --audio FILE.wav",
                 f"lstmlab train {self.name} --out {out_dir} --resume --max_steps 0 --budget 1800"
