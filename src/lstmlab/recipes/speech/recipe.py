@@ -84,12 +84,14 @@ class SpeechRecipe(Recipe):
             utterances, source = getattr(splits, split), f"{split} split of {splits.description}"
         decoders = {"greedy": greedy, "beam": beam_decoder(BeamOptions(beam=beam))}
         fusion, lexicon = load_fusion(options.get("lm")), load_lexicon(options.get("lexicon"))
-        fused = BeamOptions(beam=beam, lm_weight=lm_weight, word_bonus=word_bonus) if fusion else BeamOptions(beam=beam)
+        # the LM's weights where there is an LM; the lexicon decodes with them, or on the beam alone
+        lm_options = BeamOptions(beam=beam, lm_weight=lm_weight, word_bonus=word_bonus) if fusion \
+            else BeamOptions(beam=beam)
         if fusion is not None:
-            decoders["beam_lm"] = beam_decoder(fused, fusion)
+            decoders["beam_lm"] = beam_decoder(lm_options, fusion)
         if lexicon is not None:
             decoders["beam_lm_lexicon" if fusion else "beam_lexicon"] = beam_decoder(
-                dataclasses.replace(fused, oov_penalty=oov_penalty), fusion, lexicon)
+                dataclasses.replace(lm_options, oov_penalty=oov_penalty), fusion, lexicon)
         started = time.perf_counter()
         scores = score_set(run.model, utterances, decoders)
         seconds = time.perf_counter() - started
