@@ -32,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lexicon", metavar="FILE", help="a text file whose words the beam prefers (e.g. "
                         "RUN/lm_text.txt; implies a beam like --lm)")
     parser.add_argument("--oov_penalty", type=float, help="with --lexicon: cost of a word outside it (default: the "
-                        "run's; -4 for runs trained now; --oov_penalty=-inf: lexicon words only)")
+                        "run's, -4 unless it saved another; --oov_penalty=-inf: lexicon words only)")
     parser.add_argument("--json", action="store_true", help="one JSON object per file, with timings")
 
 

@@ -20,13 +20,13 @@ label). At frame t, with y = log_probs[t] (V,):
 A prefix ranks by log(p_b + p_nb) plus its fusion score, fixed when it is created:
 lm_weight * log p_LM(c | l) per label and word_bonus per space. The `beam` best survive
 each frame, and the LM states of the new survivors are computed in one batched `lm.step`.
+Bookkeeping is in Python floats: a frame costs O(beam * V) small operations, far less
+than tensor calls that small would.
 
 With a `Lexicon`, each prefix also knows where its last word stands in the lexicon's trie
 of words, and a word the lexicon does not have costs oov_penalty (<= 0), once: when a label
 leaves every lexicon word, or when a space (or the end) closes a word that is only the
 start of lexicon words. oov_penalty = -inf keeps the transcript inside the lexicon.
-Bookkeeping is in Python floats: a frame costs O(beam * V) small operations, far less
-than tensor calls that small would.
 """
 
 from __future__ import annotations

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from pathlib import Path, PurePath
 from typing import Any
@@ -67,31 +66,26 @@ class SpeechRecipe(Recipe):
         split of the run's data (default: the test voices). The top-level "wer" and "cer"
         are the last decoder's: beam_lm_lexicon, beam_lm, beam_lexicon or beam."""
         from lstmlab.recipes.speech.corpus import user_features
-        from lstmlab.recipes.speech.decoding import BeamOptions
-        from lstmlab.recipes.speech.recognizer import load_fusion, load_lexicon
+        from lstmlab.recipes.speech.recognizer import DecodeSettings, load_fusion, load_lexicon
         from lstmlab.recipes.speech.task import beam_decoder, greedy, load_splits, score_set
 
         options = dict(options or {})
         config = run.config
-        beam = options.get("beam") or config.data.beam
-        lm_weight = options.get("lm_weight", config.data.lm_weight)
-        word_bonus = options.get("word_bonus", config.data.word_bonus)
-        oov_penalty = options.get("oov_penalty", config.data.oov_penalty)
+        settings = DecodeSettings.for_run(config.data, options.get("beam") or config.data.beam,
+                                          lm_weight=options.get("lm_weight"), word_bonus=options.get("word_bonus"),
+                                          oov_penalty=options.get("oov_penalty"))
         if data:
             utterances, source = user_features(data, config.features), data
         else:
             splits = load_splits(config)
             utterances, source = getattr(splits, split), f"{split} split of {splits.description}"
-        decoders = {"greedy": greedy, "beam": beam_decoder(BeamOptions(beam=beam))}
+        decoders = {"greedy": greedy, "beam": beam_decoder(settings.beam_options(False, False))}
         fusion, lexicon = load_fusion(options.get("lm")), load_lexicon(options.get("lexicon"))
-        # the LM's weights where there is an LM; the lexicon decodes with them, or on the beam alone
-        lm_options = BeamOptions(beam=beam, lm_weight=lm_weight, word_bonus=word_bonus) if fusion \
-            else BeamOptions(beam=beam)
         if fusion is not None:
-            decoders["beam_lm"] = beam_decoder(lm_options, fusion)
-        if lexicon is not None:
+            decoders["beam_lm"] = beam_decoder(settings.beam_options(True, False), fusion)
+        if lexicon is not None:  # with the LM where there is one
             decoders["beam_lm_lexicon" if fusion else "beam_lexicon"] = beam_decoder(
-                dataclasses.replace(lm_options, oov_penalty=oov_penalty), fusion, lexicon)
+                settings.beam_options(fusion is not None, True), fusion, lexicon)
         started = time.perf_counter()
         scores = score_set(run.model, utterances, decoders)
         seconds = time.perf_counter() - started
@@ -100,12 +94,13 @@ class SpeechRecipe(Recipe):
                                   "utterances": len(utterances), "hours": utterances.hours}
         for name in decoders:
             report[f"wer_{name}"], report[f"cer_{name}"] = scores[name]["wer"], scores[name]["cer"]
-        report.update(beam=beam, loss=scores["loss"], data=source,
+        report.update(beam=settings.beam, loss=scores["loss"], data=source,
                       real_time_factor=seconds / max(1e-9, sum(utterances.seconds)))
         if fusion is not None:
-            report.update(lm=str(options["lm"]), lm_weight=lm_weight, word_bonus=word_bonus)
+            report.update(lm=str(options["lm"]), lm_weight=settings.lm_weight, word_bonus=settings.word_bonus)
         if lexicon is not None:
-            report.update(lexicon=str(options["lexicon"]), lexicon_words=lexicon.words, oov_penalty=oov_penalty)
+            report.update(lexicon=str(options["lexicon"]), lexicon_words=lexicon.words,
+                          oov_penalty=settings.oov_penalty)
         if options.get("per_voice"):
             report["per_voice"] = per_voice(utterances, scores["transcripts"][best])
         return report

@@ -45,6 +45,18 @@ class DecodeSettings:
                    data.word_bonus if word_bonus is None else word_bonus, lexicon,
                    data.oov_penalty if oov_penalty is None else oov_penalty)
 
+    @property
+    def searches(self) -> bool:
+        """Whether decoding is a prefix beam search: a beam, an LM or a lexicon was asked for."""
+        return self.beam > 1 or self.lm is not None or self.lexicon is not None
+
+    def beam_options(self, with_lm: bool, with_lexicon: bool) -> BeamOptions:
+        """The prefix beam search's options: the LM's weights only with the LM, the penalty
+        only with the lexicon."""
+        return BeamOptions(beam=max(1, self.beam), lm_weight=self.lm_weight if with_lm else 0.0,
+                           word_bonus=self.word_bonus if with_lm else 0.0,
+                           oov_penalty=self.oov_penalty if with_lexicon else 0.0)
+
 
 def load_fusion(lm: Any) -> Any:
     """An LMFusion from a run folder, a loaded `lm` Run or an LMFusion (None stays None)."""
@@ -97,12 +109,10 @@ def _lexicon_of_path(path: str, stamp: int) -> Lexicon:
 
 def decode(log_probs: Tensor, lengths: Tensor, settings: DecodeSettings) -> list[str]:
     """(B, T, V) posteriors -> transcripts, greedy or prefix beam search (with the LM and lexicon)."""
-    fusion, lexicon = load_fusion(settings.lm), load_lexicon(settings.lexicon)
-    if settings.beam <= 1 and fusion is None and lexicon is None:
+    if not settings.searches:
         return [decode_labels(labels) for labels in greedy_decode(log_probs, lengths)]
-    options = BeamOptions(beam=max(1, settings.beam), lm_weight=settings.lm_weight if fusion else 0.0,
-                          word_bonus=settings.word_bonus if fusion else 0.0,
-                          oov_penalty=settings.oov_penalty if lexicon else 0.0)
+    fusion, lexicon = load_fusion(settings.lm), load_lexicon(settings.lexicon)
+    options = settings.beam_options(fusion is not None, lexicon is not None)
     return [decode_labels(labels) for labels in beam_decode(log_probs, lengths, SPACE, options, fusion, lexicon)]
 
 

@@ -148,7 +148,7 @@ class StreamingRecognizer:
             raise AudioError("streaming: no audio arrived")
         self._run_frames(self.features.finish(), final=True)
         text = decode_labels(self.labels)
-        if self.settings.beam > 1 or self.settings.lm is not None or self.settings.lexicon is not None:
+        if self.settings.searches:
             posteriors = torch.stack(self.log_probs)[None]
             text = decode(posteriors, torch.tensor([posteriors.shape[1]]), self.settings)[0]
         self.compute_seconds += time.perf_counter() - started
