@@ -74,13 +74,14 @@ class SpeechRecipe(Recipe):
         settings = DecodeSettings.for_run(config.data, options.get("beam") or config.data.beam,
                                           lm_weight=options.get("lm_weight"), word_bonus=options.get("word_bonus"),
                                           oov_penalty=options.get("oov_penalty"))
+        # the LM and lexicon first: a wrong path is refused before any speech is read or made
+        fusion, lexicon = load_fusion(options.get("lm")), load_lexicon(options.get("lexicon"))
         if data:
             utterances, source = user_features(data, config.features), data
         else:
             splits = load_splits(config)
             utterances, source = getattr(splits, split), f"{split} split of {splits.description}"
         decoders = {"greedy": greedy, "beam": beam_decoder(settings.beam_options(False, False))}
-        fusion, lexicon = load_fusion(options.get("lm")), load_lexicon(options.get("lexicon"))
         if fusion is not None:
             decoders["beam_lm"] = beam_decoder(settings.beam_options(True, False), fusion)
         if lexicon is not None:  # with the LM where there is one

@@ -45,6 +45,11 @@ class DecodeSettings:
                    data.word_bonus if word_bonus is None else word_bonus, lexicon,
                    data.oov_penalty if oov_penalty is None else oov_penalty)
 
+    def __post_init__(self) -> None:  # refused before any audio is read or any model runs
+        if not self.oov_penalty <= 0:
+            raise ValueError(f"--oov_penalty: expected oov_penalty <= 0 (a cost per word outside the lexicon; "
+                             f"-inf = lexicon words only), got {self.oov_penalty}")
+
     @property
     def searches(self) -> bool:
         """Whether decoding is a prefix beam search: a beam, an LM or a lexicon was asked for."""
